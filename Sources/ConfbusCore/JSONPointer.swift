@@ -1,0 +1,101 @@
+/// An RFC 6901 JSON pointer, kept as its unescaped reference tokens.
+public struct JSONPointer: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public var tokens: [String]
+
+    public init(tokens: [String] = []) { self.tokens = tokens }
+
+    /// Parses `"/a/b~1c"`; the empty string is the whole document.
+    public init?(_ text: String) {
+        if text.isEmpty { self.tokens = []; return }
+        guard text.hasPrefix("/") else { return nil }
+        var tokens: [String] = []
+        for raw in text.dropFirst().split(separator: "/", omittingEmptySubsequences: false) {
+            var token = ""
+            var iterator = raw.makeIterator()
+            while let c = iterator.next() {
+                if c == "~" {
+                    switch iterator.next() {
+                    case "0": token.append("~")
+                    case "1": token.append("/")
+                    default: return nil
+                    }
+                } else {
+                    token.append(c)
+                }
+            }
+            tokens.append(token)
+        }
+        self.tokens = tokens
+    }
+
+    public static let root = JSONPointer()
+
+    public var description: String {
+        tokens.map { "/" + $0.replacingAll("~", with: "~0").replacingAll("/", with: "~1") }.joined()
+    }
+
+    public func appending(_ token: String) -> JSONPointer { JSONPointer(tokens: tokens + [token]) }
+    public func appending(_ index: Int) -> JSONPointer { appending(String(index)) }
+
+    public var parent: JSONPointer? { tokens.isEmpty ? nil : JSONPointer(tokens: Array(tokens.dropLast())) }
+
+    public func isPrefix(of other: JSONPointer) -> Bool {
+        other.tokens.count >= tokens.count && Array(other.tokens.prefix(tokens.count)) == tokens
+    }
+
+    public static func < (lhs: JSONPointer, rhs: JSONPointer) -> Bool {
+        lhs.tokens.lexicographicallyPrecedes(rhs.tokens)
+    }
+}
+
+extension JSONValue {
+    /// The value a pointer names, or nil when it names nothing.
+    public func value(at pointer: JSONPointer) -> JSONValue? {
+        var current = self
+        for token in pointer.tokens {
+            switch current {
+            case .object(let o):
+                guard let next = o[token] else { return nil }
+                current = next
+            case .array(let a):
+                guard let index = Self.arrayIndex(token), index < a.count else { return nil }
+                current = a[index]
+            default:
+                return nil
+            }
+        }
+        return current
+    }
+
+    /// RFC 6901 array index: digits only, no leading zero.
+    static func arrayIndex(_ token: String) -> Int? {
+        guard !token.isEmpty, token.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        if token.count > 1 && token.hasPrefix("0") { return nil }
+        return Int(token)
+    }
+
+    /// Every leaf of the document with its pointer. Empty objects and arrays, and arrays
+    /// as a whole, are leaves: merge patches replace arrays whole.
+    public func leaves(under pointer: JSONPointer = .root) -> [(JSONPointer, JSONValue)] {
+        var result: [(JSONPointer, JSONValue)] = []
+        collectLeaves(pointer, into: &result)
+        return result
+    }
+
+    private func collectLeaves(_ pointer: JSONPointer, into result: inout [(JSONPointer, JSONValue)]) {
+        if case .object(let o) = self, !o.isEmpty {
+            for key in o.keys.sorted() { o[key]!.collectLeaves(pointer.appending(key), into: &result) }
+        } else {
+            result.append((pointer, self))
+        }
+    }
+}
+
+extension String {
+    func replacingAll(_ target: Character, with replacement: String) -> String {
+        guard contains(target) else { return self }
+        var out = ""
+        for c in self { if c == target { out += replacement } else { out.append(c) } }
+        return out
+    }
+}
