@@ -131,7 +131,7 @@ public struct YAMLLoader: Sendable {
             if let context, !context.text.isEmpty { message = "\(problem) (\(context.text) at \(context.mark))" }
             return make(message, mark)
         case .duplicatedKeysInMapping(let duplicates, let context):
-            return make("duplicate key \(duplicates.map { "\"\($0)\"" }.joined(separator: ", ")) in mapping", context.mark)
+            return make("duplicate key \(duplicates.map { "\"\($0)\"" }.joined(separator: ", ")) in mapping (this is its first definition)", context.mark)
         case .reader(let problem, let offset, _, let yaml):
             var line = 1
             var column = 1

@@ -1,0 +1,41 @@
+import ConfbusCore
+
+/// Merges layer patches by RFC 7396 and says, for each leaf of the result, which layer set it.
+public enum LayerResolver {
+    public struct Result: Sendable {
+        public var config: JSONValue
+        public var provenance: [JSONPointer: Provenance]
+    }
+
+    /// Applies `patches` in order (lowest precedence first) to an empty object.
+    public static func merge(_ patches: [LayerPatch]) -> Result {
+        var config: JSONValue = .object([:])
+        for layer in patches { config = MergePatch.apply(layer.patch, to: config) }
+        var provenance: [JSONPointer: Provenance] = [:]
+        for (pointer, _) in config.leaves() {
+            // The highest layer that wrote this value, or replaced an ancestor with a non-object, set it.
+            for layer in patches.reversed() where covers(layer.patch, pointer.tokens[...]) {
+                provenance[pointer] = Provenance(layer: layer.layer, source: layer.source,
+                                                 location: nearestLocation(pointer, in: layer.locations))
+                break
+            }
+        }
+        return Result(config: config, provenance: provenance)
+    }
+
+    static func covers(_ patch: JSONValue, _ tokens: ArraySlice<String>) -> Bool {
+        guard let first = tokens.first else { return !patch.isNull }
+        guard case .object(let object) = patch else { return true }
+        guard let child = object[first] else { return false }
+        return covers(child, tokens.dropFirst())
+    }
+
+    static func nearestLocation(_ pointer: JSONPointer, in locations: [JSONPointer: SourceLocation]) -> SourceLocation? {
+        var current: JSONPointer? = pointer
+        while let p = current {
+            if let location = locations[p] { return location }
+            current = p.parent
+        }
+        return nil
+    }
+}

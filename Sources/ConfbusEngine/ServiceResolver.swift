@@ -1,0 +1,184 @@
+import ConfbusCore
+import ConfbusSchema
+import Foundation
+
+/// One service resolved and validated: the config a service receives, and where each value came from.
+public struct ResolvedService: Sendable {
+    public var service: ServiceName
+    public var environment: String
+    public var config: JSONValue
+    public var checksum: String
+    public var provenance: [JSONPointer: Provenance]
+    /// The newest modification time of the service's files.
+    public var updatedAt: Date?
+
+    /// The resolved document of CONTRACT.md §3; `version` is added by whoever stores it.
+    public func document(version: Int? = nil, updatedAt: Date? = nil) -> JSONValue {
+        var object: [String: JSONValue] = [
+            "service": .string(service.rawValue),
+            "environment": .string(environment),
+            "checksum": .string(checksum),
+            "config": config,
+        ]
+        if let version { object["version"] = .integer(version) }
+        if let at = updatedAt ?? self.updatedAt { object["updated_at"] = .string(Timestamp.format(at)) }
+        return .object(object)
+    }
+}
+
+/// The outcome of resolving one service: a config, or every error that stopped it.
+public struct ServiceResolution: Sendable {
+    public var service: ServiceName
+    public var resolved: ResolvedService?
+    /// The merged config even when it is invalid, for `--explain`.
+    public var merged: LayerResolver.Result?
+    public var errors: [ConfbusError]
+    public var warnings: [String]
+}
+
+/// Resolves a service: compile its schema, merge the layers of CONTRACT.md §2, validate.
+public struct ServiceResolver: Sendable {
+    public struct Options: Sendable {
+        public var environment: String
+        public var allowSchemaless: Bool
+        public var validator: SchemaValidator.Options
+
+        public init(environment: String = "development", allowSchemaless: Bool = false,
+                    validator: SchemaValidator.Options = .init()) {
+            self.environment = environment
+            self.allowSchemaless = allowSchemaless
+            self.validator = validator
+        }
+    }
+
+    public let options: Options
+    public let overrides: OverrideVariables
+
+    public init(options: Options, overrides: OverrideVariables) {
+        self.options = options
+        self.overrides = overrides
+    }
+
+    public func resolve(_ files: ServiceFiles, source: any ConfigSource,
+                        opsOverride: JSONValue? = nil) -> ServiceResolution {
+        let name = files.name
+        var errors = files.errors.map { error -> ConfbusError in var e = error; e.service = name.rawValue; return e }
+        var warnings: [String] = []
+
+        var schema: CompiledSchema?
+        if let schemaFile = files.schema {
+            do {
+                schema = try CompiledSchema(schemaFile.value, uri: "urn:confbus:service:\(name.rawValue)", options: options.validator)
+            } catch {
+                for problem in error.problems {
+                    errors.append(ConfbusError(code: .invalidSchema, service: name.rawValue,
+                                               message: "\(problem.pointer.tokens.isEmpty ? "" : problem.pointer.description + ": ")\(problem.message)",
+                                               location: schemaFile.location(of: problem.pointer) ?? SourceLocation(file: schemaFile.file, line: 1, column: 1)))
+                }
+            }
+        } else if !options.allowSchemaless && !files.errors.contains(where: { $0.code == .invalidYAML || $0.code == .unreadableFile || $0.code == .invalidJSON || $0.code == .documentTooLarge }) {
+            errors.append(ConfbusError(code: .missingSchema, service: name.rawValue,
+                                       message: "no schema.yaml or schema.json: a service without a schema is distributed only with allow_schemaless: true"))
+        }
+        let navigator = schema.map(SchemaNavigator.init)
+
+        var patches: [LayerPatch] = []
+        if let d = files.defaults { patches.append(LayerPatch(layer: .defaults, source: d.file, patch: d.value, locations: d.locations)) }
+        if let e = files.environment { patches.append(LayerPatch(layer: .environment, source: e.file, patch: e.value, locations: e.locations)) }
+        let lower = LayerResolver.merge(patches).config
+        let withDefaults = navigator.map { MergePatch.apply(lower, to: $0.defaults(present: lower)) } ?? lower
+
+        for variable in overrides.variables(for: name) {
+            do {
+                let patch = try variablePatch(variable, present: withDefaults, navigator: navigator, source: source)
+                patches.append(LayerPatch(layer: .variable, source: variable.name, patch: patch))
+            } catch {
+                var e = error
+                e.service = name.rawValue
+                errors.append(e)
+            }
+        }
+        if let opsOverride { patches.append(LayerPatch(layer: .override, source: "ops override", patch: opsOverride)) }
+
+        let higher = LayerResolver.merge(patches).config
+        if let navigator {
+            patches.insert(LayerPatch(layer: .schemaDefault, source: "schema default", patch: navigator.defaults(present: higher)), at: 0)
+        }
+        let merged = LayerResolver.merge(patches)
+
+        if let schema {
+            for issue in schema.validate(merged.config) {
+                let provenance = nearestProvenance(issue.instancePath, merged.provenance)
+                var located = issue
+                located.location = provenance?.location
+                var message = "\(issue.description)"
+                if let provenance, provenance.location == nil { message += " (set by \(provenance.layer) \(provenance.source))" }
+                errors.append(ConfbusError(code: .schemaViolation, service: name.rawValue, message: message,
+                                           location: provenance?.location, issues: [located]))
+            }
+        }
+        if files.defaults == nil && files.environment == nil && errors.isEmpty {
+            warnings.append("\(name): no defaults.yaml or \(options.environment).yaml; the config is built from schema defaults only")
+        }
+        guard errors.isEmpty else {
+            return ServiceResolution(service: name, resolved: nil, merged: merged, errors: errors, warnings: warnings)
+        }
+        let modified = [files.schema, files.defaults, files.environment].compactMap { $0?.modified }.max()
+        let resolved = ResolvedService(service: name, environment: options.environment, config: merged.config,
+                                       checksum: merged.config.checksum, provenance: merged.provenance, updatedAt: modified)
+        return ServiceResolution(service: name, resolved: resolved, merged: merged, errors: [], warnings: warnings)
+    }
+
+    private func nearestProvenance(_ pointer: JSONPointer, _ provenance: [JSONPointer: Provenance]) -> Provenance? {
+        var current: JSONPointer? = pointer
+        while let p = current {
+            if let found = provenance[p] { return found }
+            current = p.parent
+        }
+        return nil
+    }
+
+    /// Builds the patch of one override variable: segments matched against the keys already
+    /// present (layers 1–3), then the schema's properties, else lower-cased.
+    func variablePatch(_ variable: OverrideVariables.Variable, present: JSONValue, navigator: SchemaNavigator?,
+                       source: any ConfigSource) throws(ConfbusError) -> JSONValue {
+        var path: [String] = []
+        var level: JSONValue? = present
+        for segment in variable.keySegments {
+            let existing = level?.objectValue.map { $0.keys.sorted() } ?? []
+            let declared = navigator?.propertyNames(at: path) ?? []
+            let key = (existing + declared).first { OverrideVariables.segment(segment, matches: $0) } ?? segment.lowercased()
+            path.append(key)
+            level = level?[key]
+        }
+        var value = try source.parseValue(variable.value, source: variable.name)
+        if let types = navigator?.declaredTypes(at: path), types == ["string"], value.stringValue == nil, !value.isNull {
+            // The schema wants a string: keep what was typed (`VERSION=1.10` stays "1.10").
+            value = .string(variable.value)
+        }
+        for key in path.reversed() { value = .object([key: value]) }
+        return value
+    }
+}
+
+/// RFC 3339 timestamps with milliseconds in UTC, as CONTRACT.md §3 writes `updated_at`.
+public enum Timestamp {
+    public static func format(_ date: Date) -> String {
+        let millis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let seconds = millis / 1000
+        let days = Int(seconds / 86400)
+        let secondOfDay = Int(seconds % 86400)
+        // Civil-from-days (proleptic Gregorian), so no formatter or time zone is involved.
+        let z = days + 719468
+        let era = (z >= 0 ? z : z - 146096) / 146097
+        let doe = z - era * 146097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+        func pad(_ v: Int, _ width: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, width - s.count)) + s }
+        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(Int(millis % 1000), 3))Z"
+    }
+}

@@ -1,0 +1,114 @@
+import ConfbusCore
+
+/// Reads what a schema says about a place in the config without validating anything:
+/// the properties it declares, their types and their `default`s. It follows `$ref` and
+/// `allOf`, the ways a schema splits one object's properties across subschemas.
+public struct SchemaNavigator: Sendable {
+    let schema: CompiledSchema
+
+    public init(_ schema: CompiledSchema) { self.schema = schema }
+
+    private typealias Located = (schema: JSONValue, base: String)
+
+    /// The schema itself plus everything reachable through `$ref` and `allOf`.
+    private func expand(_ start: Located) -> [Located] {
+        var result: [Located] = []
+        var queue = [start]
+        while let next = queue.popLast(), result.count < 64 {
+            guard case .object(let object) = next.schema else { continue }
+            var base = next.base
+            if case .string(let id) = object["$id"] { base = URIReference(base).resolving(URIReference(id)).withoutFragment.description }
+            result.append((next.schema, base))
+            if case .string(let ref) = object["$ref"], let target = schema.registry.resolve(URIReference(base).resolving(URIReference(ref))) {
+                queue.append((target.schema, target.base))
+            }
+            for member in object["allOf"]?.arrayValue ?? [] { queue.append((member, base)) }
+        }
+        return result
+    }
+
+    private func subschemas(at path: [String]) -> [Located] {
+        var current = expand((schema.document, schema.uri))
+        for token in path {
+            var next: [Located] = []
+            for located in current {
+                if let property = located.schema["properties"]?[token] { next += expand((property, located.base)) }
+            }
+            current = next
+            if current.isEmpty { break }
+        }
+        return current
+    }
+
+    /// Property names the schema declares for the object at `path`, sorted.
+    public func propertyNames(at path: [String]) -> [String] {
+        var names = Set<String>()
+        for located in subschemas(at: path) { names.formUnion(located.schema["properties"]?.objectValue?.keys ?? [:].keys) }
+        return names.sorted()
+    }
+
+    /// The `type`s the schema declares for the value at `path` (empty when it says nothing).
+    public func declaredTypes(at path: [String]) -> Set<String> {
+        var types = Set<String>()
+        for located in subschemas(at: path) {
+            switch located.schema["type"] {
+            case .string(let t): types.insert(t)
+            case .array(let ts): types.formUnion(ts.compactMap(\.stringValue))
+            default: break
+            }
+        }
+        return types
+    }
+
+    /// The schema-defaults layer (CONTRACT.md §2 layer 1): `default`s of properties whose parent
+    /// object is present in `present` (the merge of the higher layers) or is itself defaulted.
+    public func defaults(present: JSONValue) -> JSONValue {
+        .object(defaults(in: expand((schema.document, schema.uri)), present: present.objectValue ?? [:]))
+    }
+
+    private func defaults(in schemas: [Located], present: [String: JSONValue], depth: Int = 0) -> [String: JSONValue] {
+        guard depth < 32 else { return [:] }
+        var properties: [String: [Located]] = [:]
+        for located in schemas {
+            for (name, sub) in located.schema["properties"]?.objectValue ?? [:] {
+                properties[name, default: []] += expand((sub, located.base))
+            }
+        }
+        var out: [String: JSONValue] = [:]
+        for (name, subs) in properties {
+            let own = subs.lazy.compactMap { $0.schema["default"] }.first
+            let childPresent: [String: JSONValue]?
+            if case .object(let p) = present[name] {
+                childPresent = p
+            } else if present[name] == nil, case .object(let d) = own {
+                childPresent = d
+            } else {
+                childPresent = nil
+            }
+            var value = own
+            if let childPresent {
+                let nested = defaults(in: subs, present: childPresent, depth: depth + 1)
+                if !nested.isEmpty {
+                    // The parent's own default is more specific than its children's.
+                    value = own.map { MergePatch.apply($0, to: .object(nested)) } ?? .object(nested)
+                }
+            }
+            if let value { out[name] = value }
+        }
+        // Members that no `properties` names take the defaults of `additionalProperties`
+        // (a map of feature flags gets each flag's defaults).
+        let additional = schemas.compactMap { located -> Located? in
+            guard let sub = located.schema["additionalProperties"], case .object = sub else { return nil }
+            return (sub, located.base)
+        }
+        if !additional.isEmpty {
+            let expanded = additional.flatMap { expand($0) }
+            for (name, member) in present where properties[name] == nil {
+                guard case .object(let memberObject) = member else { continue }
+                let nested = defaults(in: expanded, present: memberObject, depth: depth + 1)
+                if !nested.isEmpty { out[name] = .object(nested) }
+            }
+        }
+        return out
+    }
+}
