@@ -1,0 +1,42 @@
+# confbus — the two commands a new machine needs are `make run` and `make test`.
+SHELL := /bin/bash
+export PATH := $(PATH):/opt/swift/usr/bin
+SWIFT ?= swift
+SWIFT_JOBS ?= $(shell nproc)
+
+.PHONY: run test bench build release services stop clean
+
+## Install what is missing, start PostgreSQL and mosquitto on loopback, build, and run confbus
+## on the example tree in config/.
+run: build
+	@scripts/with-services scripts/run-example
+
+## The same bootstrapping, then every test (unit, the JSON-Schema-Test-Suite, integration).
+test:
+	@scripts/with-services $(SWIFT) test -j $(SWIFT_JOBS)
+
+## Speed and memory figures (release build).
+bench:
+	@scripts/bootstrap
+	@scripts/bench
+
+build:
+	@scripts/bootstrap
+	$(SWIFT) build -j $(SWIFT_JOBS)
+
+release:
+	@scripts/bootstrap
+	$(SWIFT) build -c release -j $(SWIFT_JOBS)
+
+## Start the private services and leave them running (`make stop` ends them).
+services:
+	@scripts/bootstrap
+	@scripts/services start
+	@scripts/services env
+
+stop:
+	@scripts/services stop
+
+clean:
+	@scripts/services stop || true
+	rm -rf .build
