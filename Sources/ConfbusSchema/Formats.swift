@@ -89,7 +89,9 @@ enum Formats {
                 let number = rest.prefix(while: { $0.isASCII && $0.isNumber })
                 guard !number.isEmpty else { return nil }
                 rest = rest.dropFirst(number.count)
-                guard let unit = rest.first, let at = order[position...].firstIndex(of: unit) else { return nil }
+                // RFC 3339 Appendix A: units run on without a gap (no `P1Y2D`, no `PT1H2S`).
+                guard let unit = rest.first, let at = order[position...].firstIndex(of: unit),
+                      !any || at == position else { return nil }
                 position = at + 1
                 rest = rest.dropFirst()
                 any = true
@@ -126,14 +128,16 @@ enum Formats {
     }
 
     static func hostname(_ s: String) -> Bool {
-        var name = Substring(s)
-        if name.hasSuffix(".") && name.count > 1 { name = name.dropLast() }
-        guard !name.isEmpty, name.utf8.count <= 253 else { return false }
-        for label in name.split(separator: ".", omittingEmptySubsequences: false) {
+        guard !s.isEmpty, s.utf8.count <= 253 else { return false }
+        for label in s.split(separator: ".", omittingEmptySubsequences: false) {
             guard (1...63).contains(label.count), !label.hasPrefix("-"), !label.hasSuffix("-"),
                   label.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else { return false }
             let chars = Array(label)
-            if chars.count >= 4, chars[2] == "-", chars[3] == "-", label.lowercased().hasPrefix("xn--") == false { return false }
+            if chars.count >= 4, chars[2] == "-", chars[3] == "-" {
+                // Only A-labels (IDNA) may have "--" there, and they must decode to a valid U-label.
+                guard label.lowercased().hasPrefix("xn--"), let decoded = Punycode.decode(label.dropFirst(4)),
+                      IDNA.isValidULabel(decoded) else { return false }
+            }
         }
         return true
     }
