@@ -35,6 +35,7 @@ let package = Package(
         .testTarget(name: "ConfbusSchemaTests", dependencies: ["ConfbusCore", "ConfbusSchema"]),
         .testTarget(name: "ConfbusYAMLTests", dependencies: ["ConfbusCore", "ConfbusYAML"]),
         .testTarget(name: "ConfbusEngineTests", dependencies: ["ConfbusCore", "ConfbusSchema", "ConfbusEngine", "ConfbusYAML"]),
+        .testTarget(name: "ConfbusCLITests", dependencies: ["ConfbusCore"]),
         .testTarget(name: "ConfbusIntegrationTests", dependencies: ["ConfbusCore"]),
     ],
     swiftLanguageModes: [.v6]

@@ -151,7 +151,14 @@ public struct ServiceResolver: Sendable {
             path.append(key)
             level = level?[key]
         }
-        var value = try source.parseValue(variable.value, source: variable.name)
+        var value: JSONValue
+        do {
+            value = try source.parseValue(variable.value, source: variable.name)
+        } catch {
+            throw ConfbusError(code: .invalidOverride,
+                               message: "the value of \(variable.name) is not a YAML scalar or flow collection: \(error.message)",
+                               location: error.location)
+        }
         if let types = navigator?.declaredTypes(at: path), types == ["string"], value.stringValue == nil, !value.isNull {
             // The schema wants a string: keep what was typed (`VERSION=1.10` stays "1.10").
             value = .string(variable.value)

@@ -73,14 +73,7 @@ public struct FileConfigSource: ConfigSource {
     }
 
     public func parseValue(_ text: String, source: String) throws(ConfbusError) -> JSONValue {
-        do {
-            return try loader.loadValue(text, source: source)
-        } catch {
-            var e = error
-            e.code = .invalidOverride
-            e.message = "the value of \(source) is not a YAML scalar or flow collection: \(error.message)"
-            throw e
-        }
+        try loader.loadValue(text, source: source)
     }
 
     private func loadJSON(_ path: String) throws(ConfbusError) -> YAMLDocument {

@@ -1,10 +1,29 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Confbus: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "confbus",
         abstract: "Distributes validated configuration to services over MQTT and HTTP.",
+        discussion: "Exit codes: 0 ok, 1 refused (invalid configuration), 2 usage error.",
         subcommands: [Validate.self]
     )
+
+    /// ArgumentParser's own usage errors exit 64; confbus promises 2 for every usage error.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let code as ExitCode {
+            Foundation.exit(code.rawValue)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                exit(withError: error)   // --help and --version print and exit 0
+            }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(2)
+        }
+    }
 }
