@@ -12,7 +12,7 @@ struct Evaluator {
     /// `base` is the base URI around `schema`; `idApplied` says it already includes the schema's
     /// own `$id` (as a resolved reference's base does).
     mutating func evaluate(_ schema: JSONValue, base: String, idApplied: Bool = false, scope: [String],
-                           instance: JSONValue, instancePath: JSONPointer, keywordPath: JSONPointer) -> Outcome {
+                           instance: JSONValue, instancePath: EvalPath, keywordPath: EvalPath) -> Outcome {
         var outcome = Outcome()
         switch schema {
         case .bool(true): return outcome
@@ -28,27 +28,28 @@ struct Evaluator {
             }
             var base = base
             if !idApplied, case .string(let id) = object["$id"] {
-                base = URIReference(base).resolving(URIReference(id)).withoutFragment.description
+                base = validator.base(forID: id, in: base)
             }
             var scope = scope
             if scope.last != base { scope.append(base) }
             let resource = validator.registry.resource(base)
             let vocabularies = resource?.vocabularies
-            func on(_ keyword: String) -> Bool {
-                guard let vocabularies, let v = Keyword.vocabulary(of: keyword) else { return true }
+            func on(_ kind: KeywordKind) -> Bool {
+                guard let vocabularies, let v = kind.vocabulary else { return true }
                 return vocabularies.contains(v)
             }
             var context = KeywordContext(object: object, base: base, scope: scope, instance: instance,
                                          instancePath: instancePath, keywordPath: keywordPath,
                                          formatAssertion: validator.options.formatAssertion || resource?.formatAssertion == true)
-            for (keyword, value) in object where keyword != "unevaluatedProperties" && keyword != "unevaluatedItems" {
-                guard on(keyword) else { continue }
-                apply(keyword, value, &context, &outcome)
+            for (keyword, value) in object {
+                guard let kind = KeywordKind.table[keyword], kind != .unevaluatedItems, kind != .unevaluatedProperties,
+                      on(kind) else { continue }
+                apply(kind, value, &context, &outcome)
             }
-            if on("unevaluatedItems"), let value = object["unevaluatedItems"] {
+            if on(.unevaluatedItems), let value = object["unevaluatedItems"] {
                 unevaluatedItems(value, &context, &outcome)
             }
-            if on("unevaluatedProperties"), let value = object["unevaluatedProperties"] {
+            if on(.unevaluatedProperties), let value = object["unevaluatedProperties"] {
                 unevaluatedProperties(value, &context, &outcome)
             }
             if !outcome.valid {
@@ -68,29 +69,29 @@ struct Evaluator {
         let base: String
         let scope: [String]
         let instance: JSONValue
-        let instancePath: JSONPointer
-        let keywordPath: JSONPointer
+        let instancePath: EvalPath
+        let keywordPath: EvalPath
         let formatAssertion: Bool
 
-        func path(_ keyword: String) -> JSONPointer { keywordPath.appending(keyword) }
+        func path(_ keyword: String) -> EvalPath { keywordPath.appending(keyword) }
     }
 
-    mutating func sub(_ schema: JSONValue, _ c: KeywordContext, _ keywordPath: JSONPointer,
-                      instance: JSONValue? = nil, instancePath: JSONPointer? = nil, base: String? = nil) -> Outcome {
+    mutating func sub(_ schema: JSONValue, _ c: KeywordContext, _ keywordPath: EvalPath,
+                      instance: JSONValue? = nil, instancePath: EvalPath? = nil, base: String? = nil) -> Outcome {
         evaluate(schema, base: base ?? c.base, scope: c.scope, instance: instance ?? c.instance,
                  instancePath: instancePath ?? c.instancePath, keywordPath: keywordPath)
     }
 
-    mutating func apply(_ keyword: String, _ value: JSONValue, _ c: inout KeywordContext, _ out: inout Outcome) {
-        switch keyword {
-        case "$ref": reference(value, dynamic: false, &c, &out)
-        case "$dynamicRef": reference(value, dynamic: true, &c, &out)
-        case "allOf":
+    mutating func apply(_ kind: KeywordKind, _ value: JSONValue, _ c: inout KeywordContext, _ out: inout Outcome) {
+        switch kind {
+        case .ref: reference(value, dynamic: false, &c, &out)
+        case .dynamicRef: reference(value, dynamic: true, &c, &out)
+        case .allOf:
             for (i, s) in (value.arrayValue ?? []).enumerated() {
                 let r = sub(s, c, c.path("allOf").appending(i))
                 if r.valid { out.absorbAnnotations(r) } else { out.fail(with: r) }
             }
-        case "anyOf":
+        case .anyOf:
             var any = false
             var failures: [ValidationIssue] = []
             for (i, s) in (value.arrayValue ?? []).enumerated() {
@@ -98,7 +99,7 @@ struct Evaluator {
                 if r.valid { any = true; out.absorbAnnotations(r) } else { failures += r.issues }
             }
             if !any { out.fail(c.instancePath, c.path("anyOf"), "does not match any of the allowed alternatives" + Self.firstReason(failures)) }
-        case "oneOf":
+        case .oneOf:
             var matches: [Int] = []
             var matched = Outcome()
             var failures: [ValidationIssue] = []
@@ -113,11 +114,11 @@ struct Evaluator {
             } else {
                 out.fail(c.instancePath, c.path("oneOf"), "matches alternatives \(matches.map(String.init).joined(separator: " and ")), but must match exactly one")
             }
-        case "not":
+        case .not_:
             if sub(value, c, c.path("not")).valid {
                 out.fail(c.instancePath, c.path("not"), "matches a schema it must not match")
             }
-        case "if":
+        case .if_:
             let r = sub(value, c, c.path("if"))
             if r.valid {
                 out.absorbAnnotations(r)
@@ -129,23 +130,22 @@ struct Evaluator {
                 let e = sub(otherwise, c, c.path("else"))
                 if e.valid { out.absorbAnnotations(e) } else { out.fail(with: e) }
             }
-        case "then", "else", "$defs", "$id", "$anchor", "$dynamicAnchor", "$schema", "$vocabulary", "$comment",
-             "minContains", "maxContains":
+        case .then, .else_, .minContains, .maxContains:
             break
-        case "dependentSchemas":
+        case .dependentSchemas:
             guard case .object(let instance) = c.instance, case .object(let deps) = value else { break }
             for (name, s) in deps where instance[name] != nil {
                 let r = sub(s, c, c.path("dependentSchemas").appending(name))
                 if r.valid { out.absorbAnnotations(r) } else { out.fail(with: r) }
             }
-        case "prefixItems":
+        case .prefixItems:
             guard case .array(let items) = c.instance, case .array(let schemas) = value else { break }
             for (i, s) in schemas.enumerated() where i < items.count {
                 let r = sub(s, c, c.path("prefixItems").appending(i), instance: items[i], instancePath: c.instancePath.appending(i))
                 if !r.valid { out.fail(with: r) }
             }
             out.itemsPrefix = max(out.itemsPrefix, min(schemas.count, items.count))
-        case "items":
+        case .items:
             guard case .array(let items) = c.instance else { break }
             let start = c.object["prefixItems"]?.arrayValue?.count ?? 0
             guard start < items.count else { break }
@@ -154,9 +154,9 @@ struct Evaluator {
                 if !r.valid { out.fail(with: r) }
             }
             out.itemsPrefix = items.count
-        case "contains":
+        case .contains:
             containsKeyword(value, &c, &out)
-        case "properties":
+        case .properties:
             guard case .object(let instance) = c.instance, case .object(let props) = value else { break }
             for (name, s) in props {
                 guard let member = instance[name] else { continue }
@@ -164,7 +164,7 @@ struct Evaluator {
                 if !r.valid { out.fail(with: r) }
                 out.properties.insert(name)
             }
-        case "patternProperties":
+        case .patternProperties:
             guard case .object(let instance) = c.instance, case .object(let patterns) = value else { break }
             for (pattern, s) in patterns {
                 for (name, member) in instance where matches(pattern, name, c, &out) {
@@ -173,7 +173,7 @@ struct Evaluator {
                     out.properties.insert(name)
                 }
             }
-        case "additionalProperties":
+        case .additionalProperties:
             guard case .object(let instance) = c.instance else { break }
             let declared = c.object["properties"]?.objectValue ?? [:]
             let patterns = c.object["patternProperties"]?.objectValue?.keys.map { $0 } ?? []
@@ -188,14 +188,14 @@ struct Evaluator {
                 }
                 out.properties.insert(name)
             }
-        case "propertyNames":
+        case .propertyNames:
             guard case .object(let instance) = c.instance else { break }
             for name in instance.keys {
                 let r = sub(value, c, c.path("propertyNames"), instance: .string(name), instancePath: c.instancePath.appending(name))
                 if !r.valid { out.fail(c.instancePath.appending(name), c.path("propertyNames"), "property name \"\(name)\" is not allowed" + Self.firstReason(r.issues)) }
             }
         default:
-            Assertions.check(keyword, value, c, &out, regex: { pattern, text, o in self.matches(pattern, text, c, &o) })
+            Assertions.check(kind, value, c, &out, regex: { pattern, text, o in self.matches(pattern, text, c, &o) })
         }
     }
 
@@ -226,11 +226,11 @@ struct Evaluator {
     mutating func reference(_ value: JSONValue, dynamic: Bool, _ c: inout KeywordContext, _ out: inout Outcome) {
         guard case .string(let ref) = value else { return }
         let keyword = dynamic ? "$dynamicRef" : "$ref"
-        let target = URIReference(c.base).resolving(URIReference(ref))
-        guard var resolved = validator.registry.resolve(target) else {
+        guard let target = validator.reference(ref, base: c.base) else {
             out.fail(c.instancePath, c.path(keyword), "cannot resolve \(keyword) \"\(ref)\"")
             return
         }
+        var resolved = (schema: target.schema, base: target.base)
         if dynamic, let fragment = target.fragment, !fragment.isEmpty, !fragment.hasPrefix("/"),
            resolved.schema["$dynamicAnchor"] == .string(fragment)
         {

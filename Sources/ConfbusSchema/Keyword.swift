@@ -47,3 +47,62 @@ enum Keyword {
         }
     }
 }
+
+/// The keywords that do something when evaluated, found by one hash lookup (annotations such
+/// as `title` or `default`, and unknown keywords, are not in the table and cost nothing more).
+enum KeywordKind: String, CaseIterable, Sendable {
+        case ref = "$ref"
+        case dynamicRef = "$dynamicRef"
+        case allOf = "allOf"
+        case anyOf = "anyOf"
+        case oneOf = "oneOf"
+        case not_ = "not"
+        case if_ = "if"
+        case then = "then"
+        case else_ = "else"
+        case dependentSchemas = "dependentSchemas"
+        case prefixItems = "prefixItems"
+        case items = "items"
+        case contains = "contains"
+        case properties = "properties"
+        case patternProperties = "patternProperties"
+        case additionalProperties = "additionalProperties"
+        case propertyNames = "propertyNames"
+        case unevaluatedItems = "unevaluatedItems"
+        case unevaluatedProperties = "unevaluatedProperties"
+        case type = "type"
+        case enum_ = "enum"
+        case const = "const"
+        case multipleOf = "multipleOf"
+        case maximum = "maximum"
+        case exclusiveMaximum = "exclusiveMaximum"
+        case minimum = "minimum"
+        case exclusiveMinimum = "exclusiveMinimum"
+        case maxLength = "maxLength"
+        case minLength = "minLength"
+        case pattern = "pattern"
+        case maxItems = "maxItems"
+        case minItems = "minItems"
+        case uniqueItems = "uniqueItems"
+        case maxContains = "maxContains"
+        case minContains = "minContains"
+        case maxProperties = "maxProperties"
+        case minProperties = "minProperties"
+        case required = "required"
+        case dependentRequired = "dependentRequired"
+        case format = "format"
+
+    static let table: [String: KeywordKind] = Dictionary(uniqueKeysWithValues: allCases.map { ($0.rawValue, $0) })
+
+    /// The vocabulary each keyword belongs to (core keywords belong to none that can be turned off).
+    var vocabulary: Vocabulary? {
+        switch self {
+        case .ref, .dynamicRef: nil
+        case .unevaluatedItems, .unevaluatedProperties: .unevaluated
+        case .format: .format
+        case .allOf, .anyOf, .oneOf, .not_, .if_, .then, .else_, .dependentSchemas, .prefixItems, .items, .contains,
+             .properties, .patternProperties, .additionalProperties, .propertyNames: .applicator
+        default: .validation
+        }
+    }
+}

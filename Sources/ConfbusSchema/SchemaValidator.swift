@@ -22,6 +22,20 @@ public struct SchemaValidator: Sendable {
     let rootURI: String
     let options: Options
     let patterns: [String: ECMARegex]
+    /// `$ref`/`$dynamicRef` targets and `$id` bases, resolved once for every schema in the registry.
+    let references: [ReferenceKey: ResolvedReference]
+    let ids: [ReferenceKey: String]
+
+    struct ReferenceKey: Hashable, Sendable {
+        var base: String
+        var reference: String
+    }
+
+    struct ResolvedReference: Sendable {
+        var schema: JSONValue
+        var base: String
+        var fragment: String?
+    }
 
     /// A validator for the schema registered at `uri` (its `$id` or retrieval URI).
     public init(registry: SchemaRegistry, uri: String, options: Options = Options()) {
@@ -29,10 +43,56 @@ public struct SchemaValidator: Sendable {
         self.rootURI = URIReference(uri).withoutFragment.description
         self.options = options
         var patterns: [String: ECMARegex] = [:]
-        for (_, resource) in registry.resources {
+        var references: [ReferenceKey: ResolvedReference] = [:]
+        var ids: [ReferenceKey: String] = [:]
+        for (uri, resource) in registry.resources {
             Self.collectPatterns(resource.root, into: &patterns)
+            Self.collectReferences(resource.root, base: uri, registry: registry, references: &references, ids: &ids)
         }
         self.patterns = patterns
+        self.references = references
+        self.ids = ids
+    }
+
+    private static func collectReferences(_ schema: JSONValue, base: String, registry: SchemaRegistry,
+                                          references: inout [ReferenceKey: ResolvedReference], ids: inout [ReferenceKey: String]) {
+        guard case .object(let object) = schema else { return }
+        var base = base
+        if case .string(let id) = object["$id"] {
+            let key = ReferenceKey(base: base, reference: id)
+            let resolved = ids[key] ?? URIReference(base).resolving(URIReference(id)).withoutFragment.description
+            ids[key] = resolved
+            base = resolved
+        }
+        for keyword in ["$ref", "$dynamicRef"] {
+            guard case .string(let ref) = object[keyword] else { continue }
+            let key = ReferenceKey(base: base, reference: ref)
+            if references[key] == nil, let resolved = resolveReference(ref, base: base, registry: registry) {
+                references[key] = resolved
+            }
+        }
+        for (keyword, value) in object {
+            switch Keyword.subschemaShape(of: keyword) {
+            case .single: collectReferences(value, base: base, registry: registry, references: &references, ids: &ids)
+            case .array: for v in value.arrayValue ?? [] { collectReferences(v, base: base, registry: registry, references: &references, ids: &ids) }
+            case .map: for (_, v) in value.objectValue ?? [:] { collectReferences(v, base: base, registry: registry, references: &references, ids: &ids) }
+            case .none: break
+            }
+        }
+    }
+
+    static func resolveReference(_ ref: String, base: String, registry: SchemaRegistry) -> ResolvedReference? {
+        let target = URIReference(base).resolving(URIReference(ref))
+        guard let resolved = registry.resolve(target) else { return nil }
+        return ResolvedReference(schema: resolved.schema, base: resolved.base, fragment: target.fragment)
+    }
+
+    func reference(_ ref: String, base: String) -> ResolvedReference? {
+        references[ReferenceKey(base: base, reference: ref)] ?? Self.resolveReference(ref, base: base, registry: registry)
+    }
+
+    func base(forID id: String, in base: String) -> String {
+        ids[ReferenceKey(base: base, reference: id)] ?? URIReference(base).resolving(URIReference(id)).withoutFragment.description
     }
 
     private static func collectPatterns(_ schema: JSONValue, into patterns: inout [String: ECMARegex]) {
@@ -80,13 +140,45 @@ struct Outcome {
         itemIndices.formUnion(other.itemIndices)
     }
 
-    mutating func fail(_ instancePath: JSONPointer, _ keywordPath: JSONPointer, _ message: String) {
+    mutating func fail(_ instancePath: EvalPath, _ keywordPath: EvalPath, _ message: String) {
         valid = false
-        issues.append(ValidationIssue(instancePath: instancePath, keywordPath: keywordPath, message: message))
+        issues.append(ValidationIssue(instancePath: instancePath.pointer, keywordPath: keywordPath.pointer, message: message))
     }
 
     mutating func fail(with child: Outcome) {
         valid = false
         issues.append(contentsOf: child.issues)
+    }
+}
+
+/// A JSON pointer built one token at a time while evaluating: appending is one small allocation,
+/// and the pointer is only spelled out when an issue is reported.
+struct EvalPath: Sendable {
+    private final class Node: Sendable {
+        let parent: Node?
+        let token: String
+        init(parent: Node?, token: String) {
+            self.parent = parent
+            self.token = token
+        }
+    }
+
+    private let node: Node?
+
+    static let root = EvalPath(node: nil)
+
+    private init(node: Node?) { self.node = node }
+
+    func appending(_ token: String) -> EvalPath { EvalPath(node: Node(parent: node, token: token)) }
+    func appending(_ index: Int) -> EvalPath { appending(String(index)) }
+
+    var pointer: JSONPointer {
+        var tokens: [String] = []
+        var current = node
+        while let n = current {
+            tokens.append(n.token)
+            current = n.parent
+        }
+        return JSONPointer(tokens: tokens.reversed())
     }
 }
