@@ -11,6 +11,8 @@ public struct SchemaRegistry: Sendable {
         /// Vocabularies this resource's `$schema` turns on; nil means all of 2020-12.
         var vocabularies: Set<Vocabulary>? = nil
         var formatAssertion = false
+        /// One of the embedded metaschemas: validators share their precomputed tables.
+        var isStandard = false
     }
 
     private(set) var resources: [String: Resource] = [:]
@@ -25,6 +27,7 @@ public struct SchemaRegistry: Sendable {
             guard let document = try? JSONParser().parse(text) else { preconditionFailure("bad metaschema \(uri)") }
             registry.register(document, as: uri)
         }
+        for key in registry.resources.keys { registry.resources[key]?.isStandard = true }
         return registry
     }()
 

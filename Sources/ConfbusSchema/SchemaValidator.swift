@@ -42,10 +42,8 @@ public struct SchemaValidator: Sendable {
         self.registry = registry
         self.rootURI = URIReference(uri).withoutFragment.description
         self.options = options
-        var patterns: [String: ECMARegex] = [:]
-        var references: [ReferenceKey: ResolvedReference] = [:]
-        var ids: [ReferenceKey: String] = [:]
-        for (uri, resource) in registry.resources {
+        var (patterns, references, ids) = Self.standardTables
+        for (uri, resource) in registry.resources where !resource.isStandard {
             Self.collectPatterns(resource.root, into: &patterns)
             Self.collectReferences(resource.root, base: uri, registry: registry, references: &references, ids: &ids)
         }
@@ -94,6 +92,19 @@ public struct SchemaValidator: Sendable {
     func base(forID id: String, in base: String) -> String {
         ids[ReferenceKey(base: base, reference: id)] ?? URIReference(base).resolving(URIReference(id)).withoutFragment.description
     }
+
+    /// The tables of the embedded metaschemas, computed once per process.
+    private static let standardTables: ([String: ECMARegex], [ReferenceKey: ResolvedReference], [ReferenceKey: String]) = {
+        var patterns: [String: ECMARegex] = [:]
+        var references: [ReferenceKey: ResolvedReference] = [:]
+        var ids: [ReferenceKey: String] = [:]
+        let registry = SchemaRegistry.standard
+        for (uri, resource) in registry.resources {
+            collectPatterns(resource.root, into: &patterns)
+            collectReferences(resource.root, base: uri, registry: registry, references: &references, ids: &ids)
+        }
+        return (patterns, references, ids)
+    }()
 
     private static func collectPatterns(_ schema: JSONValue, into patterns: inout [String: ECMARegex]) {
         guard case .object(let object) = schema else { return }
