@@ -91,6 +91,18 @@ extension JSONValue {
     }
 }
 
+extension Dictionary where Key == JSONPointer {
+    /// The value stored at `pointer` or at its nearest ancestor.
+    public func nearest(to pointer: JSONPointer) -> Value? {
+        var current: JSONPointer? = pointer
+        while let p = current {
+            if let value = self[p] { return value }
+            current = p.parent
+        }
+        return nil
+    }
+}
+
 extension String {
     func replacingAll(_ target: Character, with replacement: String) -> String {
         guard contains(target) else { return self }

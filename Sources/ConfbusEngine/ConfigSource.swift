@@ -16,14 +16,7 @@ public struct LoadedDocument: Sendable {
     }
 
     /// The place of the value at `pointer`, or of its nearest ancestor that has one.
-    public func location(of pointer: JSONPointer) -> SourceLocation? {
-        var current: JSONPointer? = pointer
-        while let p = current {
-            if let location = locations[p] { return location }
-            current = p.parent
-        }
-        return nil
-    }
+    public func location(of pointer: JSONPointer) -> SourceLocation? { locations.nearest(to: pointer) }
 }
 
 /// What the config tree holds for one service. A file that could not be read or parsed is

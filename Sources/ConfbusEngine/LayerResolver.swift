@@ -16,7 +16,7 @@ public enum LayerResolver {
             // The highest layer that wrote this value, or replaced an ancestor with a non-object, set it.
             for layer in patches.reversed() where covers(layer.patch, pointer.tokens[...]) {
                 provenance[pointer] = Provenance(layer: layer.layer, source: layer.source,
-                                                 location: nearestLocation(pointer, in: layer.locations))
+                                                 location: layer.locations.nearest(to: pointer))
                 break
             }
         }
@@ -30,12 +30,4 @@ public enum LayerResolver {
         return covers(child, tokens.dropFirst())
     }
 
-    static func nearestLocation(_ pointer: JSONPointer, in locations: [JSONPointer: SourceLocation]) -> SourceLocation? {
-        var current: JSONPointer? = pointer
-        while let p = current {
-            if let location = locations[p] { return location }
-            current = p.parent
-        }
-        return nil
-    }
 }

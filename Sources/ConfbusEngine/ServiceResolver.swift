@@ -108,7 +108,7 @@ public struct ServiceResolver: Sendable {
 
         if let schema {
             for issue in schema.validate(merged.config) {
-                let provenance = nearestProvenance(issue.instancePath, merged.provenance)
+                let provenance = merged.provenance.nearest(to: issue.instancePath)
                 var located = issue
                 located.location = provenance?.location
                 var message = "\(issue.description)"
@@ -127,15 +127,6 @@ public struct ServiceResolver: Sendable {
         let resolved = ResolvedService(service: name, environment: options.environment, config: merged.config,
                                        checksum: merged.config.checksum, provenance: merged.provenance, updatedAt: modified)
         return ServiceResolution(service: name, resolved: resolved, merged: merged, errors: [], warnings: warnings)
-    }
-
-    private func nearestProvenance(_ pointer: JSONPointer, _ provenance: [JSONPointer: Provenance]) -> Provenance? {
-        var current: JSONPointer? = pointer
-        while let p = current {
-            if let found = provenance[p] { return found }
-            current = p.parent
-        }
-        return nil
     }
 
     /// Builds the patch of one override variable: segments matched against the keys already
