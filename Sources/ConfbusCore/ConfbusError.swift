@@ -15,6 +15,10 @@ public struct ConfbusError: Error, Hashable, Sendable, CustomStringConvertible {
             case versionConflict = "version_conflict"
             case storeUnavailable = "store_unavailable"
             case unknownService = "unknown_service"
+            case invalidPayload = "invalid_payload"
+            case notFound = "not_found"
+            case badRequest = "bad_request"
+            case unavailable = "unavailable"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -32,6 +36,10 @@ public struct ConfbusError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let versionConflict = Code(.versionConflict)
         public static let storeUnavailable = Code(.storeUnavailable)
         public static let unknownService = Code(.unknownService)
+        public static let invalidPayload = Code(.invalidPayload)
+        public static let notFound = Code(.notFound)
+        public static let badRequest = Code(.badRequest)
+        public static let unavailable = Code(.unavailable)
     }
 
     public var code: Code

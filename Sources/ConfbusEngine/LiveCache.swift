@@ -1,0 +1,91 @@
+import ConfbusCore
+import Foundation
+import Synchronization
+
+/// The latest version of every service, in memory: what HTTP pull serves without a database
+/// round trip, and what long-poll waiters wait on. Waiters are continuations, not threads, so
+/// thousands of them cost a few hundred bytes each.
+public final class LiveCache: Sendable {
+    private struct Waiter {
+        var after: Int
+        var continuation: CheckedContinuation<StoredVersion?, Never>
+    }
+
+    private struct State {
+        var latest: [ServiceName: StoredVersion] = [:]
+        var waiters: [ServiceName: [UUID: Waiter]] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public func latest(_ service: ServiceName) -> StoredVersion? {
+        state.withLock { $0.latest[service] }
+    }
+
+    public var all: [StoredVersion] {
+        state.withLock { Array($0.latest.values) }.sorted { $0.service < $1.service }
+    }
+
+    /// Records a version if it is newer than the one held, and wakes the waiters it satisfies.
+    @discardableResult
+    public func offer(_ version: StoredVersion) -> Bool {
+        let woken: [CheckedContinuation<StoredVersion?, Never>]? = state.withLock { state in
+            if let held = state.latest[version.service], held.version >= version.version { return nil }
+            state.latest[version.service] = version
+            guard var waiting = state.waiters[version.service] else { return [] }
+            var ready: [CheckedContinuation<StoredVersion?, Never>] = []
+            for (id, waiter) in waiting where waiter.after < version.version {
+                ready.append(waiter.continuation)
+                waiting.removeValue(forKey: id)
+            }
+            state.waiters[version.service] = waiting.isEmpty ? nil : waiting
+            return ready
+        }
+        guard let woken else { return false }
+        for continuation in woken { continuation.resume(returning: version) }
+        return true
+    }
+
+    /// Waits up to `timeout` for a version of `service` above `after`; nil on timeout.
+    public func wait(for service: ServiceName, after: Int, timeout: Duration) async -> StoredVersion? {
+        if let held = latest(service), held.version > after { return held }
+        let id = UUID()
+        return await withTaskGroup(of: StoredVersion?.self) { group in
+            group.addTask {
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (continuation: CheckedContinuation<StoredVersion?, Never>) in
+                        let immediate: StoredVersion?? = self.state.withLock { state in
+                            if let held = state.latest[service], held.version > after { return .some(held) }
+                            if Task.isCancelled { return .some(nil) }
+                            state.waiters[service, default: [:]][id] = Waiter(after: after, continuation: continuation)
+                            return .none
+                        }
+                        if case .some(let value) = immediate { continuation.resume(returning: value) }
+                    }
+                } onCancel: {
+                    self.cancel(id, service: service)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
+    private func cancel(_ id: UUID, service: ServiceName) {
+        let waiter = state.withLock { state -> Waiter? in
+            let w = state.waiters[service]?.removeValue(forKey: id)
+            if state.waiters[service]?.isEmpty == true { state.waiters[service] = nil }
+            return w
+        }
+        waiter?.continuation.resume(returning: nil)
+    }
+
+    public var waiterCount: Int { state.withLock { $0.waiters.values.reduce(0) { $0 + $1.count } } }
+}

@@ -1,0 +1,132 @@
+import ConfbusCore
+import Foundation
+
+/// Where a version came from (CONTRACT.md §3).
+public enum VersionSource: String, Sendable, CaseIterable {
+    case files, override, batch, rollback, `import`
+}
+
+/// A committed version of one service's config.
+public struct StoredVersion: Sendable, Equatable {
+    public var service: ServiceName
+    public var version: Int
+    public var config: JSONValue
+    public var checksum: String
+    public var source: VersionSource
+    public var author: String
+    public var reason: String?
+    public var createdAt: Date
+    public var environment: String
+    public var batchID: String?
+
+    public init(service: ServiceName, version: Int, config: JSONValue, checksum: String, source: VersionSource,
+                author: String, reason: String?, createdAt: Date, environment: String, batchID: String? = nil) {
+        self.service = service
+        self.version = version
+        self.config = config
+        self.checksum = checksum
+        self.source = source
+        self.author = author
+        self.reason = reason
+        self.createdAt = createdAt
+        self.environment = environment
+        self.batchID = batchID
+    }
+
+    /// The resolved document of CONTRACT.md §3, as MQTT carries it and HTTP returns it.
+    public var document: JSONValue {
+        .object([
+            "service": .string(service.rawValue),
+            "environment": .string(environment),
+            "version": .integer(version),
+            "checksum": .string(checksum),
+            "updated_at": .string(Timestamp.format(createdAt)),
+            "config": config,
+        ])
+    }
+}
+
+/// A version about to be committed.
+public struct NewVersion: Sendable {
+    public var service: ServiceName
+    public var config: JSONValue
+    public var source: VersionSource
+    public var author: String
+    public var reason: String?
+    public var environment: String
+    /// Which layer each value came from, kept with the version for history.
+    public var layers: JSONValue
+
+    public init(service: ServiceName, config: JSONValue, source: VersionSource, author: String, reason: String?,
+                environment: String, layers: JSONValue = .null) {
+        self.service = service
+        self.config = config
+        self.source = source
+        self.author = author
+        self.reason = reason
+        self.environment = environment
+        self.layers = layers
+    }
+
+    public var checksum: String { config.checksum }
+}
+
+public enum CommitOutcome: Sendable, Equatable {
+    /// A new version was committed (and queued for publishing in the same transaction).
+    case committed(StoredVersion)
+    /// The config equals the latest version: nothing was stored.
+    case unchanged(StoredVersion)
+}
+
+/// What the distributor knows of one running instance of a service.
+public struct InstanceRecord: Sendable, Equatable {
+    public var instance: String
+    public var firstSeen: Date
+    public var lastSeen: Date
+    public var health: String?
+    public var healthAt: Date?
+    public var appliedVersion: Int?
+    public var ackStatus: String?
+    public var detail: String?
+
+    public init(instance: String, firstSeen: Date, lastSeen: Date, health: String? = nil, healthAt: Date? = nil,
+                appliedVersion: Int? = nil, ackStatus: String? = nil, detail: String? = nil) {
+        self.instance = instance
+        self.firstSeen = firstSeen
+        self.lastSeen = lastSeen
+        self.health = health
+        self.healthAt = healthAt
+        self.appliedVersion = appliedVersion
+        self.ackStatus = ackStatus
+        self.detail = detail
+    }
+}
+
+/// The port to durable storage (PostgreSQL in production). Versions are numbered by the store,
+/// 1, 2, 3… per service with no gaps, and every committed version is queued for publishing in
+/// the same transaction (the outbox), so a crash between commit and publish loses nothing.
+public protocol VersionStore: Sendable {
+    /// Commits `version` unless its config equals the service's latest.
+    func commit(_ version: NewVersion) async throws -> CommitOutcome
+    func latestVersions() async throws -> [StoredVersion]
+    func latest(_ service: ServiceName) async throws -> StoredVersion?
+    func version(_ service: ServiceName, _ number: Int) async throws -> StoredVersion?
+    /// Newest first; `before` excludes versions at or above it.
+    func history(_ service: ServiceName, limit: Int, before: Int?) async throws -> [StoredVersion]
+
+    /// Publishes queued versions in commit order, removing each from the queue once `publish`
+    /// returns. Returns how many were published. Only one node drains at a time.
+    func drainOutbox(limit: Int, publish: @Sendable (StoredVersion) async throws -> Void) async throws -> Int
+    func outboxDepth() async throws -> Int
+
+    func recordRegistration(_ service: ServiceName, instance: String) async throws
+    func recordAck(_ service: ServiceName, instance: String, version: Int, status: String, detail: String?) async throws
+    func recordHealth(_ service: ServiceName, instance: String, status: String) async throws
+    func instances(_ service: ServiceName) async throws -> [InstanceRecord]
+}
+
+/// The port to the message bus: publishes a service's resolved document, retained, and returns
+/// once the broker has acknowledged it.
+public protocol UpdatePublisher: Sendable {
+    func publishUpdate(_ version: StoredVersion) async throws
+}

@@ -1,0 +1,18 @@
+import Metrics
+
+/// The gateway's metrics (swift-metrics; exported by the HTTP module's Prometheus registry).
+public struct GatewayCounters: Sendable {
+    public let published: Counter
+    public let reconciled: Counter
+    private let factory: any MetricsFactory
+
+    public init(factory: any MetricsFactory = MetricsSystem.factory) {
+        self.factory = factory
+        published = Counter(label: "confbus_versions_published_total", factory: factory)
+        reconciled = Counter(label: "confbus_reconcile_republished_total", factory: factory)
+    }
+
+    public func refused(code: String) {
+        Counter(label: "confbus_refusals_total", dimensions: [("code", code)], factory: factory).increment()
+    }
+}

@@ -1,0 +1,88 @@
+import Logging
+import PostgresNIO
+
+/// The schema, as numbered migrations applied at start-up. They run in one transaction under an
+/// advisory lock, so two nodes starting at once apply each migration exactly once.
+public enum Migrations {
+    static let lockKey: Int64 = 0x636F_6E66_6275_7301 // "confbus" + 1
+
+    static let steps: [(version: Int, statements: [PostgresQuery])] = [
+        (1, [
+            """
+            CREATE TABLE services (
+                name text PRIMARY KEY,
+                latest_version integer NOT NULL DEFAULT 0 CHECK (latest_version >= 0),
+                latest_checksum text,
+                override_layer text,
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            """
+            CREATE TABLE config_versions (
+                service text NOT NULL REFERENCES services (name),
+                version integer NOT NULL CHECK (version >= 1),
+                config text NOT NULL,
+                checksum text NOT NULL,
+                source text NOT NULL,
+                author text NOT NULL,
+                reason text,
+                environment text NOT NULL,
+                layers text,
+                override_layer text,
+                batch_id uuid,
+                created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                PRIMARY KEY (service, version)
+            )
+            """,
+            """
+            CREATE TABLE outbox (
+                id bigserial PRIMARY KEY,
+                service text NOT NULL,
+                version integer NOT NULL,
+                queued_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                UNIQUE (service, version),
+                FOREIGN KEY (service, version) REFERENCES config_versions (service, version)
+            )
+            """,
+            """
+            CREATE TABLE instances (
+                service text NOT NULL,
+                instance text NOT NULL,
+                first_seen timestamptz NOT NULL DEFAULT clock_timestamp(),
+                last_seen timestamptz NOT NULL DEFAULT clock_timestamp(),
+                health text,
+                health_at timestamptz,
+                applied_version integer,
+                ack_status text,
+                detail text,
+                PRIMARY KEY (service, instance)
+            )
+            """,
+        ]),
+    ]
+
+    public static var latestVersion: Int { steps.last?.version ?? 0 }
+
+    /// Applies what is missing; returns the versions applied now.
+    @discardableResult
+    public static func run(on client: PostgresClient, logger: Logger) async throws -> [Int] {
+        try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(\(lockKey))", logger: logger)
+            try await connection.query(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                logger: logger)
+            var applied = Set<Int>()
+            for try await version in try await connection.query("SELECT version FROM schema_migrations", logger: logger).decode(Int.self) {
+                applied.insert(version)
+            }
+            var now: [Int] = []
+            for step in steps where !applied.contains(step.version) {
+                for statement in step.statements { try await connection.query(statement, logger: logger) }
+                try await connection.query("INSERT INTO schema_migrations (version) VALUES (\(step.version))", logger: logger)
+                now.append(step.version)
+            }
+            if !now.isEmpty { logger.info("applied database migrations", metadata: ["migrations": "\(now)"]) }
+            return now
+        }
+    }
+}
