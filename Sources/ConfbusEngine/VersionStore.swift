@@ -123,6 +123,8 @@ public protocol VersionStore: Sendable {
     func recordAck(_ service: ServiceName, instance: String, version: Int, status: String, detail: String?) async throws
     func recordHealth(_ service: ServiceName, instance: String, status: String) async throws
     func instances(_ service: ServiceName) async throws -> [InstanceRecord]
+    /// Per service: how many instances are known and how many have not applied the latest version.
+    func instanceCounts() async throws -> [ServiceName: (total: Int, lagging: Int)]
 }
 
 /// The port to the message bus: publishes a service's resolved document, retained, and returns

@@ -65,7 +65,13 @@ public final class MQTTGateway: Service, UpdatePublisher {
         client.start()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.consumeEvents() }
-            group.addTask { await self.periodic(self.options.healthInterval) { await self.publishHealth() } }
+            group.addTask {
+                while !Task.isCancelled {
+                    await self.status.changed.wait(timeout: self.options.healthInterval)
+                    if Task.isCancelled { return }
+                    await self.publishHealth()
+                }
+            }
             group.addTask { await self.periodic(self.options.reconcileInterval) { await self.refreshRetainedAndReconcile() } }
             try? await gracefulShutdown()
             group.cancelAll()

@@ -22,6 +22,7 @@ public struct PostgresVersionStore: VersionStore {
     }
 
     static let versionColumns = "service, version, config, checksum, source, author, reason, created_at, environment, batch_id::text"
+    static let qualifiedColumns = "v.service, v.version, v.config, v.checksum, v.source, v.author, v.reason, v.created_at, v.environment, v.batch_id::text"
 
     static func decodeVersion(_ row: PostgresRow) throws -> StoredVersion {
         let (service, version, config, checksum, source, author, reason, createdAt, environment, batchID) =
@@ -74,15 +75,15 @@ public struct PostgresVersionStore: VersionStore {
 
     public func latestVersions() async throws -> [StoredVersion] {
         try await versions("""
-            SELECT \(unescaped: Self.versionColumns) FROM config_versions v
+            SELECT \(unescaped: Self.qualifiedColumns) FROM config_versions v
             JOIN services s ON s.name = v.service AND s.latest_version = v.version
-            ORDER BY service
+            ORDER BY v.service
             """)
     }
 
     public func latest(_ service: ServiceName) async throws -> StoredVersion? {
         try await versions("""
-            SELECT \(unescaped: Self.versionColumns) FROM config_versions v
+            SELECT \(unescaped: Self.qualifiedColumns) FROM config_versions v
             JOIN services s ON s.name = v.service AND s.latest_version = v.version
             WHERE s.name = \(service.rawValue)
             """).first
@@ -116,7 +117,7 @@ public struct PostgresVersionStore: VersionStore {
             }
             guard locked else { return (0, nil) }
             let rows = try await connection.query("""
-                SELECT o.id, \(unescaped: Self.versionColumns.split(separator: ",").map { "v." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
+                SELECT o.id, \(unescaped: Self.qualifiedColumns)
                 FROM outbox o JOIN config_versions v ON v.service = o.service AND v.version = o.version
                 ORDER BY o.id LIMIT \(limit)
                 """, logger: logger).collect()
@@ -188,5 +189,18 @@ public struct PostgresVersionStore: VersionStore {
                                           appliedVersion: applied, ackStatus: ack, detail: detail))
         }
         return records
+    }
+
+    public func instanceCounts() async throws -> [ServiceName: (total: Int, lagging: Int)] {
+        var counts: [ServiceName: (total: Int, lagging: Int)] = [:]
+        let rows = try await client.query("""
+            SELECT i.service, count(*)::integer,
+                   count(*) FILTER (WHERE i.applied_version IS NULL OR i.applied_version < s.latest_version)::integer
+            FROM instances i JOIN services s ON s.name = i.service GROUP BY i.service
+            """, logger: logger)
+        for try await (service, total, lagging) in rows.decode((String, Int, Int).self) {
+            if let name = try? ServiceName(validating: service) { counts[name] = (total, lagging) }
+        }
+        return counts
     }
 }

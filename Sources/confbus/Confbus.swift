@@ -2,19 +2,23 @@ import ArgumentParser
 import Foundation
 
 @main
-struct Confbus: ParsableCommand {
+struct Confbus: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "confbus",
         abstract: "Distributes validated configuration to services over MQTT and HTTP.",
         discussion: "Exit codes: 0 ok, 1 refused (invalid configuration), 2 usage error.",
-        subcommands: [Validate.self]
+        subcommands: [Serve.self, Validate.self]
     )
 
     /// ArgumentParser's own usage errors exit 64; confbus promises 2 for every usage error.
-    static func main() {
+    static func main() async {
         do {
             var command = try parseAsRoot()
-            try command.run()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
         } catch let code as ExitCode {
             Foundation.exit(code.rawValue)
         } catch {

@@ -1,0 +1,106 @@
+import ConfbusCore
+import ConfbusEngine
+import ConfbusHTTP
+import ConfbusMQTT
+import ConfbusPostgres
+import ConfbusYAML
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import PostgresNIO
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+
+/// The composition root: the only place that sees every module. Builds the services in start
+/// order (database, listeners, bus, outbox, signals); the HTTP server starts last and stops first.
+public func buildApplication(settings: Settings, processEnvironment: [String: String], registry: PrometheusCollectorRegistry,
+                             logger: Logger) throws -> some ApplicationProtocol {
+    let failpoints = try processEnvironment["CONFBUS_FAILPOINTS"].map(Failpoints.init(parsing:)) ?? Failpoints()
+    let postgres = PostgresClient(configuration: try .init(url: settings.databaseURL), backgroundLogger: logger)
+    let store = PostgresVersionStore(client: postgres, logger: logger, failpoints: failpoints)
+    let source = FileConfigSource(root: settings.configDir, limits: .init(maxDocumentBytes: settings.maxDocumentBytes))
+    let resolver = ServiceResolver(
+        options: .init(environment: settings.environment, allowSchemaless: settings.allowSchemaless, validator: .init(formatAssertion: true)),
+        overrides: OverrideVariables(environment: processEnvironment))
+    let distributor = Distributor(options: .init(environment: settings.environment, maxPayloadBytes: settings.maxDocumentBytes),
+                                  source: source, resolver: resolver, store: store, logger: logger)
+    let readiness = Readiness()
+    let topics = TopicCodec(prefix: settings.topicPrefix)
+
+    var mqttConfiguration = MosquittoClient.Configuration(url: try MQTTURL(settings.mqttURL), clientID: "confbus-\(settings.nodeID)")
+    let startedAt = Date()
+    mqttConfiguration.will = (topics.nodeHealth(settings.nodeID), MQTTGateway.willPayload(node: settings.nodeID, startedAt: startedAt), true)
+    let mqtt = try MosquittoClient(configuration: mqttConfiguration, logger: logger)
+    let gateway = MQTTGateway(client: mqtt, topics: topics, distributor: distributor, status: readiness,
+                              options: .init(node: settings.nodeID, healthInterval: settings.healthInterval,
+                                             reconcileInterval: settings.reconcileInterval),
+                              logger: logger)
+    let relay = OutboxRelay(store: store, publisher: gateway, signal: distributor.outboxSignal, logger: logger)
+
+    let router = Router()
+    ConfbusAPI(distributor: distributor, readiness: readiness, adminTokens: settings.adminTokens, readTokens: settings.readTokens,
+               registry: registry).addRoutes(to: router)
+
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(settings.httpHost, port: settings.httpPort), serverName: "confbus"),
+        services: [
+            postgres,
+            DatabaseSupervisor(client: postgres, distributor: distributor, readiness: readiness,
+                               refreshInterval: settings.reconcileInterval, logger: logger),
+            VersionListener(client: postgres, distributor: distributor, logger: logger),
+            gateway,
+            relay,
+            HangupReload(distributor: distributor, logger: logger),
+            GaugePoller(store: store, readiness: readiness, cache: distributor.cache),
+        ],
+        logger: logger
+    )
+}
+
+/// SIGHUP reads the config tree again, as `POST /v1/reload` does.
+struct HangupReload: Service {
+    let distributor: Distributor
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await cancelWhenGracefulShutdown {
+            for await _ in signals {
+                do {
+                    let report = try await distributor.reload(author: "SIGHUP", reason: "SIGHUP")
+                    logger.info("reloaded on SIGHUP", metadata: ["committed": "\(report.committed.count)"])
+                } catch {
+                    logger.warning("reload on SIGHUP failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+}
+
+/// Gauges that are read rather than counted: outbox depth and connection state.
+struct GaugePoller: Service {
+    let store: any VersionStore
+    let readiness: Readiness
+    let cache: LiveCache
+
+    func run() async throws {
+        let outbox = Gauge(label: "confbus_outbox_depth")
+        let database = Gauge(label: "confbus_database_connected")
+        let mqtt = Gauge(label: "confbus_mqtt_connected")
+        let services = Gauge(label: "confbus_services")
+        let waiters = Gauge(label: "confbus_long_poll_waiters")
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                database.record(readiness.database ? 1 : 0)
+                mqtt.record(readiness.mqtt ? 1 : 0)
+                services.record(cache.all.count)
+                waiters.record(cache.waiterCount)
+                if readiness.database, let depth = try? await store.outboxDepth() { outbox.record(depth) }
+                try? await Task.sleep(for: .seconds(2))
+            }
+        }
+    }
+}

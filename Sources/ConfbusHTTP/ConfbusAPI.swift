@@ -1,0 +1,275 @@
+import ConfbusCore
+import ConfbusEngine
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Prometheus
+
+/// The HTTP API of CONTRACT.md §5 that exists so far: pull, history, diff, services, instances,
+/// schemas, reload, and the operational endpoints. Reads are served from the live cache.
+public struct ConfbusAPI: Sendable {
+    public let distributor: Distributor
+    public let readiness: Readiness
+    public let adminTokens: [AccessToken]
+    public let readTokens: [AccessToken]
+    public let registry: PrometheusCollectorRegistry
+    public let maxWait: Int = 60
+
+    public init(distributor: Distributor, readiness: Readiness, adminTokens: [AccessToken], readTokens: [AccessToken],
+                registry: PrometheusCollectorRegistry) {
+        self.distributor = distributor
+        self.readiness = readiness
+        self.adminTokens = adminTokens
+        self.readTokens = readTokens
+        self.registry = registry
+    }
+
+    var store: any VersionStore { distributor.store }
+    var cache: LiveCache { distributor.cache }
+
+    public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
+        router.addMiddleware {
+            ProblemMiddleware<Context>()
+            RequestMetricsMiddleware<Context>()
+        }
+        router.get("/healthz") { _, _ in Response.json(["status": "ok"]) }
+        router.get("/readyz") { _, _ in try readyz() }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: .init(bytes: registry.emitToBuffer())))
+        }
+        router.get("/openapi.json") { _, _ in Response.json(OpenAPIDocument.document) }
+        router.get("/v1/config/:service") { request, context in try await config(request, context) }
+        router.get("/v1/config/:service/history") { request, context in try await history(request, context) }
+        router.get("/v1/config/:service/diff") { request, context in try await diff(request, context) }
+        router.get("/v1/services") { request, _ in try await services(request) }
+        router.get("/v1/services/:service/instances") { request, context in try await instances(request, context) }
+        router.get("/v1/schemas/:service") { request, context in try await schema(request, context) }
+        router.post("/v1/reload") { request, context in try await reload(request, context) }
+    }
+
+    // MARK: Access
+
+    func service(_ context: some RequestContext) throws -> ServiceName {
+        guard let raw = context.parameters.get("service") else { throw Problem(.badRequest, code: "invalid_name", detail: "missing service") }
+        do {
+            return try ServiceName(validating: raw.removingPercentEncoding ?? raw)
+        } catch {
+            throw Problem(.badRequest, code: "invalid_name", detail: "invalid service name in the URL")
+        }
+    }
+
+    static func bearer(_ request: Request) -> String? {
+        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else { return nil }
+        return String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+    }
+
+    /// Reads are open unless read tokens are configured; an admin token reads everything.
+    func authorizeRead(_ request: Request, service: ServiceName?) throws {
+        guard !readTokens.isEmpty else { return }
+        guard let presented = Self.bearer(request) else { throw Problem(.unauthorized, code: "unauthorized", detail: "a read token is required") }
+        if adminTokens.contains(where: { $0.matches(presented) }) { return }
+        guard let token = readTokens.first(where: { $0.matches(presented) }) else {
+            throw Problem(.unauthorized, code: "unauthorized", detail: "unknown token")
+        }
+        if let service, !token.allows(service) { throw Problem(.forbidden, code: "forbidden", detail: "this token may not read \(service)") }
+    }
+
+    /// Admin calls need an admin token; with none configured every admin call is 401.
+    func authorizeAdmin(_ request: Request) throws -> String {
+        guard let presented = Self.bearer(request), let token = adminTokens.first(where: { $0.matches(presented) }) else {
+            throw Problem(.unauthorized, code: "unauthorized", detail: "an admin token is required")
+        }
+        return token.name
+    }
+
+    func staleHeaders() -> HTTPFields {
+        readiness.database ? [:] : [HTTPField.Name("Confbus-Stale")!: "true"]
+    }
+
+    // MARK: Operations
+
+    func readyz() throws -> Response {
+        let database = readiness.database
+        let mqtt = readiness.mqtt
+        guard database && mqtt else {
+            let down = [database ? nil : "database", mqtt ? nil : "mqtt"].compactMap { $0 }
+            throw Problem(.serviceUnavailable, code: "not_ready", detail: "not ready: \(down.joined(separator: " and ")) down")
+        }
+        return Response.json(["database": "connected", "mqtt": "connected"])
+    }
+
+    // MARK: Pull
+
+    static func integer(_ request: Request, _ name: String) throws -> Int? {
+        guard let raw = request.uri.queryParameters.get(name) else { return nil }
+        guard let value = Int(raw), value >= 0 else {
+            throw Problem(.badRequest, code: "bad_request", detail: "query parameter \(name) must be a non-negative integer")
+        }
+        return value
+    }
+
+    func config(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let service = try service(context)
+        try authorizeRead(request, service: service)
+        let versionParameter = try Self.integer(request, "version")
+        if request.uri.queryParameters.get("version") != nil, versionParameter == 0 {
+            throw Problem(.badRequest, code: "bad_request", detail: "version starts at 1")
+        }
+        var pointer: JSONPointer?
+        if let raw = request.uri.queryParameters.get("pointer") {
+            guard let p = JSONPointer(raw), raw.hasPrefix("/") else {
+                throw Problem(.badRequest, code: "bad_request", detail: "pointer must be a JSON pointer starting with /")
+            }
+            pointer = p
+        }
+        let wait = try Self.integer(request, "wait").map { min($0, maxWait) }
+        let after = try Self.integer(request, "after")
+
+        var version: StoredVersion
+        if let number = versionParameter {
+            if let latest = cache.latest(service), latest.version == number {
+                version = latest
+            } else {
+                guard let stored = try await store.version(service, number) else {
+                    throw Problem(.notFound, code: "not_found", detail: "\(service) has no version \(number)")
+                }
+                version = stored
+            }
+        } else if let wait {
+            let threshold = after ?? cache.latest(service)?.version ?? 0
+            if let newer = await cache.wait(for: service, after: threshold, timeout: .seconds(wait)) {
+                version = newer
+            } else {
+                guard cache.latest(service) != nil else {
+                    throw Problem(.notFound, code: "not_found", detail: "\(service) has no version")
+                }
+                return Response(status: .notModified, headers: staleHeaders())
+            }
+        } else {
+            guard let latest = cache.latest(service) else {
+                throw Problem(.notFound, code: "not_found", detail: "\(service) has no version")
+            }
+            version = latest
+        }
+
+        var headers = staleHeaders()
+        let etag = "\"\(version.checksum)\""
+        headers[.eTag] = etag
+        if let pointer {
+            guard let value = version.config.value(at: pointer) else {
+                throw Problem(.notFound, code: "not_found", detail: "no value at \(pointer) in version \(version.version)")
+            }
+            return Response.json(["service": .string(service.rawValue), "version": .integer(version.version),
+                                  "pointer": .string(pointer.description), "value": value], headers: headers)
+        }
+        if let match = request.headers[.ifNoneMatch], Self.etagMatches(match, etag) {
+            return Response(status: .notModified, headers: headers)
+        }
+        return Response.json(version.document, headers: headers)
+    }
+
+    static func etagMatches(_ header: String, _ etag: String) -> Bool {
+        header.split(separator: ",").contains { candidate in
+            let c = candidate.trimmingCharacters(in: .whitespaces)
+            return c == "*" || c == etag || c == "W/" + etag
+        }
+    }
+
+    func history(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let service = try service(context)
+        try authorizeRead(request, service: service)
+        let limit = min(try Self.integer(request, "limit") ?? 50, 1000)
+        let before = try Self.integer(request, "before")
+        guard cache.latest(service) != nil else { throw Problem(.notFound, code: "not_found", detail: "\(service) has no version") }
+        let versions = try await store.history(service, limit: limit, before: before)
+        return Response.json([
+            "service": .string(service.rawValue),
+            "versions": .array(versions.map { v in
+                var entry: [String: JSONValue] = [
+                    "version": .integer(v.version), "checksum": .string(v.checksum), "source": .string(v.source.rawValue),
+                    "author": .string(v.author), "reason": v.reason.map(JSONValue.string) ?? .null,
+                    "created_at": .string(Timestamp.format(v.createdAt)),
+                ]
+                if let batch = v.batchID { entry["batch_id"] = .string(batch) }
+                return .object(entry)
+            }),
+        ])
+    }
+
+    func diff(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let service = try service(context)
+        try authorizeRead(request, service: service)
+        guard let from = try Self.integer(request, "from"), let to = try Self.integer(request, "to") else {
+            throw Problem(.badRequest, code: "bad_request", detail: "diff needs from and to")
+        }
+        guard let old = try await store.version(service, from), let new = try await store.version(service, to) else {
+            throw Problem(.notFound, code: "not_found", detail: "\(service) has no version \(from) or \(to)")
+        }
+        return Response.json([
+            "service": .string(service.rawValue), "from": .integer(from), "to": .integer(to),
+            "changes": .array(ConfigDiff.changes(from: old.config, to: new.config).map(\.json)),
+        ])
+    }
+
+    func services(_ request: Request) async throws -> Response {
+        try authorizeRead(request, service: nil)
+        let counts = (try? await store.instanceCounts()) ?? [:]
+        return Response.json(["services": .array(cache.all.map { v in
+            let c = counts[v.service] ?? (0, 0)
+            return .object([
+                "service": .string(v.service.rawValue), "version": .integer(v.version),
+                "checksum": .string(v.checksum), "updated_at": .string(Timestamp.format(v.createdAt)),
+                "instances": .integer(c.total), "lagging": .integer(c.lagging),
+            ])
+        })], headers: staleHeaders())
+    }
+
+    func instances(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let service = try service(context)
+        try authorizeRead(request, service: service)
+        guard let latest = cache.latest(service) else { throw Problem(.notFound, code: "not_found", detail: "\(service) has no version") }
+        let records = try await store.instances(service)
+        return Response.json([
+            "service": .string(service.rawValue), "version": .integer(latest.version),
+            "instances": .array(records.map { r in
+                .object([
+                    "instance": .string(r.instance),
+                    "first_seen": .string(Timestamp.format(r.firstSeen)),
+                    "last_seen": .string(Timestamp.format(r.lastSeen)),
+                    "health": r.health.map(JSONValue.string) ?? .null,
+                    "applied_version": r.appliedVersion.map(JSONValue.integer) ?? .null,
+                    "ack_status": r.ackStatus.map(JSONValue.string) ?? .null,
+                    "detail": r.detail.map(JSONValue.string) ?? .null,
+                    "lagging": .bool((r.appliedVersion ?? 0) < latest.version),
+                ])
+            }),
+        ])
+    }
+
+    func schema(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let service = try service(context)
+        try authorizeRead(request, service: service)
+        let files = distributor.source.load(service, environment: distributor.options.environment)
+        guard let schema = files.schema else { throw Problem(.notFound, code: "not_found", detail: "\(service) has no schema") }
+        return Response.json(schema.value)
+    }
+
+    func reload(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let author = try authorizeAdmin(request)
+        guard readiness.database else { throw Problem(.serviceUnavailable, code: "store_unavailable", detail: "the database is unreachable; nothing was reloaded") }
+        let reason = request.headers[HTTPField.Name("X-Confbus-Reason")!]
+        let report = try await distributor.reload(author: author, reason: reason ?? "reload")
+        return Response.json([
+            "committed": .array(report.committed.map { JSONValue.object(["service": .string($0.service.rawValue), "version": .integer($0.version)]) }),
+            "unchanged": .array(report.unchanged.map { JSONValue.string($0.rawValue) }),
+            "failed": .object(Dictionary(uniqueKeysWithValues: report.failed.map { name, errors in
+                (name.rawValue, JSONValue.array(errors.map { e in
+                    var o: [String: JSONValue] = ["code": .string(e.code.description), "message": .string(e.message)]
+                    if let l = e.location { o["location"] = .string(l.description) }
+                    return .object(o)
+                }))
+            })),
+        ])
+    }
+}

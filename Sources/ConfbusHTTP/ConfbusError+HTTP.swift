@@ -1,0 +1,94 @@
+import ConfbusCore
+import Foundation
+import Hummingbird
+import NIOCore
+
+/// RFC 9457 problem details: every error confbus answers over HTTP.
+public struct Problem: Error, Sendable {
+    public var status: HTTPResponse.Status
+    public var title: String
+    public var detail: String
+    public var code: String
+    public var errors: [ValidationIssue]
+
+    public init(_ status: HTTPResponse.Status, code: String, detail: String, errors: [ValidationIssue] = []) {
+        self.status = status
+        self.title = status.reasonPhrase
+        self.detail = detail
+        self.code = code
+        self.errors = errors
+    }
+
+    public init(_ error: ConfbusError) {
+        let status: HTTPResponse.Status = switch error.code {
+        case .invalidName, .badRequest, .invalidJSON, .invalidYAML, .invalidPayload: .badRequest
+        case .notFound, .unknownService: .notFound
+        case .schemaViolation, .invalidOverride: .unprocessableContent
+        case .versionConflict: .preconditionFailed
+        case .documentTooLarge: .contentTooLarge
+        default: .serviceUnavailable
+        }
+        self.init(status, code: error.code.description, detail: error.message, errors: error.issues)
+    }
+
+    var json: JSONValue {
+        var object: [String: JSONValue] = [
+            "type": .string("https://confbus.dev/problems/\(code)"),
+            "title": .string(title),
+            "status": .integer(Int(status.code)),
+            "detail": .string(detail),
+        ]
+        if !errors.isEmpty {
+            object["errors"] = .array(errors.map { .object(["path": .string($0.instancePath.description), "message": .string($0.message)]) })
+        }
+        return .object(object)
+    }
+
+    func response() -> Response {
+        Response.json(json, status: status, contentType: "application/problem+json")
+    }
+}
+
+extension Response {
+    static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok, contentType: String = "application/json",
+                     headers: HTTPFields = [:]) -> Response {
+        var fields = headers
+        fields[.contentType] = contentType
+        var bytes = value.serializedBytes()
+        bytes.append(0x0A)
+        return Response(status: status, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}
+
+/// Turns every error into problem+json, including the router's own 404 and the names it lets
+/// through malformed (`%2F`, `..`): a malformed service name is 400, an unknown one 404.
+struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let problem as Problem {
+            return problem.response()
+        } catch let error as ConfbusError {
+            return Problem(error).response()
+        } catch let error as HTTPError {
+            if error.status == .notFound, let name = Self.serviceSegment(request.uri.path), !ServiceName.isValid(name) {
+                return Problem(.badRequest, code: "invalid_name", detail: "invalid service name in the URL").response()
+            }
+            return Problem(error.status, code: error.status == .notFound ? "not_found" : "http_error",
+                           detail: error.body ?? error.status.reasonPhrase).response()
+        } catch {
+            context.logger.error("request failed", metadata: ["error.type": "\(type(of: error))"])
+            return Problem(.internalServerError, code: "internal", detail: "internal error").response()
+        }
+    }
+
+    /// The service segment of `/v1/config/<s>…`, `/v1/services/<s>…` or `/v1/schemas/<s>`, decoded once.
+    static func serviceSegment(_ path: String) -> String? {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count >= 4, parts[1] == "v1", ["config", "services", "schemas"].contains(parts[2]) else { return nil }
+        if parts.count > 4 && parts[2] == "config" && !["history", "diff", "override", "rollback"].contains(parts[4]) {
+            return String(parts[3]) + "/" // a name followed by more path cannot be a name
+        }
+        return String(parts[3]).removingPercentEncoding ?? String(parts[3])
+    }
+}

@@ -1,0 +1,89 @@
+import ConfbusCore
+
+/// OpenAPI 3.1 of the API as it exists. A test checks that every route the router serves is
+/// here and nothing else is, so the document stays true as the API grows.
+enum OpenAPIDocument {
+    struct Operation {
+        var method: String
+        var path: String
+        var summary: String
+        var query: [(name: String, description: String)] = []
+        var responses: [String: String]
+        var admin = false
+    }
+
+    static let operations: [Operation] = [
+        Operation(method: "get", path: "/healthz", summary: "Liveness", responses: ["200": "alive"]),
+        Operation(method: "get", path: "/readyz", summary: "Readiness: PostgreSQL and MQTT connected",
+                  responses: ["200": "ready", "503": "names what is down"]),
+        Operation(method: "get", path: "/metrics", summary: "Prometheus metrics", responses: ["200": "text exposition format"]),
+        Operation(method: "get", path: "/openapi.json", summary: "This document", responses: ["200": "OpenAPI 3.1"]),
+        Operation(method: "get", path: "/v1/config/{service}", summary: "The resolved document of a service",
+                  query: [("version", "a past version"), ("pointer", "a JSON pointer into config"),
+                          ("wait", "long-poll up to this many seconds (at most 60)"), ("after", "with wait: a version above this")],
+                  responses: ["200": "resolved document (ETag: quoted checksum)", "304": "not modified / nothing newer",
+                              "400": "malformed name or parameter", "404": "unknown service or version"]),
+        Operation(method: "get", path: "/v1/config/{service}/history", summary: "Versions, newest first",
+                  query: [("limit", "at most this many (default 50)"), ("before", "versions below this")],
+                  responses: ["200": "history", "404": "unknown service"]),
+        Operation(method: "get", path: "/v1/config/{service}/diff", summary: "Leaf-level changes between two versions",
+                  query: [("from", "version"), ("to", "version")], responses: ["200": "changes", "404": "unknown version"]),
+        Operation(method: "get", path: "/v1/services", summary: "Every service with version and instance counts", responses: ["200": "services"]),
+        Operation(method: "get", path: "/v1/services/{service}/instances", summary: "Instances, health and applied versions",
+                  responses: ["200": "instances", "404": "unknown service"]),
+        Operation(method: "get", path: "/v1/schemas/{service}", summary: "The service's JSON Schema", responses: ["200": "schema", "404": "no schema"]),
+        Operation(method: "post", path: "/v1/reload", summary: "Read the config tree again and publish what changed",
+                  responses: ["200": "what was committed, unchanged or refused", "401": "admin token required", "503": "database down"],
+                  admin: true),
+    ]
+
+    static let problem: JSONValue = [
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": [
+            "type": ["type": "string"], "title": ["type": "string"], "status": ["type": "integer"], "detail": ["type": "string"],
+            "errors": ["type": "array", "items": ["type": "object", "properties": ["path": ["type": "string"], "message": ["type": "string"]]]],
+        ],
+    ]
+
+    static let document: JSONValue = {
+        var paths: [String: JSONValue] = [:]
+        for op in operations {
+            var parameters: [JSONValue] = []
+            if op.path.contains("{service}") {
+                parameters.append(["name": "service", "in": "path", "required": true,
+                                   "schema": ["type": "string", "pattern": "^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$"]])
+            }
+            for q in op.query {
+                parameters.append(["name": .string(q.name), "in": "query", "required": false, "description": .string(q.description),
+                                   "schema": ["type": q.name == "pointer" ? "string" : "integer"]])
+            }
+            var responses: [String: JSONValue] = [:]
+            for (code, description) in op.responses {
+                let json = code.hasPrefix("2") || code == "304" ? "application/json" : "application/problem+json"
+                var response: [String: JSONValue] = ["description": .string(description)]
+                if code != "304" && op.path != "/metrics" {
+                    response["content"] = .object([json: json == "application/problem+json"
+                        ? ["schema": ["$ref": "#/components/schemas/Problem"]] : ["schema": ["type": "object"]]])
+                }
+                responses[code] = .object(response)
+            }
+            var operation: [String: JSONValue] = ["summary": .string(op.summary), "responses": .object(responses)]
+            if !parameters.isEmpty { operation["parameters"] = .array(parameters) }
+            if op.admin { operation["security"] = [["admin": []]] }
+            var item = paths[op.path]?.objectValue ?? [:]
+            item[op.method] = .object(operation)
+            paths[op.path] = .object(item)
+        }
+        return [
+            "openapi": "3.1.0",
+            "info": ["title": "confbus", "version": "0.2.0",
+                     "description": "Configuration distributor: HTTP pull and admin API (CONTRACT.md §5)."],
+            "paths": .object(paths),
+            "components": [
+                "schemas": ["Problem": problem],
+                "securitySchemes": ["admin": ["type": "http", "scheme": "bearer"], "read": ["type": "http", "scheme": "bearer"]],
+            ],
+        ]
+    }()
+}

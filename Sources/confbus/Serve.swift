@@ -1,0 +1,92 @@
+import ArgumentParser
+import ConfbusApp
+import ConfbusMQTT
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+
+/// `confbus serve`: the distributor.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the distributor: resolve, store in PostgreSQL, publish on MQTT, serve HTTP.",
+        discussion: "Every option can also be set as a CONFBUS_* variable or in <config-dir>/confbus.yaml (flags win)."
+    )
+
+    @Option(help: "postgres://user:password@host:port/database") var databaseURL: String?
+    @Option(help: "mqtt://[user:pass@]host:port or mqtts://…") var mqttURL: String?
+    @Option(help: "The environment whose <environment>.yaml applies.") var environment: String?
+    @Option(help: "The config tree.") var configDir: String?
+    @Option(help: "HTTP listen address.") var httpHost: String?
+    @Option(help: "HTTP port.") var httpPort: Int?
+    @Option(help: "MQTT topic prefix.") var topicPrefix: String?
+    @Option(help: "This node's id (client id and health topic).") var nodeId: String?
+    @Option(help: "Seconds, or a number with ms, s or m.") var healthInterval: String?
+    @Option(help: "Seconds, or a number with ms, s or m.") var reconcileInterval: String?
+    @Option(help: "Comma-separated name=secret entries.") var adminTokens: String?
+    @Option(help: "Comma-separated name[:svc|svc]=secret entries.") var readTokens: String?
+    @Option(help: "Largest document, HTTP body or MQTT payload, in bytes.") var maxDocumentBytes: Int?
+    @Flag(help: "Distribute services without a schema.") var allowSchemaless = false
+    @Option(help: "trace, debug, info, notice, warning, error, critical") var logLevel: String?
+    @Option(help: "text or json") var logFormat: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        var flags: [String: String] = [:]
+        let options: [(String, String?)] = [
+            ("database_url", databaseURL), ("mqtt_url", mqttURL), ("environment", self.environment), ("http_host", httpHost),
+            ("http_port", httpPort.map(String.init)), ("topic_prefix", topicPrefix), ("node_id", nodeId),
+            ("health_interval", healthInterval), ("reconcile_interval", reconcileInterval), ("admin_tokens", adminTokens),
+            ("read_tokens", readTokens), ("max_document_bytes", maxDocumentBytes.map(String.init)),
+            ("allow_schemaless", allowSchemaless ? "true" : nil), ("log_level", logLevel), ("log_format", logFormat),
+        ]
+        for case (let key, let value?) in options { flags[key] = value }
+        let configDir = configDir ?? environment["CONFBUS_CONFIG_DIR"] ?? "config"
+        let settings: Settings
+        do {
+            settings = try Settings(config: try await Settings.reader(flags: flags, environment: environment, configDir: configDir),
+                                    configDir: configDir)
+        } catch let error as Settings.Invalid {
+            throw ValidationError(error.description)
+        }
+
+        // The process's only globals: logging, metrics and libmosquitto, set up once, here.
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler = settings.logFormat == .json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = settings.logLevel
+            return handler
+        }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        _ = MosquittoClient.libraryInitialized
+
+        let logger = Logger(label: "confbus")
+        logger.info("starting confbus", metadata: ["settings": "\(settings.redactedDescription)"])
+        let app = try buildApplication(settings: settings, processEnvironment: environment, registry: registry, logger: logger)
+        try await app.runService()
+    }
+}
+
+/// One JSON object per line, for log shippers (`log_format: json`).
+struct JSONLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var object: [String: Any] = [
+            "time": ISO8601DateFormatter().string(from: Date()), "level": event.level.rawValue,
+            "label": label, "message": "\(event.message)",
+        ]
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { object[key] = "\(value)" }
+        if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
+            FileHandle.standardError.write(data + Data([0x0A]))
+        }
+    }
+}
