@@ -32,6 +32,7 @@ let package = Package(
         .target(name: "ConfbusEngine", dependencies: [
             "ConfbusCore", "ConfbusSchema",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "ConfbusYAML", dependencies: [

@@ -2,6 +2,7 @@ import ConfbusCore
 import Dispatch
 import Foundation
 import Logging
+import Metrics
 import Synchronization
 
 /// The distributor's use cases: resolve the tree and commit what changed, keep the live cache,
@@ -95,6 +96,7 @@ public final class Distributor: Sendable {
                                                         author: author, reason: reason, environment: options.environment,
                                                         layers: .object(layers)))
         if case .committed(let version) = outcome {
+            Counter(label: "confbus_versions_committed_total", dimensions: [("service", version.service.rawValue)]).increment()
             cache.offer(version)
             outboxSignal.signal()
             logger.info("committed a new version", metadata: ["confbus.service": "\(version.service)", "confbus.version": "\(version.version)"])

@@ -29,8 +29,8 @@ public struct ConfbusAPI: Sendable {
 
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         router.addMiddleware {
-            ProblemMiddleware<Context>()
             RequestMetricsMiddleware<Context>()
+            ProblemMiddleware<Context>()
         }
         router.get("/healthz") { _, _ in Response.json(["status": "ok"]) }
         router.get("/readyz") { _, _ in try readyz() }
