@@ -89,7 +89,11 @@ let package = Package(
         .testTarget(name: "ConfbusYAMLTests", dependencies: ["ConfbusCore", "ConfbusYAML"]),
         .testTarget(name: "ConfbusEngineTests", dependencies: ["ConfbusCore", "ConfbusSchema", "ConfbusEngine", "ConfbusYAML"]),
         .testTarget(name: "ConfbusCLITests", dependencies: ["ConfbusCore"]),
-        .testTarget(name: "ConfbusIntegrationTests", dependencies: ["ConfbusCore"]),
+        .testTarget(name: "ConfbusIntegrationTests", dependencies: [
+            "ConfbusCore", "ConfbusEngine", "ConfbusYAML", "ConfbusMQTT",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

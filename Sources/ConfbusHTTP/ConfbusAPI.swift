@@ -92,8 +92,9 @@ public struct ConfbusAPI: Sendable {
     func readyz() throws -> Response {
         let database = readiness.database
         let mqtt = readiness.mqtt
-        guard database && mqtt else {
-            let down = [database ? nil : "database", mqtt ? nil : "mqtt"].compactMap { $0 }
+        let loaded = readiness.loaded
+        guard database && mqtt && loaded else {
+            let down = [database ? nil : "database", mqtt ? nil : "mqtt", (database && !loaded) ? "start-up (loading versions)" : nil].compactMap { $0 }
             throw Problem(.serviceUnavailable, code: "not_ready", detail: "not ready: \(down.joined(separator: " and ")) down")
         }
         return Response.json(["database": "connected", "mqtt": "connected"])

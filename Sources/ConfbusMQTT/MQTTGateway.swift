@@ -114,6 +114,10 @@ public final class MQTTGateway: Service, UpdatePublisher {
 
     func handle(topic: String, payload: [UInt8]) async {
         guard let incoming = topics.parse(topic) else { return }
+        if case .update = incoming {} else {
+            // Instance messages wait (in order) until the versions are loaded from the database.
+            _ = await status.waitUntilLoaded(timeout: .seconds(30))
+        }
         switch incoming {
         case .update(let raw):
             // Our own publishes and the retained state: remember the newest version per service.

@@ -53,6 +53,7 @@ public struct DatabaseSupervisor: Service {
                         logger.info("start-up reload", metadata: ["committed": "\(report.committed.count)", "unchanged": "\(report.unchanged.count)",
                                                                   "invalid": "\(report.failed.count)"])
                         distributor.outboxSignal.signal()
+                        readiness.setLoaded()
                         started = true
                         sinceRefresh = .now
                     } else if ContinuousClock.now - sinceRefresh > refreshInterval {

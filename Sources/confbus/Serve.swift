@@ -51,6 +51,13 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
 
+        // A supervisor may start us with signals blocked (a thread pool's mask is inherited
+        // through fork and exec); SIGTERM, SIGINT and SIGHUP must reach the lifecycle.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&unblock, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
+
         // The process's only globals: logging, metrics and libmosquitto, set up once, here.
         LoggingSystem.bootstrap { label in
             var handler: any LogHandler = settings.logFormat == .json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)

@@ -1,0 +1,295 @@
+import ConfbusCore
+import ConfbusEngine
+import ConfbusYAML
+import Foundation
+import Testing
+
+/// `confbus serve` against the real PostgreSQL and mosquitto: what issue 3 must show.
+/// Each test has its own database, topic prefix, HTTP port and (where it stops one) broker.
+@Suite(.requiresPostgres, .requiresMQTT, .serialized)
+struct DistributorTests {
+    /// What `confbus validate` resolves for the tree: the config the distributor must publish.
+    static func expectedConfig(_ tree: URL, _ service: String) throws -> JSONValue {
+        let source = FileConfigSource(root: tree.path)
+        let resolver = ServiceResolver(options: .init(environment: "development", validator: .init(formatAssertion: true)),
+                                       overrides: OverrideVariables(environment: [:]))
+        let resolution = resolver.resolve(source.load(try ServiceName(validating: service), environment: "development"), source: source)
+        return try #require(resolution.resolved?.config)
+    }
+
+    static func sharedBroker() throws -> String { try #require(TestServers.mqttURL, "CONFBUS_TEST_MQTT_URL is not set (run make test)") }
+
+    @Test(.timeLimit(.minutes(2)))
+    func publishesEachServiceRetainedAsVersion1() async throws {
+        let tree = try Harness.copyOfExampleTree()
+        let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: try Self.sharedBroker())
+        try await confbus.start()
+        defer { confbus.stop() }
+        let probe = try await MQTTProbe(url: try Self.sharedBroker())
+        defer { Task { await probe.shutdown() } }
+        try probe.subscribe(confbus.topic("update", "+"))
+        for service in ["billing-api", "feature-flags", "report-worker"] { _ = try await probe.waitFor(confbus.topic("update", service)) }
+        // A subscriber that arrives afterwards gets each version at once, as a retained message.
+        let late = try await MQTTProbe(url: try Self.sharedBroker(), name: "late")
+        defer { Task { await late.shutdown() } }
+        try late.subscribe(confbus.topic("update", "+"))
+        for service in ["billing-api", "feature-flags", "report-worker"] {
+            let message = try await late.waitFor(confbus.topic("update", service))
+            #expect(message.retained)
+            let document = try #require(message.json)
+            let expected = try Self.expectedConfig(tree, service)
+            #expect(document["version"] == .integer(1))
+            #expect(document["service"] == .string(service))
+            #expect(document["environment"] == .string("development"))
+            #expect(document["config"] == expected)
+            #expect(document["checksum"] == .string(expected.checksum))
+            #expect(document["updated_at"]?.stringValue?.hasSuffix("Z") == true)
+        }
+        #expect(try await Harness.versions(in: confbus.databaseURL, service: "billing-api") == [1])
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func registrationOfANewServiceCreatesAndPublishesVersion1() async throws {
+        let tree = try Harness.copyOfExampleTree()
+        let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: try Self.sharedBroker())
+        try await confbus.start()
+        defer { confbus.stop() }
+        // A service whose files appear after start-up: no version until it registers.
+        let services = tree.appendingPathComponent("services")
+        try FileManager.default.copyItem(at: services.appendingPathComponent("report-worker"), to: services.appendingPathComponent("late-worker"))
+        #expect(try await confbus.get("/v1/config/late-worker").status == 404)
+
+        let probe = try await MQTTProbe(url: try Self.sharedBroker())
+        defer { Task { await probe.shutdown() } }
+        try probe.subscribe(confbus.topic("update", "late-worker"))
+        try probe.subscribe(confbus.topic("error", "#"))
+        try await probe.publish(confbus.topic("register", "late-worker"), #"{"instance": "lw-1"}"#)
+        let update = try await probe.waitFor(confbus.topic("update", "late-worker"))
+        #expect(update.json?["version"] == .integer(1))
+        #expect(update.json?["config"] == (try Self.expectedConfig(tree, "late-worker")))
+
+        let instances = try await confbus.get("/v1/services/late-worker/instances")
+        #expect(instances.json?["instances"]?.arrayValue?.first?["instance"] == .string("lw-1"))
+
+        // Refusals come back on config/error/<service>, and nothing is created.
+        try await probe.publish(confbus.topic("register", "no-such-service"), #"{"instance": "x-1"}"#)
+        let unknown = try await probe.waitFor(confbus.topic("error", "no-such-service"))
+        #expect(unknown.json?["error"]?["code"] == .string("unknown_service"))
+        #expect(unknown.json?["instance"] == .string("x-1"))
+        try await probe.publish(confbus.topic("register", "late-worker"), "not json")
+        let malformed = try await probe.waitFor(confbus.topic("error", "late-worker"))
+        #expect(malformed.json?["error"]?["code"] == .string("invalid_payload"))
+        #expect(try await Harness.versions(in: confbus.databaseURL, service: "late-worker") == [1])
+        #expect(try await Harness.versions(in: confbus.databaseURL, service: "no-such-service") == [])
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func reloadCommitsVersion2AndAnUnchangedReloadNothing() async throws {
+        let tree = try Harness.copyOfExampleTree()
+        let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: try Self.sharedBroker())
+        try await confbus.start()
+        defer { confbus.stop() }
+        let probe = try await MQTTProbe(url: try Self.sharedBroker())
+        defer { Task { await probe.shutdown() } }
+        let topic = confbus.topic("update", "billing-api")
+        try probe.subscribe(topic)
+        _ = try await probe.waitFor(topic) { $0.json?["version"] == .integer(1) }
+
+        let file = tree.appendingPathComponent("services/billing-api/defaults.yaml")
+        try (try String(contentsOf: file, encoding: .utf8)).replacingOccurrences(of: "pool_size: 10", with: "pool_size: 42")
+            .write(to: file, atomically: true, encoding: .utf8)
+        #expect(try await confbus.request("POST", "/v1/reload").status == 401)
+        let reload = try await confbus.reload()
+        #expect(reload.status == 200)
+        #expect(reload.json?["committed"]?.arrayValue?.first?["version"] == .integer(2))
+        let update = try await probe.waitFor(topic) { $0.json?["version"] == .integer(2) }
+        #expect(update.json?["config"]?["database"]?["pool_size"] == .integer(42))
+        let pulled = try await confbus.get("/v1/config/billing-api")
+        #expect(pulled.json?["version"] == .integer(2))
+        #expect(pulled.json?["config"]?["database"]?["pool_size"] == .integer(42))
+
+        let again = try await confbus.reload()
+        #expect(again.json?["committed"]?.arrayValue == [])
+        try await Task.sleep(for: .seconds(1))
+        let newer = probe.messages(on: topic).filter { message in (message.json?["version"]?.doubleValue ?? 0) > 2 }
+        #expect(newer.count == 0)
+        #expect(try await Harness.versions(in: confbus.databaseURL, service: "billing-api") == [1, 2])
+
+        // A broken file is refused: the last valid version stays live and nothing is stored.
+        try "database: [unclosed\n".write(to: file, atomically: true, encoding: .utf8)
+        let broken = try await confbus.reload()
+        #expect(broken.json?["failed"]?["billing-api"]?.arrayValue?.first?["code"] == .string("invalid_yaml"))
+        #expect(try await confbus.get("/v1/config/billing-api").json?["version"] == .integer(2))
+        #expect(try await Harness.versions(in: confbus.databaseURL, service: "billing-api") == [1, 2])
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func pullHonoursETagVersionPointerAndLongPoll() async throws {
+        let tree = try Harness.copyOfExampleTree()
+        let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: try Self.sharedBroker())
+        try await confbus.start()
+        defer { confbus.stop() }
+        let first = try await confbus.get("/v1/config/billing-api")
+        let etag = try #require(first.headers["etag"])
+        #expect(etag == "\"\(first.json?["checksum"]?.stringValue ?? "")\"")
+        #expect(try await confbus.get("/v1/config/billing-api", headers: ["If-None-Match": etag]).status == 304)
+        #expect(try await confbus.get("/v1/config/billing-api", headers: ["If-None-Match": "\"other\""]).status == 200)
+
+        let pointer = try await confbus.get("/v1/config/billing-api?pointer=/database/port")
+        #expect(pointer.json == ["service": "billing-api", "version": 1, "pointer": "/database/port", "value": 5432])
+        #expect(try await confbus.get("/v1/config/billing-api?pointer=database").status == 400)
+        #expect(try await confbus.get("/v1/config/billing-api?pointer=/nope").status == 404)
+        #expect(try await confbus.get("/v1/config/billing-api?version=abc").status == 400)
+        #expect(try await confbus.get("/v1/config/billing-api?version=9").status == 404)
+        #expect(try await confbus.get("/v1/config/billing-api?wait=x").status == 400)
+        #expect(try await confbus.get("/v1/config/Billing").status == 400)
+        #expect(try await confbus.get("/v1/config/a%2Fb").status == 400)
+        #expect(try await confbus.get("/v1/config/unknown-service").status == 404)
+        #expect(try await confbus.get("/v1/config/unknown-service").headers["content-type"] == "application/problem+json")
+
+        // Nothing newer within the wait: 304 after about the wait.
+        let clock = ContinuousClock()
+        let started = clock.now
+        #expect(try await confbus.get("/v1/config/billing-api?wait=1&after=1").status == 304)
+        #expect(clock.now - started >= .milliseconds(900))
+
+        // A change during the wait answers at once with the new version.
+        async let waiting = confbus.get("/v1/config/billing-api?wait=30&after=1")
+        try await Task.sleep(for: .milliseconds(300))
+        let file = tree.appendingPathComponent("services/billing-api/defaults.yaml")
+        try (try String(contentsOf: file, encoding: .utf8)).replacingOccurrences(of: "pool_size: 10", with: "pool_size: 11")
+            .write(to: file, atomically: true, encoding: .utf8)
+        _ = try await confbus.reload()
+        let woken = try await waiting
+        #expect(woken.status == 200)
+        #expect(woken.json?["version"] == .integer(2))
+        #expect(try await confbus.get("/v1/config/billing-api?version=1").json?["version"] == .integer(1))
+
+        let history = try await confbus.get("/v1/config/billing-api/history")
+        #expect(history.json?["versions"]?.arrayValue?.compactMap { $0["version"] } == [2, 1])
+        let diff = try await confbus.get("/v1/config/billing-api/diff?from=1&to=2")
+        #expect(diff.json?["changes"] == [["op": "replace", "path": "/database/pool_size", "old": 10, "new": 11]])
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func acksAndHealthShowUpInInstances() async throws {
+        let tree = try Harness.copyOfExampleTree()
+        let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: try Self.sharedBroker())
+        try await confbus.start()
+        defer { confbus.stop() }
+        let probe = try await MQTTProbe(url: try Self.sharedBroker())
+        defer { Task { await probe.shutdown() } }
+        try probe.subscribe(confbus.topic("error", "#"))
+        try await probe.publish(confbus.topic("register", "feature-flags"), #"{"instance": "ff-1", "environment": "development"}"#)
+        try await probe.publish(confbus.topic("ack", "feature-flags/ff-1"), #"{"version": 1, "status": "applied"}"#)
+        try await probe.publish(confbus.topic("health", "feature-flags/ff-1"), #"{"status": "degraded"}"#)
+        try await probe.publish(confbus.topic("ack", "feature-flags/ff-2"), #"{"version": 1, "status": "maybe"}"#)
+
+        var instance: JSONValue?
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            instance = try await confbus.get("/v1/services/feature-flags/instances").json?["instances"]?.arrayValue?.first
+            if instance?["health"] == .string("degraded") && instance?["applied_version"] == .integer(1) { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(instance?["instance"] == .string("ff-1"))
+        #expect(instance?["applied_version"] == .integer(1))
+        #expect(instance?["health"] == .string("degraded"))
+        #expect(instance?["lagging"] == .bool(false))
+        let refusal = try await probe.waitFor(confbus.topic("error", "feature-flags"))
+        #expect(refusal.json?["error"]?["code"] == .string("invalid_payload"))
+        #expect(refusal.json?["instance"] == .string("ff-2"))
+        let services = try await confbus.get("/v1/services")
+        let entry = services.json?["services"]?.arrayValue?.first { $0["service"] == .string("feature-flags") }
+        #expect(entry?["instances"] == .integer(1))
+        #expect(entry?["lagging"] == .integer(0))
+        let metrics = String(decoding: try await confbus.get("/metrics").body, as: UTF8.self)
+        #expect(metrics.contains("confbus_refusals_total{code=\"invalid_payload\"}"))
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aReloadWhileTheBrokerIsDownIsPublishedWhenItReturns() async throws {
+        let broker = try Broker()
+        try await broker.start()
+        let tree = try Harness.copyOfExampleTree()
+        let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: broker.url)
+        try await confbus.start()
+        defer { confbus.stop() }
+        broker.stop()
+        try await Task.sleep(for: .milliseconds(300))
+
+        let file = tree.appendingPathComponent("services/report-worker/defaults.yaml")
+        try (try String(contentsOf: file, encoding: .utf8)).appending("retry:\n  initial_delay: PT5S\n").write(to: file, atomically: true, encoding: .utf8)
+        let reload = try await confbus.reload()
+        #expect(reload.status == 200)
+        #expect(reload.json?["committed"]?.arrayValue?.first?["version"] == .integer(2))
+        #expect(try await confbus.get("/readyz").status == 503)
+
+        try await broker.start()
+        let probe = try await MQTTProbe(url: broker.url)
+        defer { Task { await probe.shutdown() } }
+        try probe.subscribe(confbus.topic("update", "report-worker"))
+        let update = try await probe.waitFor(confbus.topic("update", "report-worker"), timeout: .seconds(30)) { $0.json?["version"] == .integer(2) }
+        #expect(update.json?["config"]?["retry"]?["initial_delay"] == .string("PT5S"))
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aCrashBetweenCommitAndPublishLosesNothing() async throws {
+        let broker = try Broker()
+        try await broker.start()
+        let tree = try Harness.copyOfExampleTree()
+        let database = try await Harness.createDatabase()
+        // The first commit of the start-up reload ends the process as kill -9 would, before any publish.
+        let crashing = try Confbus(configDir: tree, databaseURL: database, mqttURL: broker.url,
+                                   environment: ["CONFBUS_FAILPOINTS": "after_commit=exit"])
+        try await crashing.start(waitUntilReady: false)
+        #expect(try await crashing.waitForExit() == 137)
+        let committed = try await Harness.versions(in: database, service: "billing-api")
+        #expect(committed == [1])
+
+        let probe = try await MQTTProbe(url: broker.url)
+        defer { Task { await probe.shutdown() } }
+        try probe.subscribe(crashing.topic("update", "+"))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(probe.messages.count == 0, "nothing may be published before the restart")
+
+        let restarted = try Confbus(configDir: tree, databaseURL: database, mqttURL: broker.url)
+        restarted.extraEnvironment = [:]
+        try await Self.restart(restarted, reusingPrefixOf: crashing)
+        defer { restarted.stop() }
+        let update = try await probe.waitFor(crashing.topic("update", "billing-api"))
+        #expect(update.json?["version"] == .integer(1))
+        #expect(try await Harness.versions(in: database, service: "billing-api") == [1])
+    }
+
+    /// Starts `confbus` with the topic prefix of an earlier process, as a restarted node would have.
+    static func restart(_ confbus: Confbus, reusingPrefixOf earlier: Confbus) async throws {
+        confbus.prefixOverride = earlier.prefix
+        try await confbus.start()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aBrokerRestartWithoutPersistenceGetsEveryRetainedTopicBack() async throws {
+        let broker = try Broker(persistence: false)
+        try await broker.start()
+        let tree = try Harness.copyOfExampleTree()
+        let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: broker.url)
+        try await confbus.start()
+        defer { confbus.stop() }
+        let before = try await MQTTProbe(url: broker.url)
+        try before.subscribe(confbus.topic("update", "+"))
+        for service in ["billing-api", "feature-flags", "report-worker"] { _ = try await before.waitFor(confbus.topic("update", service)) }
+        await before.shutdown()
+
+        broker.stop()
+        try await broker.start()   // every retained message is gone
+        try await Task.sleep(for: .seconds(2))
+        let after = try await MQTTProbe(url: broker.url)
+        defer { Task { await after.shutdown() } }
+        try after.subscribe(confbus.topic("update", "+"))
+        for service in ["billing-api", "feature-flags", "report-worker"] {
+            let message = try await after.waitFor(confbus.topic("update", service), timeout: .seconds(20))
+            #expect(message.json?["version"] == .integer(1))
+        }
+    }
+}
