@@ -30,8 +30,14 @@ public struct OutboxRelay: Service {
                 await signal.wait(timeout: pollInterval)
             }
         }
-        // Last chance on a clean shutdown: publish what is committed, if the broker takes it.
-        await drainOnce()
+        // Last chance on a clean shutdown: publish what is committed, if the database and the
+        // broker answer within a few seconds (what is left goes out after the next start).
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.drainOnce() }
+            group.addTask { try? await Task.sleep(for: .seconds(5)) }
+            await group.next()
+            group.cancelAll()
+        }
     }
 
     /// Publishes until the outbox is empty or the bus refuses; returns how many went out.

@@ -27,6 +27,7 @@ public final class Readiness: Sendable {
     public func waitUntilLoaded(timeout: Duration) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while !loaded {
+            if Task.isCancelled { return false }
             let left = deadline - ContinuousClock.now
             if left <= .zero { return false }
             await loadedSignal.wait(timeout: min(left, .milliseconds(200)))

@@ -114,7 +114,9 @@ public final class MQTTGateway: Service, UpdatePublisher {
 
     func handle(topic: String, payload: [UInt8]) async {
         guard let incoming = topics.parse(topic) else { return }
-        if case .update = incoming {} else {
+        switch incoming {
+        case .update, .health("_confbus", _): break   // our own and other nodes' announcements
+        default:
             // Instance messages wait (in order) until the versions are loaded from the database.
             _ = await status.waitUntilLoaded(timeout: .seconds(30))
         }

@@ -293,3 +293,109 @@ struct DistributorTests {
         }
     }
 }
+
+/// Start-up, settings and shutdown as an operator sees them.
+@Suite(.requiresPostgres, .requiresMQTT, .serialized)
+struct LifecycleTests {
+    @Test(.timeLimit(.minutes(2)))
+    func sigtermDrainsPublishesOfflineAndExitsZero() async throws {
+        let broker = try TestServers.mqttURL.map { $0 } ?? ""
+        let tree = try Harness.copyOfExampleTree()
+        let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: broker)
+        try await confbus.start()
+        let probe = try await MQTTProbe(url: broker)
+        defer { Task { await probe.shutdown() } }
+        let health = "\(confbus.prefix)/health/_confbus/\(confbus.node)"
+        try probe.subscribe(health)
+        _ = try await probe.waitFor(health) { $0.json?["status"] == .string("online") }
+        let online = try #require(probe.messages(on: health).last?.json)
+        #expect(online["node"] == .string(confbus.node))
+        #expect(online["services"] == .integer(3))
+        #expect(online["mqtt"] == .string("connected"))
+        #expect(online["database"] == .string("connected"))
+        #expect(online["started_at"]?.stringValue != nil && online["timestamp"]?.stringValue != nil)
+
+        let process = try #require(confbus.process)
+        confbus.stop()
+        #expect(process.terminationStatus == 0)
+        let offline = try await probe.waitFor(health) { $0.json?["status"] == .string("offline") }
+        #expect(offline.json?["node"] == .string(confbus.node))
+        // The offline message is retained: a monitor that subscribes later still sees it.
+        let later = try await MQTTProbe(url: broker, name: "monitor")
+        defer { Task { await later.shutdown() } }
+        try later.subscribe(health)
+        let retained = try await later.waitFor(health)
+        #expect(retained.retained && retained.json?["status"] == .string("offline"))
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aKilledNodeLeavesItsLastWill() async throws {
+        let broker = try Broker()
+        try await broker.start()
+        let confbus = try Confbus(configDir: try Harness.copyOfExampleTree(), databaseURL: try await Harness.createDatabase(), mqttURL: broker.url)
+        try await confbus.start()
+        let probe = try await MQTTProbe(url: broker.url)
+        defer { Task { await probe.shutdown() } }
+        let health = "\(confbus.prefix)/health/_confbus/\(confbus.node)"
+        try probe.subscribe(health)
+        _ = try await probe.waitFor(health) { $0.json?["status"] == .string("online") }
+        confbus.kill9()
+        let will = try await probe.waitFor(health, timeout: .seconds(30)) { $0.json?["status"] == .string("offline") }
+        #expect(will.json?["node"] == .string(confbus.node))
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func startsAndAnswersWithoutTheDatabase() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        // A database URL that refuses connections: confbus must still start, say why it is not
+        // ready, and serve HTTP.
+        let deadPort = try Harness.freePort()
+        let confbus = try Confbus(configDir: try Harness.copyOfExampleTree(),
+                                  databaseURL: "postgres://confbus:confbus@127.0.0.1:\(deadPort)/confbus", mqttURL: broker)
+        try await confbus.start(waitUntilReady: false)
+        defer { confbus.stop() }
+        try await Task.sleep(for: .seconds(1))
+        let ready = try await confbus.get("/readyz")
+        #expect(ready.status == 503)
+        #expect(ready.json?["detail"]?.stringValue?.contains("database") == true)
+        #expect(try await confbus.get("/healthz").status == 200)
+        #expect(try await confbus.reload().status == 503)
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func settingsComeFromFlagsThenVariablesThenTheFileAndSecretsAreNeverLogged() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let tree = try Harness.copyOfExampleTree()
+        // confbus.yaml says production; CONFBUS_ENVIRONMENT wins over it.
+        try "environment: production\nhealth_interval: 1s\n".write(to: tree.appendingPathComponent("confbus.yaml"), atomically: true, encoding: .utf8)
+        let database = try await Harness.createDatabase()
+        let confbus = try Confbus(configDir: tree, databaseURL: database, mqttURL: broker,
+                                  environment: ["CONFBUS_ENVIRONMENT": "development", "CONFBUS_READ_TOKENS": "reader:billing-api=read-secret-1"])
+        try await confbus.start()
+        defer { confbus.stop() }
+        #expect(try await confbus.get("/v1/config/billing-api").status == 401)
+        let pulled = try await confbus.get("/v1/config/billing-api", headers: ["Authorization": "Bearer read-secret-1"])
+        #expect(pulled.json?["environment"] == .string("development"))
+        #expect(try await confbus.get("/v1/config/feature-flags", headers: ["Authorization": "Bearer read-secret-1"]).status == 403)
+        let log = try String(contentsOf: confbus.log, encoding: .utf8)
+        for secret in ["read-secret-1", Confbus.adminToken, ":confbus@"] { #expect(!log.contains(secret), "\(secret) leaked into the log") }
+        #expect(log.contains("confbus:***@"))
+    }
+
+    @Test func openAPIDescribesEveryRoute() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let confbus = try Confbus(configDir: try Harness.copyOfExampleTree(), databaseURL: try await Harness.createDatabase(), mqttURL: broker)
+        try await confbus.start()
+        defer { confbus.stop() }
+        let document = try #require(try await confbus.get("/openapi.json").json)
+        #expect(document["openapi"] == .string("3.1.0"))
+        let paths = try #require(document["paths"]?.objectValue)
+        // Every documented GET answers with something other than the router's 404.
+        for (path, item) in paths where item["get"] != nil {
+            let concrete = path.replacingOccurrences(of: "{service}", with: "billing-api")
+            let status = try await confbus.get(concrete).status
+            #expect(status != 404 || path.contains("diff"), "\(path) is documented but not served")
+        }
+        #expect(paths.keys.contains("/v1/reload"))
+    }
+}
