@@ -82,13 +82,16 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
         ]),
         .executableTarget(name: "ConfbusBench", dependencies: [
-            "ConfbusCore", "ConfbusSchema", "ConfbusEngine", "ConfbusYAML",
+            "ConfbusCore", "ConfbusSchema", "ConfbusEngine", "ConfbusYAML", "ConfbusMQTT",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "ConfbusCoreTests", dependencies: ["ConfbusCore"]),
         .testTarget(name: "ConfbusSchemaTests", dependencies: ["ConfbusCore", "ConfbusSchema"]),
         .testTarget(name: "ConfbusYAMLTests", dependencies: ["ConfbusCore", "ConfbusYAML"]),
         .testTarget(name: "ConfbusEngineTests", dependencies: ["ConfbusCore", "ConfbusSchema", "ConfbusEngine", "ConfbusYAML"]),
         .testTarget(name: "ConfbusCLITests", dependencies: ["ConfbusCore"]),
+        .testTarget(name: "ConfbusMQTTTests", dependencies: ["ConfbusCore", "ConfbusMQTT"]),
         .testTarget(name: "ConfbusIntegrationTests", dependencies: [
             "ConfbusCore", "ConfbusEngine", "ConfbusYAML", "ConfbusMQTT",
             .product(name: "PostgresNIO", package: "postgres-nio"),

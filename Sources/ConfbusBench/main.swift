@@ -69,6 +69,18 @@ case "generate":
     }
     print("generated \(count) services in \(out.path)")
 
+case "latency":
+    // ConfbusBench latency <http> <mqtt> <database-url> <token> <config-dir> <prefix> <count>
+    guard args.count == 9, let count = Int(args[8]) else { fail("usage: ConfbusBench latency <http> <mqtt> <db> <token> <config-dir> <prefix> <count>") }
+    let options = LatencyBench.Options(http: args[2], mqtt: args[3], database: args[4], token: args[5], configDir: args[6],
+                                       prefix: args[7], count: count)
+    let done = DispatchSemaphore(value: 0)
+    Task.detached {
+        do { try await LatencyBench.run(options) } catch { print("latency bench failed: \(error)") }
+        done.signal()
+    }
+    done.wait()
+
 default:
     fail("unknown benchmark \(args[1])")
 }
