@@ -22,7 +22,8 @@ struct LiveCacheTests {
         cache.offer(try version(1))
         let name = try ServiceName(validating: "billing")
         async let waited = cache.wait(for: name, after: 1, timeout: .seconds(10))
-        try await Task.sleep(for: .milliseconds(100))
+        let deadline = ContinuousClock.now + .seconds(10)
+        while cache.waiterCount < 1 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         #expect(cache.waiterCount == 1)
         cache.offer(try version(2))
         #expect(await waited?.version == 2)
