@@ -399,3 +399,67 @@ struct LifecycleTests {
         #expect(paths.keys.contains("/v1/reload"))
     }
 }
+
+/// Two nodes on one database and one broker, as a later issue will run them.
+@Suite(.requiresPostgres, .requiresMQTT, .serialized)
+struct ReplicaTests {
+    @Test(.timeLimit(.minutes(2)))
+    func twoNodesStartTogetherAndSeeEachOthersCommits() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let tree = try Harness.copyOfExampleTree()
+        let database = try await Harness.createDatabase()
+        let a = try Confbus(configDir: tree, databaseURL: database, mqttURL: broker)
+        let b = try Confbus(configDir: tree, databaseURL: database, mqttURL: broker)
+        b.prefixOverride = a.prefix
+        // Both start at once: migrations run once, each service gets exactly one version 1.
+        async let startA: Void = a.start()
+        async let startB: Void = b.start()
+        _ = try await (startA, startB)
+        defer { a.stop(); b.stop() }
+        #expect(try await Harness.versions(in: database, service: "billing-api") == [1])
+
+        // A commit on node A is served by node B at once (LISTEN/NOTIFY), without a reload on B.
+        let file = tree.appendingPathComponent("services/billing-api/defaults.yaml")
+        try (try String(contentsOf: file, encoding: .utf8)).replacingOccurrences(of: "pool_size: 10", with: "pool_size: 12")
+            .write(to: file, atomically: true, encoding: .utf8)
+        #expect(try await a.reload().json?["committed"]?.arrayValue?.count == 1)
+        var seen: JSONValue?
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline {
+            seen = try await b.get("/v1/config/billing-api").json?["version"]
+            if seen == .integer(2) { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(seen == .integer(2))
+        // B reloading the same files finds nothing to do.
+        #expect(try await b.reload().json?["committed"]?.arrayValue == [])
+        #expect(try await Harness.versions(in: database, service: "billing-api") == [1, 2])
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func sighupReloadsAndBrokenFilesMakeTheNodeDegraded() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let tree = try Harness.copyOfExampleTree()
+        let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: broker)
+        try await confbus.start()
+        defer { confbus.stop() }
+        let probe = try await MQTTProbe(url: broker)
+        defer { Task { await probe.shutdown() } }
+        let health = "\(confbus.prefix)/health/_confbus/\(confbus.node)"
+        try probe.subscribe(confbus.topic("update", "feature-flags"))
+        try probe.subscribe(health)
+
+        let file = tree.appendingPathComponent("services/feature-flags/development.yaml")
+        try (try String(contentsOf: file, encoding: .utf8)).replacingOccurrences(of: "refresh_seconds: 10", with: "refresh_seconds: 20")
+            .write(to: file, atomically: true, encoding: .utf8)
+        kill(try #require(confbus.process).processIdentifier, SIGHUP)
+        let update = try await probe.waitFor(confbus.topic("update", "feature-flags")) { $0.json?["version"] == .integer(2) }
+        #expect(update.json?["config"]?["refresh_seconds"] == .integer(20))
+
+        try "flags: {bad_flag: {enabled: maybe}}\n".write(to: file, atomically: true, encoding: .utf8)
+        kill(try #require(confbus.process).processIdentifier, SIGHUP)
+        let degraded = try await probe.waitFor(health) { $0.json?["status"] == .string("degraded") }
+        #expect(degraded.json?["database"] == .string("connected"))
+        #expect(try await confbus.get("/v1/config/feature-flags").json?["version"] == .integer(2))
+    }
+}
