@@ -50,7 +50,7 @@ case "validate":
         }
         totalDocs += count
         totalTime += spent
-        print(String(format: "validate  %-14@ %9.0f docs/s  (%.1f µs each); full resolve (schema check+compile, layers, defaults, validate, checksum) %7.0f/s",
+        print(String(format: "validate  %-14@ %9.0f docs/s  (%.1f µs each); re-resolve, schema cached (files, layers, defaults, validate, checksum) %7.0f/s",
                      service.rawValue as NSString, Double(count) / spent, spent / Double(count) * 1e6, Double(resolutions) / resolveSpent))
     }
     print(String(format: "validate  all            %9.0f docs/s", Double(totalDocs) / totalTime))

@@ -1,6 +1,7 @@
 import ConfbusCore
 import ConfbusSchema
 import Foundation
+import Synchronization
 
 /// One service resolved and validated: the config a service receives, and where each value came from.
 public struct ResolvedService: Sendable {
@@ -53,6 +54,9 @@ public struct ServiceResolver: Sendable {
 
     public let options: Options
     public let overrides: OverrideVariables
+    /// Compiled schemas by service and schema checksum: a reload whose schema file did not change
+    /// skips the metaschema check and compilation.
+    private let compiled = SchemaCache()
 
     public init(options: Options, overrides: OverrideVariables) {
         self.options = options
@@ -68,7 +72,9 @@ public struct ServiceResolver: Sendable {
         var schema: CompiledSchema?
         if let schemaFile = files.schema {
             do {
-                schema = try CompiledSchema(schemaFile.value, uri: "urn:confbus:service:\(name.rawValue)", options: options.validator)
+                schema = try compiled.schema(for: name, document: schemaFile.value) { () throws(CompiledSchemaError) -> CompiledSchema in
+                    try CompiledSchema(schemaFile.value, uri: "urn:confbus:service:\(name.rawValue)", options: options.validator)
+                }
             } catch {
                 for problem in error.problems {
                     errors.append(ConfbusError(code: .invalidSchema, service: name.rawValue,
@@ -178,5 +184,19 @@ public enum Timestamp {
         let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
         func pad(_ v: Int, _ width: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, width - s.count)) + s }
         return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(Int(millis % 1000), 3))Z"
+    }
+}
+
+/// Compiled schemas kept between resolutions, keyed by service and the schema's checksum.
+final class SchemaCache: Sendable {
+    private let entries = Mutex<[ServiceName: (checksum: String, schema: CompiledSchema)]>([:])
+
+    func schema(for service: ServiceName, document: JSONValue,
+                compile: () throws(CompiledSchemaError) -> CompiledSchema) throws(CompiledSchemaError) -> CompiledSchema {
+        let checksum = document.checksum
+        if let hit = entries.withLock({ $0[service] }), hit.checksum == checksum { return hit.schema }
+        let schema = try compile()
+        entries.withLock { $0[service] = (checksum, schema) }
+        return schema
     }
 }
