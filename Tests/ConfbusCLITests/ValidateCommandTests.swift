@@ -1,10 +1,11 @@
 import ConfbusCore
+import ConfbusTestSupport
 import Foundation
 import Testing
 
 /// `confbus validate` run as a user runs it: the built binary, a config tree on disk, exit codes.
 @Suite(.serialized) struct ValidateCommandTests {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repo = BuiltProducts.repository
 
     struct Run {
         var status: Int32
@@ -13,17 +14,7 @@ import Testing
     }
 
     static func binary() throws -> URL {
-        if let path = ProcessInfo.processInfo.environment["CONFBUS_BIN"] { return URL(fileURLWithPath: path) }
-        // The test bundle sits next to the products of the same build.
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("confbus")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        let fallback = repo.appendingPathComponent(".build/debug/confbus")
-        try #require(FileManager.default.isExecutableFile(atPath: fallback.path), "build confbus first")
-        return fallback
+        try #require(BuiltProducts.confbus(), "build confbus first")
     }
 
     static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Run {

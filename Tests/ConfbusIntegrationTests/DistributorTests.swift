@@ -21,9 +21,7 @@ struct DistributorTests {
 
     @Test(.timeLimit(.minutes(2)))
     func publishesEachServiceRetainedAsVersion1() async throws {
-        let tree = try Harness.copyOfExampleTree()
-        let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: try Self.sharedBroker())
-        try await confbus.start()
+        let (confbus, tree) = try await Harness.startedConfbus(broker: try Self.sharedBroker())
         defer { confbus.stop() }
         let probe = try await MQTTProbe(url: try Self.sharedBroker())
         defer { Task { await probe.shutdown() } }
@@ -50,9 +48,7 @@ struct DistributorTests {
 
     @Test(.timeLimit(.minutes(2)))
     func registrationOfANewServiceCreatesAndPublishesVersion1() async throws {
-        let tree = try Harness.copyOfExampleTree()
-        let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: try Self.sharedBroker())
-        try await confbus.start()
+        let (confbus, tree) = try await Harness.startedConfbus(broker: try Self.sharedBroker())
         defer { confbus.stop() }
         // A service whose files appear after start-up: no version until it registers.
         let services = tree.appendingPathComponent("services")
@@ -85,9 +81,7 @@ struct DistributorTests {
 
     @Test(.timeLimit(.minutes(2)))
     func reloadCommitsVersion2AndAnUnchangedReloadNothing() async throws {
-        let tree = try Harness.copyOfExampleTree()
-        let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: try Self.sharedBroker())
-        try await confbus.start()
+        let (confbus, tree) = try await Harness.startedConfbus(broker: try Self.sharedBroker())
         defer { confbus.stop() }
         let probe = try await MQTTProbe(url: try Self.sharedBroker())
         defer { Task { await probe.shutdown() } }
@@ -125,9 +119,7 @@ struct DistributorTests {
 
     @Test(.timeLimit(.minutes(2)))
     func pullHonoursETagVersionPointerAndLongPoll() async throws {
-        let tree = try Harness.copyOfExampleTree()
-        let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: try Self.sharedBroker())
-        try await confbus.start()
+        let (confbus, tree) = try await Harness.startedConfbus(broker: try Self.sharedBroker())
         defer { confbus.stop() }
         let first = try await confbus.get("/v1/config/billing-api")
         let etag = try #require(first.headers["etag"])
@@ -173,9 +165,7 @@ struct DistributorTests {
 
     @Test(.timeLimit(.minutes(2)))
     func acksAndHealthShowUpInInstances() async throws {
-        let tree = try Harness.copyOfExampleTree()
-        let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: try Self.sharedBroker())
-        try await confbus.start()
+        let (confbus, tree) = try await Harness.startedConfbus(broker: try Self.sharedBroker())
         defer { confbus.stop() }
         let probe = try await MQTTProbe(url: try Self.sharedBroker())
         defer { Task { await probe.shutdown() } }

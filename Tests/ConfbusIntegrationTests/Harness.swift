@@ -1,5 +1,6 @@
 import ConfbusCore
 import ConfbusMQTT
+import ConfbusTestSupport
 import Foundation
 import Logging
 import PostgresNIO
@@ -13,19 +14,11 @@ import FoundationNetworking
 /// PostgreSQL database per test on the server `make test` started, private mosquitto brokers
 /// where a test must stop one, and MQTT and HTTP clients. Nothing here is a fake.
 enum Harness {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repo = BuiltProducts.repository
     static let logger = Logger(label: "confbus-tests")
 
     static func binary() throws -> URL {
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("confbus")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        let fallback = repo.appendingPathComponent(".build/debug/confbus")
-        try #require(FileManager.default.isExecutableFile(atPath: fallback.path), "build confbus first")
-        return fallback
+        try #require(BuiltProducts.confbus(), "build confbus first")
     }
 
     static func temporaryDirectory(_ name: String) throws -> URL {
@@ -67,6 +60,14 @@ enum Harness {
         }
         components.path = "/\(name)"
         return components.string!
+    }
+
+    /// A `confbus serve` on a copy of the example tree with a database of its own, started and ready.
+    static func startedConfbus(broker: String, environment: [String: String] = [:]) async throws -> (Confbus, URL) {
+        let tree = try copyOfExampleTree()
+        let confbus = try Confbus(configDir: tree, databaseURL: try await createDatabase(), mqttURL: broker, environment: environment)
+        try await confbus.start()
+        return (confbus, tree)
     }
 
     static func withPostgres<T: Sendable>(_ url: String, _ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
