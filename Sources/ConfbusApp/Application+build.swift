@@ -41,7 +41,7 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
 
     let router = Router()
     ConfbusAPI(distributor: distributor, readiness: readiness, adminTokens: settings.adminTokens, readTokens: settings.readTokens,
-               registry: registry).addRoutes(to: router)
+               registry: registry, maxBodyBytes: settings.maxDocumentBytes).addRoutes(to: router)
 
     return Application(
         router: router,

@@ -35,10 +35,10 @@ public final class Distributor: Sendable {
     public let cache: LiveCache
     /// Wakes the outbox relay after a commit.
     public let outboxSignal: WakeSignal
-    private let logger: Logger
+    let logger: Logger
     private let broken = Mutex<[ServiceName: [ConfbusError]]>([:])
     /// Reloads run one at a time, so two never race to commit the same files.
-    private let reloadLock = AsyncLock()
+    let reloadLock = AsyncLock()
 
     public init(options: Options, source: any ConfigSource, resolver: ServiceResolver, store: any VersionStore,
                 cache: LiveCache = LiveCache(), outboxSignal: WakeSignal = WakeSignal(), logger: Logger) {
@@ -62,7 +62,7 @@ public final class Distributor: Sendable {
     /// Reads the tree again and commits every service whose config changed.
     public func reload(author: String? = nil, reason: String? = nil) async throws -> ReloadReport {
         try await reloadLock.withLock {
-            let tree = await resolveTree()
+            let tree = await resolveTree(overrides: try await store.overrideLayers())
             var report = ReloadReport(treeErrors: tree.treeErrors)
             var nowBroken: [ServiceName: [ConfbusError]] = [:]
             for resolution in tree.resolutions {
@@ -85,7 +85,7 @@ public final class Distributor: Sendable {
         }
     }
 
-    private func commit(_ resolved: ResolvedService, author: String, reason: String?) async throws -> CommitOutcome {
+    func commit(_ resolved: ResolvedService, author: String, reason: String?) async throws -> CommitOutcome {
         var layers: [String: JSONValue] = [:]
         for (pointer, provenance) in resolved.provenance {
             var entry: [String: JSONValue] = ["layer": .string(provenance.layer.description), "source": .string(provenance.source)]
@@ -105,23 +105,24 @@ public final class Distributor: Sendable {
     }
 
     /// Tree resolution is CPU and file work: it runs off the cooperative pool.
-    private func resolveTree() async -> TreeResolver.Report {
+    private func resolveTree(overrides: [ServiceName: JSONValue]) async -> TreeResolver.Report {
         let tree = TreeResolver(source: source, resolver: resolver)
         return await withCheckedContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(returning: tree.resolveAll()) }
+            DispatchQueue.global().async { continuation.resume(returning: tree.resolveAll(overrides: overrides)) }
         }
     }
 
-    private func resolveOne(_ service: ServiceName) async -> ServiceResolution {
+    func resolveOne(_ service: ServiceName, override: JSONValue? = nil) async -> ServiceResolution {
         let (source, resolver, environment) = (self.source, self.resolver, options.environment)
         return await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
-                continuation.resume(returning: resolver.resolve(source.load(service, environment: environment), source: source))
+                continuation.resume(returning: resolver.resolve(source.load(service, environment: environment), source: source,
+                                                                opsOverride: override))
             }
         }
     }
 
-    private func hasFiles(_ service: ServiceName) -> Bool {
+    func hasFiles(_ service: ServiceName) -> Bool {
         source.listServices().services.contains(service)
     }
 

@@ -135,6 +135,23 @@ public struct ServiceResolver: Sendable {
         return ServiceResolution(service: name, resolved: resolved, merged: merged, errors: [], warnings: warnings)
     }
 
+    /// Validates a config against the service's current schema (for rollbacks).
+    public func validate(_ config: JSONValue, files: ServiceFiles) -> [ConfbusError] {
+        guard let schemaFile = files.schema else {
+            return options.allowSchemaless ? [] : [ConfbusError(code: .missingSchema, service: files.name.rawValue, message: "no schema")]
+        }
+        do {
+            let schema = try compiled.schema(for: files.name, document: schemaFile.value) { () throws(CompiledSchemaError) -> CompiledSchema in
+                try CompiledSchema(schemaFile.value, uri: "urn:confbus:service:\(files.name.rawValue)", options: options.validator)
+            }
+            return schema.validate(config).map {
+                ConfbusError(code: .schemaViolation, service: files.name.rawValue, message: $0.description, issues: [$0])
+            }
+        } catch {
+            return [ConfbusError(code: .invalidSchema, service: files.name.rawValue, message: "the schema is invalid")]
+        }
+    }
+
     /// Builds the patch of one override variable: segments matched against the keys already
     /// present (layers 1–3), then the schema's properties, else lower-cased.
     func variablePatch(_ variable: OverrideVariables.Variable, present: JSONValue, navigator: SchemaNavigator?,

@@ -23,7 +23,8 @@ public struct TreeResolver: Sendable {
         self.resolver = resolver
     }
 
-    public func resolveAll() -> Report {
+    /// Resolves every service; `overrides` holds the ops override layer of each service that has one.
+    public func resolveAll(overrides: [ServiceName: JSONValue] = [:]) -> Report {
         let (services, treeErrors) = source.listServices()
         var warnings: [String] = []
         for variable in resolver.overrides.unmatched(services: services) {
@@ -36,7 +37,9 @@ public struct TreeResolver: Sendable {
         // half the time on two).
         let results = Mutex<[ServiceResolution?]>(Array(repeating: nil, count: services.count))
         DispatchQueue.concurrentPerform(iterations: services.count) { index in
-            let resolution = resolver.resolve(source.load(services[index], environment: resolver.options.environment), source: source)
+            let name = services[index]
+            let resolution = resolver.resolve(source.load(name, environment: resolver.options.environment), source: source,
+                                              opsOverride: overrides[name])
             results.withLock { $0[index] = resolution }
         }
         let resolutions = results.withLock { $0.compactMap { $0 } }

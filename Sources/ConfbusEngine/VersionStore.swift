@@ -102,6 +102,47 @@ public struct InstanceRecord: Sendable, Equatable {
     }
 }
 
+/// One service's change in an operator's request: the new override layer (nil leaves it as it
+/// is) and the config it resolves to.
+public struct PlannedChange: Sendable {
+    public var version: NewVersion
+    public var overrideLayer: JSONValue?
+    /// The version the operator expects to replace (`If-Match`); a different latest is a conflict.
+    public var expectedVersion: Int?
+
+    public init(version: NewVersion, overrideLayer: JSONValue?, expectedVersion: Int? = nil) {
+        self.version = version
+        self.overrideLayer = overrideLayer
+        self.expectedVersion = expectedVersion
+    }
+}
+
+/// An audit row: who did what to which services, written in the change's own transaction.
+public struct AuditRecord: Sendable, Equatable {
+    public var actor: String
+    public var requestID: String
+    public var action: String
+    public var outcome: String
+    public var services: [String]
+    public var changes: JSONValue
+    public var reason: String?
+    public var detail: String?
+    public var at: Date?
+
+    public init(actor: String, requestID: String, action: String, outcome: String, services: [String],
+                changes: JSONValue = .array([]), reason: String? = nil, detail: String? = nil, at: Date? = nil) {
+        self.actor = actor
+        self.requestID = requestID
+        self.action = action
+        self.outcome = outcome
+        self.services = services
+        self.changes = changes
+        self.reason = reason
+        self.detail = detail
+        self.at = at
+    }
+}
+
 /// The port to durable storage (PostgreSQL in production). Versions are numbered by the store,
 /// 1, 2, 3… per service with no gaps, and every committed version is queued for publishing in
 /// the same transaction (the outbox), so a crash between commit and publish loses nothing.
@@ -125,6 +166,17 @@ public protocol VersionStore: Sendable {
     func instances(_ service: ServiceName) async throws -> [InstanceRecord]
     /// Per service: how many instances are known and how many have not applied the latest version.
     func instanceCounts() async throws -> [ServiceName: (total: Int, lagging: Int)]
+
+    /// The ops override layer of every service that has one.
+    func overrideLayers() async throws -> [ServiceName: JSONValue]
+    /// The override layer that was in force for a version.
+    func overrideLayer(of service: ServiceName, version: Int) async throws -> JSONValue?
+    /// Applies every change in one transaction (all or nothing) with the audit row; a change whose
+    /// config equals the latest stores its override layer but makes no version.
+    func apply(_ changes: [PlannedChange], audit: AuditRecord) async throws -> [CommitOutcome]
+    /// Records a refused change (nothing else is written).
+    func recordRefusal(_ audit: AuditRecord) async throws
+    func auditLog(service: ServiceName?, limit: Int) async throws -> [AuditRecord]
 }
 
 /// The port to the message bus: publishes a service's resolved document, retained, and returns

@@ -14,9 +14,12 @@ public struct ConfbusAPI: Sendable {
     public let readTokens: [AccessToken]
     public let registry: PrometheusCollectorRegistry
     public let maxWait: Int = 60
+    /// Largest request body (CONTRACT.md §6 `max_document_bytes`); larger ones get 413.
+    public let maxBodyBytes: Int
 
     public init(distributor: Distributor, readiness: Readiness, adminTokens: [AccessToken], readTokens: [AccessToken],
-                registry: PrometheusCollectorRegistry) {
+                registry: PrometheusCollectorRegistry, maxBodyBytes: Int = 1 << 20) {
+        self.maxBodyBytes = maxBodyBytes
         self.distributor = distributor
         self.readiness = readiness
         self.adminTokens = adminTokens
@@ -46,6 +49,11 @@ public struct ConfbusAPI: Sendable {
         router.get("/v1/services/:service/instances") { request, context in try await instances(request, context) }
         router.get("/v1/schemas/:service") { request, context in try await schema(request, context) }
         router.post("/v1/reload") { request, context in try await reload(request, context) }
+        router.put("/v1/config/:service/override") { request, context in try await override(request, context, .put) }
+        router.patch("/v1/config/:service/override") { request, context in try await override(request, context, .patch) }
+        router.delete("/v1/config/:service/override") { request, context in try await override(request, context, .delete) }
+        router.post("/v1/config/:service/rollback") { request, context in try await rollback(request, context) }
+        router.get("/v1/audit") { request, _ in try await audit(request) }
     }
 
     // MARK: Access
@@ -272,5 +280,102 @@ public struct ConfbusAPI: Sendable {
                 }))
             })),
         ])
+    }
+}
+
+// MARK: - Admin: overrides, rollback, audit
+
+extension ConfbusAPI {
+    enum OverrideMethod { case put, patch, delete }
+
+    func operatorContext(_ request: Request) throws -> OperatorContext {
+        let actor = try authorizeAdmin(request)
+        let requestID = request.headers[HTTPField.Name("X-Request-Id")!].map { String($0.prefix(128)) } ?? UUID().uuidString
+        let reason = request.headers[HTTPField.Name("X-Confbus-Reason")!].map { String($0.prefix(1000)) }
+        return OperatorContext(actor: actor, requestID: requestID, reason: reason)
+    }
+
+    func jsonBody(_ request: Request) async throws -> JSONValue {
+        var request = request
+        let buffer = try await request.collectBody(upTo: maxBodyBytes)
+        do {
+            return try JSONParser(maxDepth: 64).parse(Array(buffer.readableBytesView))
+        } catch {
+            throw Problem(.badRequest, code: "invalid_json", detail: "the body is not JSON: \(error.description)")
+        }
+    }
+
+    /// `If-Match`: `"<version>"`, the ETag (`"sha256:…"`) or `*`; returns the version it names.
+    func expectedVersion(_ request: Request, _ service: ServiceName) throws -> Int? {
+        guard let header = request.headers[.ifMatch]?.trimmingCharacters(in: .whitespaces) else { return nil }
+        if header == "*" { return nil }
+        let value = header.hasPrefix("\"") && header.hasSuffix("\"") && header.count >= 2 ? String(header.dropFirst().dropLast()) : header
+        if let version = Int(value) { return version }
+        guard let latest = cache.latest(service) else {
+            throw Problem(.preconditionFailed, code: "version_conflict", detail: "\(service) has no version to match")
+        }
+        guard value == latest.checksum else {
+            throw Problem(.preconditionFailed, code: "version_conflict", detail: "If-Match does not match the current version of \(service)")
+        }
+        return latest.version
+    }
+
+    func requireDatabase() throws {
+        guard readiness.database else {
+            throw Problem(.serviceUnavailable, code: "store_unavailable", detail: "the database is unreachable; nothing was changed")
+        }
+    }
+
+    func documentResponse(_ outcome: CommitOutcome) -> Response {
+        switch outcome {
+        case .committed(let v), .unchanged(let v):
+            return Response.json(v.document, headers: [.eTag: "\"\(v.checksum)\""])
+        }
+    }
+
+    func override(_ request: Request, _ context: some RequestContext, _ method: OverrideMethod) async throws -> Response {
+        let service = try service(context)
+        let who = try operatorContext(request)
+        try requireDatabase()
+        let expected = try expectedVersion(request, service)
+        let edit: OverrideEdit = switch method {
+        case .put: .replace(try await jsonBody(request))
+        case .patch: .patch(try await jsonBody(request))
+        case .delete: .clear
+        }
+        return documentResponse(try await distributor.editOverride(service, edit, expectedVersion: expected, by: who))
+    }
+
+    func rollback(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let service = try service(context)
+        let who = try operatorContext(request)
+        try requireDatabase()
+        let expected = try expectedVersion(request, service)
+        guard case .integer(let target)? = try await jsonBody(request)["version"], target >= 1 else {
+            throw Problem(.badRequest, code: "bad_request", detail: "the body must be {\"version\": N} with N from 1")
+        }
+        return documentResponse(try await distributor.rollback(service, to: target, expectedVersion: expected, by: who))
+    }
+
+    func audit(_ request: Request) async throws -> Response {
+        _ = try authorizeAdmin(request)
+        let limit = min(try Self.integer(request, "limit") ?? 100, 1000)
+        var service: ServiceName?
+        if let raw = request.uri.queryParameters.get("service") {
+            guard let name = try? ServiceName(validating: raw) else {
+                throw Problem(.badRequest, code: "invalid_name", detail: "invalid service name")
+            }
+            service = name
+        }
+        let records = try await distributor.store.auditLog(service: service, limit: limit)
+        return Response.json(["entries": .array(records.map { r in
+            var entry: [String: JSONValue] = [
+                "actor": .string(r.actor), "request_id": .string(r.requestID), "action": .string(r.action),
+                "outcome": .string(r.outcome), "services": .array(r.services.map(JSONValue.string)), "changes": r.changes,
+                "reason": r.reason.map(JSONValue.string) ?? .null, "detail": r.detail.map(JSONValue.string) ?? .null,
+            ]
+            if let at = r.at { entry["at"] = .string(Timestamp.format(at)) }
+            return .object(entry)
+        })])
     }
 }

@@ -35,6 +35,20 @@ enum OpenAPIDocument {
         Operation(method: "post", path: "/v1/reload", summary: "Read the config tree again and publish what changed",
                   responses: ["200": "what was committed, unchanged or refused", "401": "admin token required", "503": "database down"],
                   admin: true),
+        Operation(method: "put", path: "/v1/config/{service}/override", summary: "Replace the ops override layer (If-Match optional)",
+                  responses: ["200": "the resulting document", "401": "admin token required", "412": "If-Match mismatch",
+                              "422": "the result is invalid; nothing stored"], admin: true),
+        Operation(method: "patch", path: "/v1/config/{service}/override", summary: "Merge-patch the ops override layer (RFC 7396)",
+                  responses: ["200": "the resulting document", "401": "admin token required", "412": "If-Match mismatch",
+                              "422": "the result is invalid; nothing stored"], admin: true),
+        Operation(method: "delete", path: "/v1/config/{service}/override", summary: "Clear the ops override layer",
+                  responses: ["200": "the resulting document", "401": "admin token required", "412": "If-Match mismatch"], admin: true),
+        Operation(method: "post", path: "/v1/config/{service}/rollback", summary: "A new version whose config is version N's",
+                  responses: ["200": "the new document", "401": "admin token required", "404": "no such version",
+                              "422": "version N's config no longer validates"], admin: true),
+        Operation(method: "get", path: "/v1/audit", summary: "Accepted and refused changes, newest first",
+                  query: [("service", "only this service"), ("limit", "at most this many (default 100)")],
+                  responses: ["200": "audit entries", "401": "admin token required"], admin: true),
     ]
 
     static let problem: JSONValue = [
@@ -56,7 +70,7 @@ enum OpenAPIDocument {
             }
             for q in op.query {
                 parameters.append(["name": .string(q.name), "in": "query", "required": false, "description": .string(q.description),
-                                   "schema": ["type": q.name == "pointer" ? "string" : "integer"]])
+                                   "schema": ["type": ["pointer", "service"].contains(q.name) ? "string" : "integer"]])
             }
             var responses: [String: JSONValue] = [:]
             for (code, description) in op.responses {

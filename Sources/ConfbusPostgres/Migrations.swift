@@ -59,6 +59,23 @@ public enum Migrations {
             )
             """,
         ]),
+        (2, [
+            """
+            CREATE TABLE audit (
+                id bigserial PRIMARY KEY,
+                at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                actor text NOT NULL,
+                request_id text NOT NULL,
+                action text NOT NULL,
+                outcome text NOT NULL CHECK (outcome IN ('accepted', 'refused')),
+                services text[] NOT NULL,
+                changes text NOT NULL,
+                reason text,
+                detail text
+            )
+            """,
+            "CREATE INDEX audit_services ON audit USING gin (services)",
+        ]),
     ]
 
     public static var latestVersion: Int { steps.last?.version ?? 0 }

@@ -35,42 +35,141 @@ public struct PostgresVersionStore: VersionStore {
 
     public func commit(_ new: NewVersion) async throws -> CommitOutcome {
         try failpoints.hit("before_commit")
-        let name = new.service.rawValue
-        let checksum = new.checksum
-        let outcome: CommitOutcome = try await client.withTransaction(logger: logger) { connection in
-            try await connection.query("INSERT INTO services (name) VALUES (\(name)) ON CONFLICT (name) DO NOTHING", logger: logger)
-            var latest = 0
-            var latestChecksum: String?
-            for try await (v, c) in try await connection.query(
-                "SELECT latest_version, latest_checksum FROM services WHERE name = \(name) FOR UPDATE", logger: logger
-            ).decode((Int, String?).self) {
-                latest = v
-                latestChecksum = c
-            }
-            if latestChecksum == checksum, latest > 0 {
-                let rows = try await connection.query(
-                    "SELECT \(unescaped: Self.versionColumns) FROM config_versions WHERE service = \(name) AND version = \(latest)",
-                    logger: logger).collect()
-                return .unchanged(try Self.decodeVersion(rows[0]))
-            }
-            let next = latest + 1
-            let config = new.config.serialized(.canonical)
-            let layers = new.layers.isNull ? nil : new.layers.serialized(.canonical)
-            let rows = try await connection.query("""
-                INSERT INTO config_versions (service, version, config, checksum, source, author, reason, environment, layers, override_layer)
-                VALUES (\(name), \(next), \(config), \(checksum), \(new.source.rawValue), \(new.author), \(new.reason), \(new.environment), \(layers),
-                        (SELECT override_layer FROM services WHERE name = \(name)))
-                RETURNING \(unescaped: Self.versionColumns)
-                """, logger: logger).collect()
-            try await connection.query(
-                "UPDATE services SET latest_version = \(next), latest_checksum = \(checksum) WHERE name = \(name)", logger: logger)
-            try await connection.query("INSERT INTO outbox (service, version) VALUES (\(name), \(next))", logger: logger)
-            let payload = "\(name):\(next)"
-            try await connection.query("SELECT pg_notify(\(Self.notificationChannel), \(payload))", logger: logger)
-            return .committed(try Self.decodeVersion(rows[0]))
+        let outcome = try await client.withTransaction(logger: logger) { connection in
+            try await Self.commitOne(PlannedChange(version: new, overrideLayer: nil), on: connection, logger: logger)
         }
         if case .committed = outcome { try failpoints.hit("after_commit") }
         return outcome
+    }
+
+    public func apply(_ changes: [PlannedChange], audit: AuditRecord) async throws -> [CommitOutcome] {
+        try failpoints.hit("before_commit")
+        // Rows are locked in name order, so two batches over the same services cannot deadlock.
+        let ordered = changes.enumerated().sorted { $0.element.version.service < $1.element.version.service }
+        let outcomes: [CommitOutcome] = try await Self.unwrapping { try await client.withTransaction(logger: logger) { connection in
+            var results = [CommitOutcome?](repeating: nil, count: changes.count)
+            for (index, change) in ordered {
+                results[index] = try await Self.commitOne(change, on: connection, logger: logger)
+            }
+            var record = audit
+            record.changes = .array(results.compactMap { $0 }.map { outcome in
+                switch outcome {
+                case .committed(let v): ["service": .string(v.service.rawValue), "new_version": .integer(v.version),
+                                         "old_version": .integer(v.version - 1), "checksum": .string(v.checksum)]
+                case .unchanged(let v): ["service": .string(v.service.rawValue), "old_version": .integer(v.version),
+                                         "new_version": .integer(v.version), "checksum": .string(v.checksum)]
+                }
+            })
+            try await Self.insertAudit(record, on: connection, logger: logger)
+            return results.compactMap { $0 }
+        } }
+        if outcomes.contains(where: { if case .committed = $0 { true } else { false } }) { try failpoints.hit("after_commit") }
+        return outcomes
+    }
+
+    /// A refusal raised inside a transaction (a version conflict) reaches the caller as itself,
+    /// not wrapped in the driver's transaction error.
+    static func unwrapping<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as PostgresTransactionError {
+            if let refusal = error.closureError as? ConfbusError { throw refusal }
+            throw error
+        }
+    }
+
+    /// One service's change inside the caller's transaction.
+    static func commitOne(_ change: PlannedChange, on connection: PostgresConnection, logger: Logger) async throws -> CommitOutcome {
+        let new = change.version
+        let name = new.service.rawValue
+        let checksum = new.checksum
+        try await connection.query("INSERT INTO services (name) VALUES (\(name)) ON CONFLICT (name) DO NOTHING", logger: logger)
+        var latest = 0
+        var latestChecksum: String?
+        for try await (v, c) in try await connection.query(
+            "SELECT latest_version, latest_checksum FROM services WHERE name = \(name) FOR UPDATE", logger: logger
+        ).decode((Int, String?).self) {
+            latest = v
+            latestChecksum = c
+        }
+        if let expected = change.expectedVersion, expected != latest {
+            throw ConfbusError(code: .versionConflict, service: name,
+                               message: "\(name) is at version \(latest), not \(expected) as If-Match expects")
+        }
+        if let layer = change.overrideLayer {
+            let text: String? = layer.isNull || layer == .object([:]) ? nil : layer.serialized(.canonical)
+            try await connection.query("UPDATE services SET override_layer = \(text) WHERE name = \(name)", logger: logger)
+        }
+        if latestChecksum == checksum, latest > 0 {
+            let rows = try await connection.query(
+                "SELECT \(unescaped: versionColumns) FROM config_versions WHERE service = \(name) AND version = \(latest)",
+                logger: logger).collect()
+            return .unchanged(try decodeVersion(rows[0]))
+        }
+        let next = latest + 1
+        let config = new.config.serialized(.canonical)
+        let layers = new.layers.isNull ? nil : new.layers.serialized(.canonical)
+        let rows = try await connection.query("""
+            INSERT INTO config_versions (service, version, config, checksum, source, author, reason, environment, layers, override_layer)
+            VALUES (\(name), \(next), \(config), \(checksum), \(new.source.rawValue), \(new.author), \(new.reason), \(new.environment), \(layers),
+                    (SELECT override_layer FROM services WHERE name = \(name)))
+            RETURNING \(unescaped: versionColumns)
+            """, logger: logger).collect()
+        try await connection.query(
+            "UPDATE services SET latest_version = \(next), latest_checksum = \(checksum) WHERE name = \(name)", logger: logger)
+        try await connection.query("INSERT INTO outbox (service, version) VALUES (\(name), \(next))", logger: logger)
+        let payload = "\(name):\(next)"
+        try await connection.query("SELECT pg_notify(\(notificationChannel), \(payload))", logger: logger)
+        return .committed(try decodeVersion(rows[0]))
+    }
+
+    static func insertAudit(_ record: AuditRecord, on connection: PostgresConnection, logger: Logger) async throws {
+        let changes = record.changes.serialized(.canonical)
+        try await connection.query("""
+            INSERT INTO audit (actor, request_id, action, outcome, services, changes, reason, detail)
+            VALUES (\(record.actor), \(record.requestID), \(record.action), \(record.outcome), \(record.services), \(changes),
+                    \(record.reason), \(record.detail))
+            """, logger: logger)
+    }
+
+    public func recordRefusal(_ audit: AuditRecord) async throws {
+        try await client.withConnection { connection in try await Self.insertAudit(audit, on: connection, logger: logger) }
+    }
+
+    public func auditLog(service: ServiceName?, limit: Int) async throws -> [AuditRecord] {
+        let query: PostgresQuery = if let service {
+            "SELECT actor, request_id, action, outcome, services, changes, reason, detail, at FROM audit WHERE \(service.rawValue) = ANY(services) ORDER BY id DESC LIMIT \(limit)"
+        } else {
+            "SELECT actor, request_id, action, outcome, services, changes, reason, detail, at FROM audit ORDER BY id DESC LIMIT \(limit)"
+        }
+        var records: [AuditRecord] = []
+        for try await (actor, request, action, outcome, services, changes, reason, detail, at) in try await client.query(query, logger: logger)
+            .decode((String, String, String, String, [String], String, String?, String?, Date).self)
+        {
+            records.append(AuditRecord(actor: actor, requestID: request, action: action, outcome: outcome, services: services,
+                                       changes: (try? JSONParser().parse(changes)) ?? .null, reason: reason, detail: detail, at: at))
+        }
+        return records
+    }
+
+    public func overrideLayers() async throws -> [ServiceName: JSONValue] {
+        var layers: [ServiceName: JSONValue] = [:]
+        for try await (name, text) in try await client.query(
+            "SELECT name, override_layer FROM services WHERE override_layer IS NOT NULL", logger: logger).decode((String, String).self)
+        {
+            if let service = try? ServiceName(validating: name), let layer = try? JSONParser().parse(text) { layers[service] = layer }
+        }
+        return layers
+    }
+
+    public func overrideLayer(of service: ServiceName, version: Int) async throws -> JSONValue? {
+        var layer: JSONValue?
+        for try await text in try await client.query(
+            "SELECT override_layer FROM config_versions WHERE service = \(service.rawValue) AND version = \(version)", logger: logger
+        ).decode(String?.self) {
+            layer = try text.map { try JSONParser().parse($0) }
+        }
+        return layer
     }
 
     public func latestVersions() async throws -> [StoredVersion] {

@@ -1,0 +1,100 @@
+import ConfbusCore
+import Foundation
+import Testing
+
+/// The admin API so far (issue 4, in progress): overrides, If-Match, rollback and the audit log,
+/// against the real PostgreSQL and mosquitto.
+@Suite(.requiresPostgres, .requiresMQTT, .serialized)
+struct AdminTests {
+    static func admin(_ extra: [String: String] = [:]) -> [String: String] {
+        ["Authorization": "Bearer \(Confbus.adminToken)", "Content-Type": "application/json", "X-Confbus-Reason": "test"]
+            .merging(extra) { $1 }
+    }
+
+    static func body(_ json: String) -> Data { Data(json.utf8) }
+
+    @Test(.timeLimit(.minutes(2)))
+    func overridesAreValidatedStoredPublishedAndAudited() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let probe = try await MQTTProbe(url: broker)
+        defer { Task { await probe.shutdown() } }
+        let topic = confbus.topic("update", "billing-api")
+        try probe.subscribe(topic)
+        _ = try await probe.waitFor(topic) { $0.json?["version"] == .integer(1) }
+        let path = "/v1/config/billing-api/override"
+
+        #expect(try await confbus.request("PUT", path, body: Self.body(#"{"log_level": "error"}"#)).status == 401)
+
+        let put = try await confbus.request("PUT", path, headers: Self.admin(), body: Self.body(#"{"database": {"pool_size": 77}}"#))
+        #expect(put.status == 200)
+        #expect(put.json?["version"] == .integer(2))
+        #expect(put.json?["config"]?["database"]?["pool_size"] == .integer(77))
+        _ = try await probe.waitFor(topic) { $0.json?["version"] == .integer(2) }
+
+        // An invalid result: 422 naming the path, nothing stored, nothing published, the refusal audited.
+        let invalid = try await confbus.request("PUT", path, headers: Self.admin(), body: Self.body(#"{"database": {"pool_size": 500}}"#))
+        #expect(invalid.status == 422)
+        #expect(invalid.headers["content-type"] == "application/problem+json")
+        #expect(invalid.json?["errors"]?.arrayValue?.first?["path"] == .string("/database/pool_size"))
+        #expect(try await Harness.versions(in: confbus.databaseURL, service: "billing-api") == [1, 2])
+
+        // If-Match: a stale version is 412; the current ETag passes.
+        let stale = try await confbus.request("PATCH", path, headers: Self.admin(["If-Match": "\"1\""]), body: Self.body(#"{"log_level": "error"}"#))
+        #expect(stale.status == 412)
+        let etag = try #require(try await confbus.get("/v1/config/billing-api").headers["etag"])
+        let patched = try await confbus.request("PATCH", path, headers: Self.admin(["If-Match": etag]),
+                                                body: Self.body(#"{"database": {"pool_size": null}, "log_level": "error"}"#))
+        #expect(patched.status == 200)
+        #expect(patched.json?["version"] == .integer(3))
+        // PATCH null removed the key from the layer: the file's value shows again.
+        #expect(patched.json?["config"]?["database"]?["pool_size"] == .integer(10))
+        #expect(patched.json?["config"]?["log_level"] == .string("error"))
+
+        // The stored layer survives a reload (no new version), and PUT of the same layer makes none either.
+        #expect(try await confbus.reload().json?["committed"]?.arrayValue == [])
+        let same = try await confbus.request("PUT", path, headers: Self.admin(), body: Self.body(#"{"log_level": "error"}"#))
+        #expect(same.json?["version"] == .integer(3))
+        let cleared = try await confbus.request("DELETE", path, headers: Self.admin())
+        #expect(cleared.json?["version"] == .integer(4))
+        #expect(cleared.json?["config"]?["log_level"] == .string("debug"))
+        #expect(try await Harness.versions(in: confbus.databaseURL, service: "billing-api") == [1, 2, 3, 4])
+
+        let history = try await confbus.get("/v1/config/billing-api/history").json?["versions"]?.arrayValue ?? []
+        #expect(history.first?["source"] == .string("override"))
+        #expect(history.first?["author"] == .string("ops"))
+        let audit = try await confbus.get("/v1/audit?service=billing-api", headers: Self.admin()).json?["entries"]?.arrayValue ?? []
+        #expect(audit.contains { $0["outcome"] == .string("refused") && $0["detail"]?.stringValue?.contains("/database/pool_size") == true })
+        #expect(audit.contains { $0["action"] == .string("override.put") && $0["outcome"] == .string("accepted") && $0["actor"] == .string("ops") })
+        #expect(!String(decoding: try await confbus.get("/v1/audit", headers: Self.admin()).body, as: UTF8.self).contains(Confbus.adminToken))
+        #expect(try await confbus.get("/v1/audit").status == 401)
+        #expect(try await confbus.request("PUT", "/v1/config/nope/override", headers: Self.admin(), body: Self.body("{}")).status == 404)
+        #expect(try await confbus.request("PUT", path, headers: Self.admin(), body: Self.body("[1]")).status == 400)
+        #expect(try await confbus.request("PUT", path, headers: Self.admin(), body: Self.body("{")).status == 400)
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func rollbackToVersion1AfterFiveChangesGivesVersion7() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let original = try #require(try await confbus.get("/v1/config/report-worker").json?["config"])
+        for n in 1...5 {
+            let r = try await confbus.request("PUT", "/v1/config/report-worker/override", headers: Self.admin(),
+                                              body: Self.body(#"{"concurrency": \#(n + 10)}"#))
+            #expect(r.json?["version"] == .integer(n + 1))
+        }
+        let rolled = try await confbus.request("POST", "/v1/config/report-worker/rollback", headers: Self.admin(), body: Self.body(#"{"version": 1}"#))
+        #expect(rolled.status == 200)
+        #expect(rolled.json?["version"] == .integer(7))
+        #expect(rolled.json?["config"] == original)
+        // Version 1 had no override layer; it is restored, so a reload does not undo the rollback.
+        #expect(try await confbus.reload().json?["committed"]?.arrayValue == [])
+        #expect(try await confbus.get("/v1/config/report-worker").json?["version"] == .integer(7))
+        let history = try await confbus.get("/v1/config/report-worker/history?limit=1").json?["versions"]?.arrayValue?.first
+        #expect(history?["source"] == .string("rollback"))
+        #expect(try await confbus.request("POST", "/v1/config/report-worker/rollback", headers: Self.admin(), body: Self.body(#"{"version": 99}"#)).status == 404)
+        #expect(try await confbus.request("POST", "/v1/config/report-worker/rollback", headers: Self.admin(), body: Self.body(#"{"version": "1"}"#)).status == 400)
+    }
+}
