@@ -41,7 +41,10 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
 
     let router = Router()
     ConfbusAPI(distributor: distributor, readiness: readiness, adminTokens: settings.adminTokens, readTokens: settings.readTokens,
-               registry: registry, maxBodyBytes: settings.maxDocumentBytes).addRoutes(to: router)
+               registry: registry, maxBodyBytes: settings.maxDocumentBytes,
+               parseYAML: { [limits = YAMLLoader.Limits(maxDocumentBytes: settings.maxDocumentBytes)] bytes in
+                   try YAMLLoader(limits: limits).load(bytes: bytes, file: "request body", requireMapping: true).value
+               }).addRoutes(to: router)
 
     return Application(
         router: router,

@@ -76,6 +76,9 @@ public struct ValidationIssue: Sendable, Hashable, CustomStringConvertible {
     public var message: String
     /// Where the offending value was written, when it came from a file.
     public var location: SourceLocation?
+    /// In a batch: the service and the index of its entry.
+    public var service: String?
+    public var index: Int?
 
     public init(instancePath: JSONPointer, keywordPath: JSONPointer, message: String,
                 location: SourceLocation? = nil) {

@@ -92,8 +92,9 @@ extension Distributor {
         }
     }
 
-    func applyAndPublish(_ changes: [PlannedChange], audit: AuditRecord) async throws -> [CommitOutcome] {
-        let outcomes = try await store.apply(changes, audit: audit)
+    func applyAndPublish(_ changes: [PlannedChange], audit: AuditRecord,
+                         idempotency: IdempotencyRecord? = nil) async throws -> [CommitOutcome] {
+        let outcomes = try await store.apply(changes, audit: audit, idempotency: idempotency)
         for case .committed(let version) in outcomes {
             Counter(label: "confbus_versions_committed_total", dimensions: [("service", version.service.rawValue)]).increment()
             cache.offer(version)

@@ -56,9 +56,12 @@ public struct NewVersion: Sendable {
     public var environment: String
     /// Which layer each value came from, kept with the version for history.
     public var layers: JSONValue
+    /// The batch this version belongs to, if any.
+    public var batchID: UUID?
 
     public init(service: ServiceName, config: JSONValue, source: VersionSource, author: String, reason: String?,
-                environment: String, layers: JSONValue = .null) {
+                environment: String, layers: JSONValue = .null, batchID: UUID? = nil) {
+        self.batchID = batchID
         self.service = service
         self.config = config
         self.source = source
@@ -114,6 +117,20 @@ public struct PlannedChange: Sendable {
         self.version = version
         self.overrideLayer = overrideLayer
         self.expectedVersion = expectedVersion
+    }
+}
+
+/// An `Idempotency-Key` with the request it belongs to; its answer is stored in the same
+/// transaction as the changes, so a retry after an in-doubt commit gets the first answer.
+public struct IdempotencyRecord: Sendable {
+    public var key: String
+    public var requestHash: String
+    public var answer: @Sendable ([CommitOutcome]) -> String
+
+    public init(key: String, requestHash: String, answer: @escaping @Sendable ([CommitOutcome]) -> String) {
+        self.key = key
+        self.requestHash = requestHash
+        self.answer = answer
     }
 }
 
@@ -173,7 +190,9 @@ public protocol VersionStore: Sendable {
     func overrideLayer(of service: ServiceName, version: Int) async throws -> JSONValue?
     /// Applies every change in one transaction (all or nothing) with the audit row; a change whose
     /// config equals the latest stores its override layer but makes no version.
-    func apply(_ changes: [PlannedChange], audit: AuditRecord) async throws -> [CommitOutcome]
+    func apply(_ changes: [PlannedChange], audit: AuditRecord, idempotency: IdempotencyRecord?) async throws -> [CommitOutcome]
+    /// The stored answer to an earlier request with this idempotency key.
+    func idempotentAnswer(_ key: String) async throws -> (requestHash: String, answer: String)?
     /// Records a refused change (nothing else is written).
     func recordRefusal(_ audit: AuditRecord) async throws
     func auditLog(service: ServiceName?, limit: Int) async throws -> [AuditRecord]

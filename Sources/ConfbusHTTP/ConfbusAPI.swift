@@ -16,9 +16,15 @@ public struct ConfbusAPI: Sendable {
     public let maxWait: Int = 60
     /// Largest request body (CONTRACT.md §6 `max_document_bytes`); larger ones get 413.
     public let maxBodyBytes: Int
+    /// Reads a YAML request body (`application/yaml`, `application/x-yaml`, `text/yaml`).
+    public let parseYAML: @Sendable ([UInt8]) throws -> JSONValue
 
     public init(distributor: Distributor, readiness: Readiness, adminTokens: [AccessToken], readTokens: [AccessToken],
-                registry: PrometheusCollectorRegistry, maxBodyBytes: Int = 1 << 20) {
+                registry: PrometheusCollectorRegistry, maxBodyBytes: Int = 1 << 20,
+                parseYAML: @escaping @Sendable ([UInt8]) throws -> JSONValue = { _ in
+                    throw ConfbusError(code: .badRequest, message: "YAML bodies are not supported here")
+                }) {
+        self.parseYAML = parseYAML
         self.maxBodyBytes = maxBodyBytes
         self.distributor = distributor
         self.readiness = readiness
@@ -54,6 +60,8 @@ public struct ConfbusAPI: Sendable {
         router.delete("/v1/config/:service/override") { request, context in try await override(request, context, .delete) }
         router.post("/v1/config/:service/rollback") { request, context in try await rollback(request, context) }
         router.get("/v1/audit") { request, _ in try await audit(request) }
+        router.post("/v1/batch") { request, _ in try await batch(request, validateOnly: false) }
+        router.post("/v1/validate") { request, _ in try await batch(request, validateOnly: true) }
     }
 
     // MARK: Access
@@ -296,13 +304,46 @@ extension ConfbusAPI {
     }
 
     func jsonBody(_ request: Request) async throws -> JSONValue {
+        try await body(request).value
+    }
+
+    /// The body as JSON, or as YAML when its content type says so; with its canonical bytes' hash.
+    func body(_ request: Request) async throws -> (value: JSONValue, hash: String) {
         var request = request
-        let buffer = try await request.collectBody(upTo: maxBodyBytes)
-        do {
-            return try JSONParser(maxDepth: 64).parse(Array(buffer.readableBytesView))
-        } catch {
-            throw Problem(.badRequest, code: "invalid_json", detail: "the body is not JSON: \(error.description)")
+        let bytes = Array(try await request.collectBody(upTo: maxBodyBytes).readableBytesView)
+        let type = request.headers[.contentType]?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        let value: JSONValue
+        if ["application/yaml", "application/x-yaml", "text/yaml"].contains(type) {
+            do {
+                value = try parseYAML(bytes)
+            } catch let error as ConfbusError {
+                throw Problem(.badRequest, code: "invalid_yaml", detail: "the body is not valid YAML: \(error.location.map { "\($0.line):\($0.column): " } ?? "")\(error.message)")
+            }
+        } else {
+            do {
+                value = try JSONParser(maxDepth: 64).parse(bytes)
+            } catch {
+                throw Problem(.badRequest, code: "invalid_json", detail: "the body is not JSON: \(error.description)")
+            }
         }
+        return (value, value.checksum)
+    }
+
+    func batch(_ request: Request, validateOnly: Bool) async throws -> Response {
+        let who = try operatorContext(request)
+        try requireDatabase()
+        let (value, hash) = try await body(request)
+        var batch = try BatchRequest(value)
+        if validateOnly { batch.dryRun = true }
+        let key = request.headers[HTTPField.Name("Idempotency-Key")!].map { String($0.prefix(200)) }
+        if let key, !batch.dryRun, let earlier = try await distributor.store.idempotentAnswer(key) {
+            guard earlier.requestHash == hash else {
+                throw Problem(.unprocessableContent, code: "idempotency_key_reused", detail: "this Idempotency-Key was used for a different request")
+            }
+            return Response.json(try JSONParser().parse(earlier.answer), headers: [HTTPField.Name("Idempotent-Replayed")!: "true"])
+        }
+        let result = try await distributor.applyBatch(batch, by: who, idempotencyKey: batch.dryRun ? nil : key, requestHash: hash)
+        return Response.json(result.json)
     }
 
     /// `If-Match`: `"<version>"`, the ETag (`"sha256:…"`) or `*`; returns the version it names.

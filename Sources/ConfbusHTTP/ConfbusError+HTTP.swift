@@ -39,7 +39,12 @@ public struct Problem: Error, Sendable {
             "detail": .string(detail),
         ]
         if !errors.isEmpty {
-            object["errors"] = .array(errors.map { .object(["path": .string($0.instancePath.description), "message": .string($0.message)]) })
+            object["errors"] = .array(errors.map { issue in
+                var entry: [String: JSONValue] = ["path": .string(issue.instancePath.description), "message": .string(issue.message)]
+                if let service = issue.service { entry["service"] = .string(service) }
+                if let index = issue.index { entry["index"] = .integer(index) }
+                return .object(entry)
+            })
         }
         return .object(object)
     }

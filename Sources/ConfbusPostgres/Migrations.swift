@@ -76,6 +76,16 @@ public enum Migrations {
             """,
             "CREATE INDEX audit_services ON audit USING gin (services)",
         ]),
+        (3, [
+            """
+            CREATE TABLE idempotency_keys (
+                key text PRIMARY KEY,
+                request_hash text NOT NULL,
+                answer text NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+            )
+            """,
+        ]),
     ]
 
     public static var latestVersion: Int { steps.last?.version ?? 0 }

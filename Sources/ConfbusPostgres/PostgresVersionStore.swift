@@ -42,7 +42,7 @@ public struct PostgresVersionStore: VersionStore {
         return outcome
     }
 
-    public func apply(_ changes: [PlannedChange], audit: AuditRecord) async throws -> [CommitOutcome] {
+    public func apply(_ changes: [PlannedChange], audit: AuditRecord, idempotency: IdempotencyRecord?) async throws -> [CommitOutcome] {
         try failpoints.hit("before_commit")
         // Rows are locked in name order, so two batches over the same services cannot deadlock.
         let ordered = changes.enumerated().sorted { $0.element.version.service < $1.element.version.service }
@@ -61,7 +61,14 @@ public struct PostgresVersionStore: VersionStore {
                 }
             })
             try await Self.insertAudit(record, on: connection, logger: logger)
-            return results.compactMap { $0 }
+            let outcomes = results.compactMap { $0 }
+            if let idempotency {
+                let answer = idempotency.answer(outcomes)
+                try await connection.query("""
+                    INSERT INTO idempotency_keys (key, request_hash, answer) VALUES (\(idempotency.key), \(idempotency.requestHash), \(answer))
+                    """, logger: logger)
+            }
+            return outcomes
         } }
         if outcomes.contains(where: { if case .committed = $0 { true } else { false } }) { try failpoints.hit("after_commit") }
         return outcomes
@@ -110,9 +117,9 @@ public struct PostgresVersionStore: VersionStore {
         let config = new.config.serialized(.canonical)
         let layers = new.layers.isNull ? nil : new.layers.serialized(.canonical)
         let rows = try await connection.query("""
-            INSERT INTO config_versions (service, version, config, checksum, source, author, reason, environment, layers, override_layer)
+            INSERT INTO config_versions (service, version, config, checksum, source, author, reason, environment, layers, override_layer, batch_id)
             VALUES (\(name), \(next), \(config), \(checksum), \(new.source.rawValue), \(new.author), \(new.reason), \(new.environment), \(layers),
-                    (SELECT override_layer FROM services WHERE name = \(name)))
+                    (SELECT override_layer FROM services WHERE name = \(name)), \(new.batchID))
             RETURNING \(unescaped: versionColumns)
             """, logger: logger).collect()
         try await connection.query(
@@ -130,6 +137,15 @@ public struct PostgresVersionStore: VersionStore {
             VALUES (\(record.actor), \(record.requestID), \(record.action), \(record.outcome), \(record.services), \(changes),
                     \(record.reason), \(record.detail))
             """, logger: logger)
+    }
+
+    public func idempotentAnswer(_ key: String) async throws -> (requestHash: String, answer: String)? {
+        for try await (hash, answer) in try await client.query(
+            "SELECT request_hash, answer FROM idempotency_keys WHERE key = \(key)", logger: logger).decode((String, String).self)
+        {
+            return (hash, answer)
+        }
+        return nil
     }
 
     public func recordRefusal(_ audit: AuditRecord) async throws {

@@ -98,3 +98,107 @@ struct AdminTests {
         #expect(try await confbus.request("POST", "/v1/config/report-worker/rollback", headers: Self.admin(), body: Self.body(#"{"version": "1"}"#)).status == 400)
     }
 }
+
+@Suite(.requiresPostgres, .requiresMQTT, .serialized)
+struct BatchTests {
+    static let batch = #"""
+        {"reason": "raise limits", "updates": [
+          {"service": "billing-api", "patch": {"database": {"pool_size": 20}}},
+          {"service": "feature-flags", "override": {"refresh_seconds": 30}},
+          {"service": "report-worker", "patch": {"concurrency": 8}}]}
+        """#
+
+    @Test(.timeLimit(.minutes(2)))
+    func aValidBatchLandsTogetherAndPublishesEachServiceOnce() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let probe = try await MQTTProbe(url: broker)
+        defer { Task { await probe.shutdown() } }
+        try probe.subscribe(confbus.topic("update", "+"))
+        for s in ["billing-api", "feature-flags", "report-worker"] { _ = try await probe.waitFor(confbus.topic("update", s)) }
+        let before = probe.messages.count
+
+        let result = try await confbus.request("POST", "/v1/batch", headers: AdminTests.admin(["Idempotency-Key": "k-1"]), body: Data(Self.batch.utf8))
+        #expect(result.status == 200)
+        let batchID = try #require(result.json?["batch_id"]?.stringValue)
+        #expect(result.json?["results"]?.arrayValue?.allSatisfy { $0["changed"] == .bool(true) } == true)
+        for s in ["billing-api", "feature-flags", "report-worker"] {
+            _ = try await probe.waitFor(confbus.topic("update", s)) { $0.json?["version"] == .integer(2) }
+            let history = try await confbus.get("/v1/config/\(s)/history?limit=1").json?["versions"]?.arrayValue?.first
+            #expect(history?["batch_id"] == .string(batchID))
+            #expect(history?["source"] == .string("batch"))
+            #expect(history?["reason"] == .string("raise limits"))
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(probe.messages.count - before == 3)
+
+        // The same key again: the first answer, and nothing new.
+        let replay = try await confbus.request("POST", "/v1/batch", headers: AdminTests.admin(["Idempotency-Key": "k-1"]), body: Data(Self.batch.utf8))
+        #expect(replay.headers["idempotent-replayed"] == "true")
+        #expect(replay.json == result.json)
+        #expect(try await Harness.versions(in: confbus.databaseURL, service: "billing-api") == [1, 2])
+        let reused = try await confbus.request("POST", "/v1/batch", headers: AdminTests.admin(["Idempotency-Key": "k-1"]),
+                                               body: Data(#"{"updates": [{"service": "billing-api", "patch": {"log_level": "info"}}]}"#.utf8))
+        #expect(reused.status == 422)
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func oneBadValueRefusesTheWholeBatch() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let probe = try await MQTTProbe(url: broker)
+        defer { Task { await probe.shutdown() } }
+        try probe.subscribe(confbus.topic("update", "+"))
+        for s in ["billing-api", "feature-flags", "report-worker"] { _ = try await probe.waitFor(confbus.topic("update", s)) }
+        let before = probe.messages.count
+
+        let bad = Self.batch.replacingOccurrences(of: #""concurrency": 8"#, with: #""concurrency": 500"#)
+        let refused = try await confbus.request("POST", "/v1/batch", headers: AdminTests.admin(), body: Data(bad.utf8))
+        #expect(refused.status == 422)
+        let error = try #require(refused.json?["errors"]?.arrayValue?.first)
+        #expect(error["service"] == .string("report-worker"))
+        #expect(error["index"] == .integer(2))
+        #expect(error["path"] == .string("/concurrency"))
+        for s in ["billing-api", "feature-flags", "report-worker"] {
+            #expect(try await Harness.versions(in: confbus.databaseURL, service: s) == [1])
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(probe.messages.count == before)
+        let audit = try await confbus.get("/v1/audit", headers: AdminTests.admin()).json?["entries"]?.arrayValue?.first
+        #expect(audit?["outcome"] == .string("refused"))
+        #expect(audit?["services"] == ["billing-api", "feature-flags", "report-worker"])
+
+        let duplicate = #"{"updates": [{"service": "billing-api", "patch": {}}, {"service": "billing-api", "patch": {}}]}"#
+        #expect(try await confbus.request("POST", "/v1/batch", headers: AdminTests.admin(), body: Data(duplicate.utf8)).status == 400)
+        let unknown = #"{"updates": [{"service": "no-such", "patch": {}}]}"#
+        #expect(try await confbus.request("POST", "/v1/batch", headers: AdminTests.admin(), body: Data(unknown.utf8)).status == 404)
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func dryRunsAndValidateStoreNothingAndYAMLBodiesWork() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let validate = try await confbus.request("POST", "/v1/validate", headers: AdminTests.admin(), body: Data(Self.batch.utf8))
+        #expect(validate.status == 200)
+        let billing = validate.json?["results"]?.arrayValue?.first { $0["service"] == .string("billing-api") }
+        #expect(billing?["changes"] == [["op": "replace", "path": "/database/pool_size", "old": 10, "new": 20]])
+        #expect(validate.json?["dry_run"] == .bool(true))
+        let yaml = """
+            reason: from yaml
+            dry_run: true
+            updates:
+              - service: report-worker
+                patch: {concurrency: 3}
+            """
+        let dry = try await confbus.request("POST", "/v1/batch", headers: AdminTests.admin(["Content-Type": "application/yaml"]), body: Data(yaml.utf8))
+        #expect(dry.status == 200)
+        #expect(dry.json?["results"]?.arrayValue?.first?["document"]?["config"]?["concurrency"] == .integer(3))
+        for s in ["billing-api", "feature-flags", "report-worker"] {
+            #expect(try await Harness.versions(in: confbus.databaseURL, service: s) == [1])
+        }
+        #expect(try await confbus.request("POST", "/v1/batch", headers: AdminTests.admin(["Content-Type": "text/yaml"]), body: Data("updates: [".utf8)).status == 400)
+    }
+}
