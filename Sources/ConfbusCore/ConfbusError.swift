@@ -19,6 +19,7 @@ public struct ConfbusError: Error, Hashable, Sendable, CustomStringConvertible {
             case notFound = "not_found"
             case badRequest = "bad_request"
             case unavailable = "unavailable"
+            case alreadyExists = "already_exists"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -40,6 +41,7 @@ public struct ConfbusError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let notFound = Code(.notFound)
         public static let badRequest = Code(.badRequest)
         public static let unavailable = Code(.unavailable)
+        public static let alreadyExists = Code(.alreadyExists)
     }
 
     public var code: Code

@@ -135,6 +135,16 @@ public struct ServiceResolver: Sendable {
         return ServiceResolution(service: name, resolved: resolved, merged: merged, errors: [], warnings: warnings)
     }
 
+    /// The redaction of the service's secret properties, from its current schema.
+    public func redaction(files: ServiceFiles) -> Redaction {
+        guard let schemaFile = files.schema,
+              let schema = try? compiled.schema(for: files.name, document: schemaFile.value, compile: { () throws(CompiledSchemaError) -> CompiledSchema in
+                  try CompiledSchema(schemaFile.value, uri: "urn:confbus:service:\(files.name.rawValue)", options: options.validator)
+              })
+        else { return Redaction(paths: []) }
+        return Redaction(paths: SchemaNavigator(schema).secretPaths())
+    }
+
     /// Validates a config against the service's current schema (for rollbacks).
     public func validate(_ config: JSONValue, files: ServiceFiles) -> [ConfbusError] {
         guard let schemaFile = files.schema else {
@@ -185,7 +195,7 @@ public struct ServiceResolver: Sendable {
 /// RFC 3339 timestamps with milliseconds in UTC, as CONTRACT.md §3 writes `updated_at`.
 public enum Timestamp {
     public static func format(_ date: Date) -> String {
-        let millis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let millis = Int64((date.timeIntervalSince1970 * 1000).rounded())
         let seconds = millis / 1000
         let days = Int(seconds / 86400)
         let secondOfDay = Int(seconds % 86400)

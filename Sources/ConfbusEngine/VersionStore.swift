@@ -120,6 +120,29 @@ public struct PlannedChange: Sendable {
     }
 }
 
+/// A service's layers and versions as `GET /v1/export` writes them and `POST /v1/import` reads them.
+public struct ServiceExport: Sendable, Equatable {
+    public struct Version: Sendable, Equatable {
+        public var stored: StoredVersion
+        public var overrideLayer: JSONValue?
+
+        public init(stored: StoredVersion, overrideLayer: JSONValue?) {
+            self.stored = stored
+            self.overrideLayer = overrideLayer
+        }
+    }
+
+    public var service: ServiceName
+    public var overrideLayer: JSONValue?
+    public var versions: [Version]
+
+    public init(service: ServiceName, overrideLayer: JSONValue?, versions: [Version]) {
+        self.service = service
+        self.overrideLayer = overrideLayer
+        self.versions = versions
+    }
+}
+
 /// An `Idempotency-Key` with the request it belongs to; its answer is stored in the same
 /// transaction as the changes, so a retry after an in-doubt commit gets the first answer.
 public struct IdempotencyRecord: Sendable {
@@ -196,6 +219,12 @@ public protocol VersionStore: Sendable {
     /// Records a refused change (nothing else is written).
     func recordRefusal(_ audit: AuditRecord) async throws
     func auditLog(service: ServiceName?, limit: Int) async throws -> [AuditRecord]
+
+    /// Every service with its override layer and its latest version, or all versions.
+    func exportAll(history: Bool) async throws -> [ServiceExport]
+    /// Stores exported services verbatim (numbers, times, checksums) in one transaction and queues
+    /// each one's latest version for publishing. Refuses services that already exist.
+    func importAll(_ services: [ServiceExport], audit: AuditRecord) async throws
 }
 
 /// The port to the message bus: publishes a service's resolved document, retained, and returns

@@ -62,6 +62,22 @@ public struct ConfbusAPI: Sendable {
         router.get("/v1/audit") { request, _ in try await audit(request) }
         router.post("/v1/batch") { request, _ in try await batch(request, validateOnly: false) }
         router.post("/v1/validate") { request, _ in try await batch(request, validateOnly: true) }
+        router.get("/v1/export") { request, _ in
+            _ = try authorizeAdmin(request)
+            let history: Bool
+            switch request.uri.queryParameters.get("history").map({ String($0) }) {
+            case nil, "false", "0": history = false
+            case "true", "1": history = true
+            default: throw Problem(.badRequest, code: "bad_request", detail: "history must be true or false")
+            }
+            return Response.json(try await distributor.export(history: history))
+        }
+        router.post("/v1/import") { request, _ in
+            let who = try operatorContext(request)
+            try requireDatabase()
+            let imported = try await distributor.importDocument(try await jsonBody(request), by: who)
+            return Response.json(["imported_versions": .integer(imported)])
+        }
     }
 
     // MARK: Access
@@ -89,6 +105,11 @@ public struct ConfbusAPI: Sendable {
             throw Problem(.unauthorized, code: "unauthorized", detail: "unknown token")
         }
         if let service, !token.allows(service) { throw Problem(.forbidden, code: "forbidden", detail: "this token may not read \(service)") }
+    }
+
+    func isAdmin(_ request: Request) -> Bool {
+        guard let presented = Self.bearer(request) else { return false }
+        return adminTokens.contains { $0.matches(presented) }
     }
 
     /// Admin calls need an admin token; with none configured every admin call is 401.
@@ -223,9 +244,19 @@ public struct ConfbusAPI: Sendable {
         guard let old = try await store.version(service, from), let new = try await store.version(service, to) else {
             throw Problem(.notFound, code: "not_found", detail: "\(service) has no version \(from) or \(to)")
         }
+        // Secrets are shown only to admins (CONTRACT.md; issue 4).
+        let redaction = isAdmin(request) ? Redaction(paths: [])
+            : distributor.resolver.redaction(files: distributor.source.load(service, environment: distributor.options.environment))
+        let changes = ConfigDiff.changes(from: old.config, to: new.config).map { change -> JSONValue in
+            var c = change
+            if redaction.covers(c.path) {
+                if c.old != nil { c.old = Redaction.mask }
+                if c.new != nil { c.new = Redaction.mask }
+            }
+            return c.json
+        }
         return Response.json([
-            "service": .string(service.rawValue), "from": .integer(from), "to": .integer(to),
-            "changes": .array(ConfigDiff.changes(from: old.config, to: new.config).map(\.json)),
+            "service": .string(service.rawValue), "from": .integer(from), "to": .integer(to), "changes": .array(changes),
         ])
     }
 

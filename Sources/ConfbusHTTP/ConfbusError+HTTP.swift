@@ -25,6 +25,7 @@ public struct Problem: Error, Sendable {
         case .notFound, .unknownService: .notFound
         case .schemaViolation, .invalidOverride: .unprocessableContent
         case .versionConflict: .preconditionFailed
+        case .alreadyExists: .conflict
         case .documentTooLarge: .contentTooLarge
         default: .serviceUnavailable
         }

@@ -51,6 +51,12 @@ enum OpenAPIDocument {
                               "401": "admin token required", "413": "too large", "422": "a change is invalid; nothing stored"], admin: true),
         Operation(method: "post", path: "/v1/validate", summary: "A batch resolved and validated, with diffs; nothing stored",
                   responses: ["200": "documents and changes", "401": "admin token required", "422": "invalid"], admin: true),
+        Operation(method: "get", path: "/v1/export", summary: "Every service's layers and versions as one document",
+                  query: [("history", "all versions (true) or only the latest (false)")],
+                  responses: ["200": "confbus-export/1 document", "401": "admin token required"], admin: true),
+        Operation(method: "post", path: "/v1/import", summary: "Store an export (full history) into a database without those services",
+                  responses: ["200": "versions imported", "401": "admin token required", "409": "a service already exists",
+                              "422": "history with gaps or checksums that do not match"], admin: true),
         Operation(method: "get", path: "/v1/audit", summary: "Accepted and refused changes, newest first",
                   query: [("service", "only this service"), ("limit", "at most this many (default 100)")],
                   responses: ["200": "audit entries", "401": "admin token required"], admin: true),
@@ -75,7 +81,7 @@ enum OpenAPIDocument {
             }
             for q in op.query {
                 parameters.append(["name": .string(q.name), "in": "query", "required": false, "description": .string(q.description),
-                                   "schema": ["type": ["pointer", "service"].contains(q.name) ? "string" : "integer"]])
+                                   "schema": ["type": ["pointer", "service"].contains(q.name) ? "string" : (q.name == "history" ? "boolean" : "integer")]])
             }
             var responses: [String: JSONValue] = [:]
             for (code, description) in op.responses {

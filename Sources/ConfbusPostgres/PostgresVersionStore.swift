@@ -318,4 +318,66 @@ public struct PostgresVersionStore: VersionStore {
         }
         return counts
     }
+
+    public func exportAll(history: Bool) async throws -> [ServiceExport] {
+        var layers: [String: JSONValue?] = [:]
+        for try await (name, layer) in try await client.query("SELECT name, override_layer FROM services WHERE latest_version > 0 ORDER BY name",
+                                                              logger: logger).decode((String, String?).self) {
+            layers[name] = try layer.map { try JSONParser().parse($0) }
+        }
+        let query: PostgresQuery = history
+            ? "SELECT \(unescaped: Self.qualifiedColumns), v.override_layer FROM config_versions v ORDER BY v.service, v.version"
+            : """
+              SELECT \(unescaped: Self.qualifiedColumns), v.override_layer FROM config_versions v
+              JOIN services s ON s.name = v.service AND s.latest_version = v.version ORDER BY v.service
+              """
+        var byService: [String: [ServiceExport.Version]] = [:]
+        for row in try await client.query(query, logger: logger).collect() {
+            let version = try Self.decodeVersion(row)
+            let columns = row.makeRandomAccess()
+            let layer = try columns[10].decode(String?.self).map { try JSONParser().parse($0) }
+            byService[version.service.rawValue, default: []].append(.init(stored: version, overrideLayer: layer))
+        }
+        return try layers.keys.sorted().map { name in
+            ServiceExport(service: try ServiceName(validating: name), overrideLayer: layers[name] ?? nil, versions: byService[name] ?? [])
+        }
+    }
+
+    public func importAll(_ services: [ServiceExport], audit: AuditRecord) async throws {
+        try await Self.unwrapping { try await client.withTransaction(logger: logger) { connection in
+            for export in services {
+                let name = export.service.rawValue
+                var exists = false
+                for try await _ in try await connection.query("SELECT 1 FROM services WHERE name = \(name) AND latest_version > 0",
+                                                              logger: logger).decode(Int.self) { exists = true }
+                if exists {
+                    throw ConfbusError(code: .alreadyExists, service: name, message: "\(name) already has versions; import only into a database without it")
+                }
+                let latest = export.versions.last?.stored.version ?? 0
+                let layer = export.overrideLayer.map { $0.serialized(.canonical) }
+                try await connection.query("""
+                    INSERT INTO services (name, latest_version, latest_checksum, override_layer)
+                    VALUES (\(name), \(latest), \(export.versions.last?.stored.checksum), \(layer))
+                    ON CONFLICT (name) DO UPDATE SET latest_version = excluded.latest_version,
+                        latest_checksum = excluded.latest_checksum, override_layer = excluded.override_layer
+                    """, logger: logger)
+                for entry in export.versions {
+                    let v = entry.stored
+                    let versionLayer = entry.overrideLayer.map { $0.serialized(.canonical) }
+                    let batch = v.batchID.flatMap(UUID.init(uuidString:))
+                    try await connection.query("""
+                        INSERT INTO config_versions (service, version, config, checksum, source, author, reason, environment, override_layer, batch_id, created_at)
+                        VALUES (\(name), \(v.version), \(v.config.serialized(.canonical)), \(v.checksum), \(v.source.rawValue), \(v.author),
+                                \(v.reason), \(v.environment), \(versionLayer), \(batch), \(v.createdAt))
+                        """, logger: logger)
+                }
+                if latest > 0 {
+                    try await connection.query("INSERT INTO outbox (service, version) VALUES (\(name), \(latest))", logger: logger)
+                    let payload = "\(name):\(latest)"
+                    try await connection.query("SELECT pg_notify(\(Self.notificationChannel), \(payload))", logger: logger)
+                }
+            }
+            try await Self.insertAudit(audit, on: connection, logger: logger)
+        } }
+    }
 }

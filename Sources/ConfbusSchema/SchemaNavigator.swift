@@ -111,4 +111,28 @@ public struct SchemaNavigator: Sendable {
         }
         return out
     }
+
+    /// Paths of properties the schema marks secret (`writeOnly: true` or `x-confbus-secret: true`);
+    /// `*` stands for any member of a map that `additionalProperties` describes.
+    public func secretPaths() -> [[String]] {
+        var out: [[String]] = []
+        collectSecrets(expand((schema.document, schema.uri)), path: [], into: &out, depth: 0)
+        return out
+    }
+
+    private func collectSecrets(_ schemas: [Located], path: [String], into out: inout [[String]], depth: Int) {
+        guard depth < 32 else { return }
+        if schemas.contains(where: { $0.schema["writeOnly"] == .bool(true) || $0.schema["x-confbus-secret"] == .bool(true) }) {
+            out.append(path)
+            return
+        }
+        var properties: [String: [Located]] = [:]
+        var additional: [Located] = []
+        for located in schemas {
+            for (name, sub) in located.schema["properties"]?.objectValue ?? [:] { properties[name, default: []] += expand((sub, located.base)) }
+            if let sub = located.schema["additionalProperties"], case .object = sub { additional += expand((sub, located.base)) }
+        }
+        for (name, subs) in properties { collectSecrets(subs, path: path + [name], into: &out, depth: depth + 1) }
+        if !additional.isEmpty { collectSecrets(additional, path: path + ["*"], into: &out, depth: depth + 1) }
+    }
 }

@@ -202,3 +202,69 @@ struct BatchTests {
         #expect(try await confbus.request("POST", "/v1/batch", headers: AdminTests.admin(["Content-Type": "text/yaml"]), body: Data("updates: [".utf8)).status == 400)
     }
 }
+
+@Suite(.requiresPostgres, .requiresMQTT, .serialized)
+struct ExportAndSecretTests {
+    @Test(.timeLimit(.minutes(2)))
+    func exportImportExportRoundTrips() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (source, _) = try await Harness.startedConfbus(broker: broker)
+        defer { source.stop() }
+        _ = try await source.request("PUT", "/v1/config/billing-api/override", headers: AdminTests.admin(),
+                                     body: Data(#"{"database": {"pool_size": 33}}"#.utf8))
+        _ = try await source.request("POST", "/v1/batch", headers: AdminTests.admin(), body: Data(BatchTests.batch.utf8))
+        #expect(try await source.get("/v1/export?history=true").status == 401)
+        let first = try await source.get("/v1/export?history=true", headers: AdminTests.admin())
+        #expect(first.status == 200)
+        let document = try #require(first.json)
+        #expect(document["services"]?.arrayValue?.count == 3)
+
+        // A second distributor with an empty database (and no files to commit from: an empty tree).
+        let emptyTree = try Harness.temporaryDirectory("empty").appendingPathComponent("config")
+        try FileManager.default.createDirectory(at: emptyTree.appendingPathComponent("services"), withIntermediateDirectories: true)
+        let target = try Confbus(configDir: emptyTree, databaseURL: try await Harness.createDatabase(), mqttURL: broker)
+        try await target.start()
+        defer { target.stop() }
+        let imported = try await target.request("POST", "/v1/import", headers: AdminTests.admin(), body: first.body)
+        #expect(imported.status == 200)
+        #expect(imported.json?["imported_versions"] == .integer(7))
+        let second = try await target.get("/v1/export?history=true", headers: AdminTests.admin())
+        #expect(second.json == document)
+        #expect(String(decoding: second.body, as: UTF8.self) == String(decoding: first.body, as: UTF8.self))
+        #expect(try await target.get("/v1/config/billing-api").json?["version"] == .integer(3))
+        // Importing again is refused: the services exist.
+        #expect(try await target.request("POST", "/v1/import", headers: AdminTests.admin(), body: first.body).status == 409)
+        // A tampered checksum is refused.
+        let tampered = String(decoding: first.body, as: UTF8.self).replacingOccurrences(of: "\"pool_size\":33", with: "\"pool_size\":34")
+        let other = try Confbus(configDir: emptyTree, databaseURL: try await Harness.createDatabase(), mqttURL: broker)
+        try await other.start()
+        defer { other.stop() }
+        #expect(try await other.request("POST", "/v1/import", headers: AdminTests.admin(), body: Data(tampered.utf8)).status == 422)
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func secretsAreRedactedForNonAdminsAndNeverLogged() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let secret = "canary-\(UUID().uuidString.prefix(8))-pw"
+        let put = try await confbus.request("PUT", "/v1/config/billing-api/override", headers: AdminTests.admin(),
+                                            body: Data(#"{"database": {"password": "\#(secret)"}}"#.utf8))
+        #expect(put.status == 200)
+        // The service's own document carries it.
+        #expect(try await confbus.get("/v1/config/billing-api").json?["config"]?["database"]?["password"] == .string(secret))
+        let diff = try await confbus.get("/v1/config/billing-api/diff?from=1&to=2")
+        #expect(diff.json?["changes"] == [["op": "replace", "path": "/database/password", "old": "***", "new": "***"]])
+        let adminDiff = try await confbus.get("/v1/config/billing-api/diff?from=1&to=2", headers: AdminTests.admin())
+        #expect(adminDiff.json?["changes"]?.arrayValue?.first?["new"] == .string(secret))
+        let history = String(decoding: try await confbus.get("/v1/config/billing-api/history").body, as: UTF8.self)
+        let audit = String(decoding: try await confbus.get("/v1/audit", headers: AdminTests.admin()).body, as: UTF8.self)
+        #expect(!history.contains(secret) && !audit.contains(secret))
+        // A refused change does not echo the value either.
+        let refused = try await confbus.request("PUT", "/v1/config/billing-api/override", headers: AdminTests.admin(),
+                                                body: Data(#"{"database": {"password": "short-\#(secret.prefix(2))"}}"#.utf8))
+        #expect(refused.status == 422 || refused.status == 200)
+        confbus.stop()
+        #expect(!(try String(contentsOf: confbus.log, encoding: .utf8)).contains(secret))
+    }
+}

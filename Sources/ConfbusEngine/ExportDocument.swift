@@ -1,0 +1,97 @@
+import ConfbusCore
+import Foundation
+
+/// The document of `GET /v1/export` and `POST /v1/import`: every service's override layer and
+/// versions, verbatim. It carries no export time, so exporting what was imported gives the same
+/// document byte for byte.
+public enum ExportDocument {
+    public static let format = "confbus-export/1"
+
+    public static func encode(_ services: [ServiceExport], environment: String, history: Bool) -> JSONValue {
+        .object([
+            "format": .string(format),
+            "environment": .string(environment),
+            "history": .bool(history),
+            "services": .array(services.map { s in
+                .object([
+                    "service": .string(s.service.rawValue),
+                    "override_layer": s.overrideLayer ?? .null,
+                    "versions": .array(s.versions.map { entry in
+                        let v = entry.stored
+                        return .object([
+                            "version": .integer(v.version), "config": v.config, "checksum": .string(v.checksum),
+                            "source": .string(v.source.rawValue), "author": .string(v.author),
+                            "reason": v.reason.map(JSONValue.string) ?? .null,
+                            "created_at": .string(Timestamp.format(v.createdAt)), "environment": .string(v.environment),
+                            "batch_id": v.batchID.map { .string($0.lowercased()) } ?? .null,
+                            "override_layer": entry.overrideLayer ?? .null,
+                        ])
+                    }),
+                ])
+            }),
+        ])
+    }
+
+    /// Reads and checks an export: names, full consecutive history from 1, checksums that match.
+    public static func decode(_ value: JSONValue) throws(ConfbusError) -> [ServiceExport] {
+        func bad(_ message: String) -> ConfbusError { ConfbusError(code: .badRequest, message: message) }
+        guard value["format"] == .string(format) else { throw bad("not a \(format) document") }
+        guard case .array(let services) = value["services"] else { throw bad("\"services\" must be an array") }
+        var out: [ServiceExport] = []
+        var seen = Set<ServiceName>()
+        for (i, s) in services.enumerated() {
+            guard case .string(let raw) = s["service"], let name = try? ServiceName(validating: raw) else {
+                throw bad("services[\(i)]: invalid service name")
+            }
+            guard seen.insert(name).inserted else { throw bad("services[\(i)]: \(name) appears twice") }
+            guard case .array(let versions) = s["versions"] else { throw bad("services[\(i)]: \"versions\" must be an array") }
+            var entries: [ServiceExport.Version] = []
+            for (n, v) in versions.enumerated() {
+                guard case .integer(let number) = v["version"], number == n + 1 else {
+                    throw ConfbusError(code: .schemaViolation, service: raw,
+                                       message: "\(name): versions must run 1, 2, 3… without gaps (export with history=true to import)")
+                }
+                guard let config = v["config"], case .string(let checksum) = v["checksum"], checksum == config.checksum else {
+                    throw ConfbusError(code: .schemaViolation, service: raw, message: "\(name) version \(number): the checksum does not match the config")
+                }
+                guard case .string(let source) = v["source"], let kind = VersionSource(rawValue: source),
+                      case .string(let author) = v["author"], case .string(let at) = v["created_at"], let created = Timestamp.parse(at),
+                      case .string(let environment) = v["environment"]
+                else { throw bad("\(name) version \(number): missing or malformed fields") }
+                let stored = StoredVersion(service: name, version: number, config: config, checksum: checksum, source: kind, author: author,
+                                           reason: v["reason"]?.stringValue, createdAt: created, environment: environment,
+                                           batchID: v["batch_id"]?.stringValue)
+                let layer = v["override_layer"].flatMap { $0.isNull ? nil : $0 }
+                entries.append(.init(stored: stored, overrideLayer: layer))
+            }
+            let layer = s["override_layer"].flatMap { $0.isNull ? nil : $0 }
+            out.append(ServiceExport(service: name, overrideLayer: layer, versions: entries))
+        }
+        return out
+    }
+}
+
+extension Timestamp {
+    /// Reads what `format` writes (`2026-11-25T17:00:00.000Z`).
+    public static func parse(_ text: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: text)
+    }
+}
+
+extension Distributor {
+    public func export(history: Bool) async throws -> JSONValue {
+        ExportDocument.encode(try await store.exportAll(history: history), environment: options.environment, history: history)
+    }
+
+    public func importDocument(_ value: JSONValue, by context: OperatorContext) async throws -> Int {
+        let services = try ExportDocument.decode(value)
+        let audit = AuditRecord(actor: context.actor, requestID: context.requestID, action: "import", outcome: "accepted",
+                                services: services.map(\.service.rawValue), reason: context.reason)
+        try await reloadLock.withLock { try await self.store.importAll(services, audit: audit) }
+        for service in services { if let latest = service.versions.last?.stored { cache.offer(latest) } }
+        outboxSignal.signal()
+        return services.reduce(0) { $0 + $1.versions.count }
+    }
+}
