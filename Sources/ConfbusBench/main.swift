@@ -81,6 +81,17 @@ case "latency":
     }
     done.wait()
 
+case "batch":
+    // ConfbusBench batch <http> <mqtt> <token> <prefix> <tree>
+    guard args.count == 7 else { fail("usage: ConfbusBench batch <http> <mqtt> <token> <prefix> <tree>") }
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: args[6] + "/services"))?.sorted() ?? []
+    let done = DispatchSemaphore(value: 0)
+    Task.detached {
+        do { try await BatchBench.run(http: args[2], mqtt: args[3], token: args[4], prefix: args[5], services: names) } catch { print("batch bench failed: \(error)") }
+        done.signal()
+    }
+    done.wait()
+
 default:
     fail("unknown benchmark \(args[1])")
 }

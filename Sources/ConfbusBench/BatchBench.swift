@@ -1,0 +1,56 @@
+import ConfbusCore
+import ConfbusMQTT
+import Foundation
+import Logging
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A batch over every service of a generated tree: time from the request to the last update
+/// received on a subscribed MQTT client.
+enum BatchBench {
+    static func run(http: String, mqtt: String, token: String, prefix: String, services: [String]) async throws {
+        _ = MosquittoClient.libraryInitialized
+        let client = try MosquittoClient(configuration: .init(url: try MQTTURL(mqtt), clientID: "bench-batch-\(UUID().uuidString.prefix(6))"),
+                                         logger: Logger(label: "bench"))
+        client.start()
+        var events = client.events.makeAsyncIterator()
+        while let event = await events.next() { if case .connected = event { break } }
+        try client.subscribe(["\(prefix)/update/+"])
+        // Retained version 1 of every service first.
+        var held: [String: Int] = [:]
+        while held.count < services.count, let event = await events.next() {
+            if case .message(let topic, let payload, _) = event, case .integer(let v)? = (try? JSONParser().parse(payload))?["version"] {
+                held[String(topic.split(separator: "/").last ?? "")] = v
+            }
+        }
+        let updates: [JSONValue] = services.enumerated().map { n, name in
+            let patch: JSONValue = name.hasSuffix("billing-api") ? ["database": ["pool_size": .integer(20 + n % 100)]]
+                : name.hasSuffix("feature-flags") ? ["refresh_seconds": .integer(30 + n % 100)]
+                : ["concurrency": .integer(1 + n % 60)]
+            return ["service": .string(name), "patch": patch]
+        }
+        let body: JSONValue = ["reason": "bench", "updates": .array(updates)]
+        var request = URLRequest(url: URL(string: "\(http)/v1/batch")!)
+        request.httpMethod = "POST"
+        request.httpBody = Data(body.serializedBytes())
+        request.timeoutInterval = 300
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        let start = Date()
+        let (_, response) = try await URLSession.shared.data(for: request)
+        let answered = Date().timeIntervalSince(start)
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        var updated = Set<String>()
+        while updated.count < services.count, let event = await events.next() {
+            if case .message(let topic, let payload, _) = event, case .integer(let v)? = (try? JSONParser().parse(payload))?["version"] {
+                let name = String(topic.split(separator: "/").last ?? "")
+                if v > (held[name] ?? 0) { updated.insert(name) }
+            }
+        }
+        let total = Date().timeIntervalSince(start)
+        print(String(format: "batch of %d services: HTTP %d answered after %.0f ms; last update received after %.0f ms", services.count, status,
+                     answered * 1000, total * 1000))
+        await client.shutdown()
+    }
+}
