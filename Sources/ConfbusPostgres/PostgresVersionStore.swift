@@ -323,7 +323,8 @@ public struct PostgresVersionStore: VersionStore {
         var layers: [String: JSONValue?] = [:]
         for try await (name, layer) in try await client.query("SELECT name, override_layer FROM services WHERE latest_version > 0 ORDER BY name",
                                                               logger: logger).decode((String, String?).self) {
-            layers[name] = try layer.map { try JSONParser().parse($0) }
+            // updateValue, not subscript assignment: a nil layer must keep its key.
+            layers.updateValue(try layer.map { try JSONParser().parse($0) }, forKey: name)
         }
         let query: PostgresQuery = history
             ? "SELECT \(unescaped: Self.qualifiedColumns), v.override_layer FROM config_versions v ORDER BY v.service, v.version"
