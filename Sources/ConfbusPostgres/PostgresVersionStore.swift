@@ -36,7 +36,16 @@ public struct PostgresVersionStore: VersionStore {
     public func commit(_ new: NewVersion) async throws -> CommitOutcome {
         try failpoints.hit("before_commit")
         let outcome = try await client.withTransaction(logger: logger) { connection in
-            try await Self.commitOne(PlannedChange(version: new, overrideLayer: nil), on: connection, logger: logger)
+            let outcome = try await Self.commitOne(PlannedChange(version: new, overrideLayer: nil), on: connection, logger: logger)
+            if case .committed(let v) = outcome {
+                // Versions made from the files (start-up, reload, SIGHUP, first registration) are audited too.
+                try await Self.insertAudit(AuditRecord(actor: new.author, requestID: "files", action: "files", outcome: "accepted",
+                                                       services: [v.service.rawValue],
+                                                       changes: [["service": .string(v.service.rawValue), "old_version": .integer(v.version - 1),
+                                                                  "new_version": .integer(v.version), "checksum": .string(v.checksum)]],
+                                                       reason: new.reason), on: connection, logger: logger)
+            }
+            return outcome
         }
         if case .committed = outcome { try failpoints.hit("after_commit") }
         return outcome

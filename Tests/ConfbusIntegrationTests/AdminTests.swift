@@ -67,6 +67,7 @@ struct AdminTests {
         let audit = try await confbus.get("/v1/audit?service=billing-api", headers: Self.admin()).json?["entries"]?.arrayValue ?? []
         #expect(audit.contains { $0["outcome"] == .string("refused") && $0["detail"]?.stringValue?.contains("/database/pool_size") == true })
         #expect(audit.contains { $0["action"] == .string("override.put") && $0["outcome"] == .string("accepted") && $0["actor"] == .string("ops") })
+        #expect(audit.contains { $0["action"] == .string("files") && $0["changes"]?.arrayValue?.first?["new_version"] == .integer(1) })
         #expect(!String(decoding: try await confbus.get("/v1/audit", headers: Self.admin()).body, as: UTF8.self).contains(Confbus.adminToken))
         #expect(try await confbus.get("/v1/audit").status == 401)
         #expect(try await confbus.request("PUT", "/v1/config/nope/override", headers: Self.admin(), body: Self.body("{}")).status == 404)
@@ -257,6 +258,8 @@ struct ExportAndSecretTests {
         #expect(diff.json?["changes"] == [["op": "replace", "path": "/database/password", "old": "***", "new": "***"]])
         let adminDiff = try await confbus.get("/v1/config/billing-api/diff?from=1&to=2", headers: AdminTests.admin())
         #expect(adminDiff.json?["changes"]?.arrayValue?.first?["new"] == .string(secret))
+        // Export is for admins only: no token and read tokens get 401, so it cannot leak the secret.
+        #expect(try await confbus.get("/v1/export?history=true").status == 401)
         let history = String(decoding: try await confbus.get("/v1/config/billing-api/history").body, as: UTF8.self)
         let audit = String(decoding: try await confbus.get("/v1/audit", headers: AdminTests.admin()).body, as: UTF8.self)
         #expect(!history.contains(secret) && !audit.contains(secret))
