@@ -103,9 +103,27 @@ extension Distributor {
             var issues: [ValidationIssue] = []
             var failed: [String] = []
             let batchID = UUID()
+            // One listing of the tree for the whole batch (not one per entry).
+            let withFiles = Set(self.source.listServices().services)
+            // Resolve the override and patch entries on every core first; the loop below reads the results in order.
+            let proposed: [Int: JSONValue] = Dictionary(uniqueKeysWithValues: batch.entries.enumerated().compactMap { index, entry in
+                switch entry.change {
+                case .override(let value): (index, value)
+                case .patch(let patch): (index, MergePatch.apply(patch, to: layers[entry.service] ?? .object([:])))
+                case .rollback: nil
+                }
+            })
+            let resolutions = await withTaskGroup(of: (Int, ServiceResolution).self) { group in
+                for (index, layer) in proposed where withFiles.contains(batch.entries[index].service) {
+                    group.addTask { (index, await self.resolveOne(batch.entries[index].service, override: layer)) }
+                }
+                var out: [Int: ServiceResolution] = [:]
+                for await (index, resolution) in group { out[index] = resolution }
+                return out
+            }
             for (index, entry) in batch.entries.enumerated() {
                 let service = entry.service
-                guard self.hasFiles(service) || self.cache.latest(service) != nil else {
+                guard withFiles.contains(service) || self.cache.latest(service) != nil else {
                     throw ConfbusError(code: .notFound, service: service.rawValue, message: "updates[\(index)]: no service \"\(service)\" is configured")
                 }
                 let current = layers[service] ?? .object([:])
@@ -114,11 +132,12 @@ extension Distributor {
                 var source = VersionSource.batch
                 var errors: [ConfbusError] = []
                 switch entry.change {
-                case .override(let value), .patch(let value):
-                    if case .patch = entry.change { layer = MergePatch.apply(value, to: current) } else { layer = value }
-                    let resolution = await self.resolveOne(service, override: layer)
-                    config = resolution.merged?.config ?? .object([:])
-                    errors = resolution.errors
+                case .override, .patch:
+                    layer = proposed[index] ?? current
+                    let resolution = resolutions[index]
+                    config = resolution?.merged?.config ?? .object([:])
+                    errors = resolution?.errors
+                        ?? [ConfbusError(code: .notFound, service: service.rawValue, message: "\(service) has no files to resolve")]
                 case .rollback(let target):
                     guard let old = try await self.store.version(service, target) else {
                         throw ConfbusError(code: .notFound, service: service.rawValue, message: "updates[\(index)]: \(service) has no version \(target)")

@@ -46,4 +46,10 @@ public protocol ConfigSource: Sendable {
     func load(_ service: ServiceName, environment: String) -> ServiceFiles
     /// Reads one override variable's value (a YAML scalar or flow collection).
     func parseValue(_ text: String, source: String) throws(ConfbusError) -> JSONValue
+    /// Whether the tree has a folder for `service` (cheaper than listing every service).
+    func hasService(_ service: ServiceName) -> Bool
+}
+
+extension ConfigSource {
+    public func hasService(_ service: ServiceName) -> Bool { listServices().services.contains(service) }
 }

@@ -123,7 +123,7 @@ public final class Distributor: Sendable {
     }
 
     func hasFiles(_ service: ServiceName) -> Bool {
-        source.listServices().services.contains(service)
+        source.hasService(service)
     }
 
     // MARK: - Messages from instances

@@ -99,12 +99,14 @@ public struct PostgresVersionStore: VersionStore {
         let new = change.version
         let name = new.service.rawValue
         let checksum = new.checksum
-        try await connection.query("INSERT INTO services (name) VALUES (\(name)) ON CONFLICT (name) DO NOTHING", logger: logger)
+        // One statement creates the row if needed and locks it (an upsert takes the row lock).
         var latest = 0
         var latestChecksum: String?
-        for try await (v, c) in try await connection.query(
-            "SELECT latest_version, latest_checksum FROM services WHERE name = \(name) FOR UPDATE", logger: logger
-        ).decode((Int, String?).self) {
+        for try await (v, c) in try await connection.query("""
+            INSERT INTO services (name) VALUES (\(name))
+            ON CONFLICT (name) DO UPDATE SET name = excluded.name
+            RETURNING latest_version, latest_checksum
+            """, logger: logger).decode((Int, String?).self) {
             latest = v
             latestChecksum = c
         }
@@ -112,11 +114,13 @@ public struct PostgresVersionStore: VersionStore {
             throw ConfbusError(code: .versionConflict, service: name,
                                message: "\(name) is at version \(latest), not \(expected) as If-Match expects")
         }
-        if let layer = change.overrideLayer {
-            let text: String? = layer.isNull || layer == .object([:]) ? nil : layer.serialized(.canonical)
-            try await connection.query("UPDATE services SET override_layer = \(text) WHERE name = \(name)", logger: logger)
+        let layerText: String?? = change.overrideLayer.map { layer in
+            layer.isNull || layer == .object([:]) ? nil : layer.serialized(.canonical)
         }
         if latestChecksum == checksum, latest > 0 {
+            if let layerText {
+                try await connection.query("UPDATE services SET override_layer = \(layerText) WHERE name = \(name)", logger: logger)
+            }
             let rows = try await connection.query(
                 "SELECT \(unescaped: versionColumns) FROM config_versions WHERE service = \(name) AND version = \(latest)",
                 logger: logger).collect()
@@ -125,17 +129,26 @@ public struct PostgresVersionStore: VersionStore {
         let next = latest + 1
         let config = new.config.serialized(.canonical)
         let layers = new.layers.isNull ? nil : new.layers.serialized(.canonical)
+        // The service row first (latest version, and the new layer when one is given), then the version
+        // with that layer, then the outbox row and the notification: four statements per service.
+        let keepLayer = layerText == nil
+        let newLayer: String? = layerText ?? nil
+        try await connection.query("""
+            UPDATE services SET latest_version = \(next), latest_checksum = \(checksum),
+                override_layer = CASE WHEN \(keepLayer) THEN override_layer ELSE \(newLayer) END
+            WHERE name = \(name)
+            """, logger: logger)
         let rows = try await connection.query("""
             INSERT INTO config_versions (service, version, config, checksum, source, author, reason, environment, layers, override_layer, batch_id)
             VALUES (\(name), \(next), \(config), \(checksum), \(new.source.rawValue), \(new.author), \(new.reason), \(new.environment), \(layers),
                     (SELECT override_layer FROM services WHERE name = \(name)), \(new.batchID))
             RETURNING \(unescaped: versionColumns)
             """, logger: logger).collect()
-        try await connection.query(
-            "UPDATE services SET latest_version = \(next), latest_checksum = \(checksum) WHERE name = \(name)", logger: logger)
-        try await connection.query("INSERT INTO outbox (service, version) VALUES (\(name), \(next))", logger: logger)
         let payload = "\(name):\(next)"
-        try await connection.query("SELECT pg_notify(\(notificationChannel), \(payload))", logger: logger)
+        try await connection.query("""
+            WITH queued AS (INSERT INTO outbox (service, version) VALUES (\(name), \(next)) RETURNING id)
+            SELECT pg_notify(\(notificationChannel), \(payload)) FROM queued
+            """, logger: logger)
         return .committed(try decodeVersion(rows[0]))
     }
 

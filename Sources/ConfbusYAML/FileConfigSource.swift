@@ -38,6 +38,12 @@ public struct FileConfigSource: ConfigSource {
         return (services, errors)
     }
 
+    public func hasService(_ service: ServiceName) -> Bool {
+        var isDirectory: ObjCBool = false
+        let path = (servicesDirectory as NSString).appendingPathComponent(service.rawValue)
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+    }
+
     public func load(_ service: ServiceName, environment: String) -> ServiceFiles {
         let dir = (servicesDirectory as NSString).appendingPathComponent(service.rawValue)
         var files = ServiceFiles(name: service)
