@@ -109,15 +109,21 @@ struct BatchTests {
           {"service": "report-worker", "patch": {"concurrency": 8}}]}
         """#
 
-    @Test(.timeLimit(.minutes(2)))
-    func aValidBatchLandsTogetherAndPublishesEachServiceOnce() async throws {
+    /// A started confbus and a probe that has seen every service's version 1.
+    static func startedWithUpdateProbe() async throws -> (Confbus, MQTTProbe) {
         let broker = try #require(TestServers.mqttURL)
         let (confbus, _) = try await Harness.startedConfbus(broker: broker)
-        defer { confbus.stop() }
         let probe = try await MQTTProbe(url: broker)
-        defer { Task { await probe.shutdown() } }
         try probe.subscribe(confbus.topic("update", "+"))
         for s in ["billing-api", "feature-flags", "report-worker"] { _ = try await probe.waitFor(confbus.topic("update", s)) }
+        return (confbus, probe)
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aValidBatchLandsTogetherAndPublishesEachServiceOnce() async throws {
+        let (confbus, probe) = try await Self.startedWithUpdateProbe()
+        defer { confbus.stop() }
+        defer { Task { await probe.shutdown() } }
         let before = probe.messages.count
 
         let result = try await confbus.request("POST", "/v1/batch", headers: AdminTests.admin(["Idempotency-Key": "k-1"]), body: Data(Self.batch.utf8))
@@ -146,13 +152,9 @@ struct BatchTests {
 
     @Test(.timeLimit(.minutes(2)))
     func oneBadValueRefusesTheWholeBatch() async throws {
-        let broker = try #require(TestServers.mqttURL)
-        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        let (confbus, probe) = try await Self.startedWithUpdateProbe()
         defer { confbus.stop() }
-        let probe = try await MQTTProbe(url: broker)
         defer { Task { await probe.shutdown() } }
-        try probe.subscribe(confbus.topic("update", "+"))
-        for s in ["billing-api", "feature-flags", "report-worker"] { _ = try await probe.waitFor(confbus.topic("update", s)) }
         let before = probe.messages.count
 
         let bad = Self.batch.replacingOccurrences(of: #""concurrency": 8"#, with: #""concurrency": 500"#)
