@@ -1,0 +1,61 @@
+import ConfbusMQTT
+import Foundation
+import Testing
+
+/// The broker configuration shipped in docker/mosquitto: authentication on, and an ACL in which
+/// only confbus may publish updates. Also exercises user/password from the MQTT URL.
+@Suite(.requiresMQTT, .serialized)
+struct BrokerACLTests {
+    @Test(.timeLimit(.minutes(1)))
+    func onlyConfbusMayPublishUpdates() async throws {
+        _ = try #require(TestServers.mqttURL)
+        let dir = try Harness.temporaryDirectory("acl")
+        let port = try Harness.freePort()
+        let shipped = Harness.repo.appendingPathComponent("docker/mosquitto")
+        let conf = try String(contentsOf: shipped.appendingPathComponent("mosquitto.conf"), encoding: .utf8)
+            .replacingOccurrences(of: "/mosquitto/config/", with: dir.path + "/")
+            .replacingOccurrences(of: "/mosquitto/data/", with: dir.path + "/")
+            .replacingOccurrences(of: "listener 1883", with: "listener \(port) 127.0.0.1")
+        try conf.write(to: dir.appendingPathComponent("mosquitto.conf"), atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(at: shipped.appendingPathComponent("acl"), to: dir.appendingPathComponent("acl"))
+        let passwd = dir.appendingPathComponent("passwd")
+        FileManager.default.createFile(atPath: passwd.path, contents: nil)
+        for (user, password) in [("confbus", "confbus-pw"), ("billing-api", "billing-pw")] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/mosquitto_passwd")
+            p.arguments = ["-b", passwd.path, user, password]
+            try p.run()
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0)
+        }
+        if getuid() == 0 {
+            for path in [dir.path, passwd.path, dir.appendingPathComponent("acl").path] { chown(path, mosquittoUID(), 0) }
+            chmod(passwd.path, 0o600)
+        }
+        let broker = Process()
+        broker.executableURL = URL(fileURLWithPath: FileManager.default.isExecutableFile(atPath: "/usr/sbin/mosquitto") ? "/usr/sbin/mosquitto" : "/usr/bin/mosquitto")
+        broker.arguments = ["-c", dir.appendingPathComponent("mosquitto.conf").path]
+        broker.standardError = FileHandle.nullDevice
+        try broker.run()
+        defer { kill(broker.processIdentifier, SIGKILL); broker.waitUntilExit() }
+        try await waitForPort(port)
+
+        let confbus = try await MQTTProbe(url: "mqtt://confbus:confbus-pw@127.0.0.1:\(port)", name: "confbus")
+        defer { Task { await confbus.shutdown() } }
+        let service = try await MQTTProbe(url: "mqtt://billing-api:billing-pw@127.0.0.1:\(port)", name: "billing-api")
+        defer { Task { await service.shutdown() } }
+
+        try await confbus.publish("config/update/billing-api", #"{"version": 1}"#, retain: true)
+        try await service.publish("config/register/billing-api", #"{"instance": "web-1"}"#)
+        await #expect(throws: MQTTError.self) {
+            try await service.publish("config/update/billing-api", #"{"version": 99}"#, retain: true)
+        }
+        await #expect(throws: MQTTError.self) {
+            try await service.publish("config/register/worker", #"{"instance": "x"}"#)
+        }
+        // The service reads its own update; the forged one never replaced it.
+        try service.subscribe("config/update/billing-api")
+        let retained = try await service.waitFor("config/update/billing-api")
+        #expect(retained.json?["version"] == .integer(1))
+    }
+}
