@@ -37,6 +37,7 @@ struct BrokerACLTests {
         broker.arguments = ["-c", dir.appendingPathComponent("mosquitto.conf").path]
         broker.standardError = FileHandle.nullDevice
         try broker.run()
+        track(broker)
         defer { kill(broker.processIdentifier, SIGKILL); broker.waitUntilExit() }
         try await waitForPort(port)
 

@@ -99,6 +99,21 @@ extension PostgresClient.Configuration {
     }
 }
 
+/// Every child process a test started; whatever is still running when the test process exits is
+/// killed then, so no broker or confbus outlives `swift test`, even after a failed test.
+let spawnedProcesses = Mutex<Set<pid_t>>([])
+private let reaperInstalled: Bool = {
+    atexit {
+        for pid in spawnedProcesses.withLock({ $0 }) { kill(pid, SIGKILL) }
+    }
+    return true
+}()
+
+func track(_ process: Process) {
+    _ = reaperInstalled
+    spawnedProcesses.withLock { _ = $0.insert(process.processIdentifier) }
+}
+
 /// A private mosquitto broker on a free port, for tests that stop or restart it.
 final class Broker: @unchecked Sendable {
     let port: Int
@@ -131,6 +146,7 @@ final class Broker: @unchecked Sendable {
         p.standardOutput = FileHandle.nullDevice
         p.standardError = try FileHandle(forWritingTo: touch(directory.appendingPathComponent("broker.log")))
         try p.run()
+        track(p)
         process = p
         try await waitForPort(port)
     }
@@ -208,6 +224,7 @@ final class Confbus: @unchecked Sendable {
         p.standardOutput = handle
         p.standardError = handle
         try p.run()
+        track(p)
         process = p
         try await waitForPort(httpPort)
         if waitUntilReady { try await self.waitUntilReady() }
