@@ -25,6 +25,11 @@ extension JSONValue {
         }
     }
 
+    /// A JSON type name with its article, for messages: "an object", "a string".
+    public static func withArticle(_ typeName: String) -> String {
+        ["array", "integer", "object"].contains(typeName) ? "an \(typeName)" : "a \(typeName)"
+    }
+
     /// The value as a double when it is a number of either kind.
     public var doubleValue: Double? {
         switch self {

@@ -12,7 +12,7 @@ enum Assertions {
             let allowed: [String] = value.stringValue.map { [$0] } ?? value.arrayValue?.compactMap(\.stringValue) ?? []
             let actual = instance.typeName
             if !allowed.contains(where: { $0 == actual || ($0 == "number" && actual == "integer") }) {
-                fail("must be \(allowed.map(YAMLWords.article).joined(separator: " or ")), not \(YAMLWords.article(actual))")
+                fail("must be \(allowed.map(JSONValue.withArticle).joined(separator: " or ")), not \(JSONValue.withArticle(actual))")
             }
         case .enum_:
             guard let options = value.arrayValue, !options.contains(instance) else { break }
@@ -109,10 +109,4 @@ enum Assertions {
     }
 
     static func format(_ d: Double) -> String { JSONValue.formatNumber(d) }
-}
-
-enum YAMLWords {
-    static func article(_ type: String) -> String {
-        ["array", "integer", "object"].contains(type) ? "an \(type)" : "a \(type)"
-    }
 }

@@ -28,24 +28,6 @@ enum Keyword {
             nil
         }
     }
-
-    static func vocabulary(of keyword: String) -> Vocabulary? {
-        switch keyword {
-        case "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas", "prefixItems", "items",
-             "contains", "properties", "patternProperties", "additionalProperties", "propertyNames":
-            .applicator
-        case "unevaluatedItems", "unevaluatedProperties":
-            .unevaluated
-        case "type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum",
-             "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "maxContains", "minContains",
-             "maxProperties", "minProperties", "required", "dependentRequired":
-            .validation
-        case "format":
-            .format
-        default:
-            nil
-        }
-    }
 }
 
 /// The keywords that do something when evaluated, found by one hash lookup (annotations such

@@ -80,7 +80,7 @@ public struct YAMLLoader: Sendable {
             if case .null = value { return YAMLDocument(value: .object([:]), locations: converter.locations) }
             guard case .object = value else {
                 let mark = root.mark
-                throw fail("the top level must be a mapping, not \(Self.article(value.typeName))",
+                throw fail("the top level must be a mapping, not \(JSONValue.withArticle(value.typeName))",
                            mark?.line ?? 1, mark?.column ?? 1)
             }
         }
@@ -90,10 +90,6 @@ public struct YAMLLoader: Sendable {
     /// Reads one YAML scalar or flow collection, as an override variable's value is read.
     public func loadValue(_ text: String, source: String) throws(ConfbusError) -> JSONValue {
         try load(bytes: Array(text.utf8), file: source, requireMapping: false).value
-    }
-
-    static func article(_ type: String) -> String {
-        ["array", "integer", "object"].contains(type) ? "an \(type)" : "a \(type)"
     }
 
     static func position(ofFirstInvalidUTF8In bytes: [UInt8]) -> (Int, Int) {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConfbusApp
+import ConfbusEngine
 import ConfbusMQTT
 import Foundation
 import Hummingbird
@@ -88,7 +89,7 @@ struct JSONLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         var object: [String: Any] = [
-            "time": ISO8601DateFormatter().string(from: Date()), "level": event.level.rawValue,
+            "time": Timestamp.format(Date()), "level": event.level.rawValue,
             "label": label, "message": "\(event.message)",
         ]
         for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { object[key] = "\(value)" }
