@@ -1,6 +1,5 @@
 import ConfbusCore
 import Foundation
-import Metrics
 
 /// Who asks for a change, and why: recorded with the versions and in the audit log.
 public struct OperatorContext: Sendable {
@@ -95,11 +94,7 @@ extension Distributor {
     func applyAndPublish(_ changes: [PlannedChange], audit: AuditRecord,
                          idempotency: IdempotencyRecord? = nil) async throws -> [CommitOutcome] {
         let outcomes = try await store.apply(changes, audit: audit, idempotency: idempotency)
-        for case .committed(let version) in outcomes {
-            Counter(label: "confbus_versions_committed_total", dimensions: [("service", version.service.rawValue)]).increment()
-            cache.offer(version)
-        }
-        outboxSignal.signal()
+        committed(outcomes)
         return outcomes
     }
 

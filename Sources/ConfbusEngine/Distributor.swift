@@ -95,13 +95,20 @@ public final class Distributor: Sendable {
         let outcome = try await store.commit(NewVersion(service: resolved.service, config: resolved.config, source: .files,
                                                         author: author, reason: reason, environment: options.environment,
                                                         layers: .object(layers)))
-        if case .committed(let version) = outcome {
+        committed([outcome])
+        return outcome
+    }
+
+    /// What follows every commit: count it, serve it from memory at once, wake the outbox relay.
+    func committed(_ outcomes: [CommitOutcome]) {
+        var any = false
+        for case .committed(let version) in outcomes {
+            any = true
             Counter(label: "confbus_versions_committed_total", dimensions: [("service", version.service.rawValue)]).increment()
             cache.offer(version)
-            outboxSignal.signal()
             logger.info("committed a new version", metadata: ["confbus.service": "\(version.service)", "confbus.version": "\(version.version)"])
         }
-        return outcome
+        if any { outboxSignal.signal() }
     }
 
     /// Tree resolution is CPU and file work: it runs off the cooperative pool.
@@ -138,11 +145,7 @@ public final class Distributor: Sendable {
             }
             try await createFirstVersion(service)
         }
-        do {
-            try await store.recordRegistration(service, instance: registration.instance)
-        } catch {
-            throw ConfbusError(code: .storeUnavailable, service: service.rawValue, message: "the registration could not be stored; retry")
-        }
+        try await storing(service, "the registration") { try await self.store.recordRegistration(service, instance: registration.instance) }
     }
 
     private func createFirstVersion(_ service: ServiceName) async throws(ConfbusError) {
@@ -167,6 +170,15 @@ public final class Distributor: Sendable {
         }
     }
 
+    /// Runs a store write for an instance message; a failure is the refusal `store_unavailable`.
+    private func storing(_ service: ServiceName, _ what: String, _ write: () async throws -> Void) async throws(ConfbusError) {
+        do {
+            try await write()
+        } catch {
+            throw ConfbusError(code: .storeUnavailable, service: service.rawValue, message: "\(what) could not be stored; retry")
+        }
+    }
+
     /// `config/ack/<service>/<instance>`.
     public func acknowledge(_ service: ServiceName, instance: String, payload: [UInt8]) async throws(ConfbusError) {
         guard InstanceMessages.isValidInstanceID(instance) else {
@@ -176,10 +188,8 @@ public final class Distributor: Sendable {
         guard cache.latest(service) != nil else {
             throw ConfbusError(code: .unknownService, service: service.rawValue, message: "no service \"\(service)\" is distributed")
         }
-        do {
-            try await store.recordAck(service, instance: instance, version: ack.version, status: ack.status, detail: ack.detail)
-        } catch {
-            throw ConfbusError(code: .storeUnavailable, service: service.rawValue, message: "the ack could not be stored; retry")
+        try await storing(service, "the ack") {
+            try await self.store.recordAck(service, instance: instance, version: ack.version, status: ack.status, detail: ack.detail)
         }
     }
 
@@ -192,11 +202,7 @@ public final class Distributor: Sendable {
         guard cache.latest(service) != nil || hasFiles(service) else {
             throw ConfbusError(code: .unknownService, service: service.rawValue, message: "no service \"\(service)\" is configured")
         }
-        do {
-            try await store.recordHealth(service, instance: instance, status: status)
-        } catch {
-            throw ConfbusError(code: .storeUnavailable, service: service.rawValue, message: "the health message could not be stored")
-        }
+        try await storing(service, "the health message") { try await self.store.recordHealth(service, instance: instance, status: status) }
     }
 }
 

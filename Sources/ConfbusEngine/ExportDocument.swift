@@ -90,8 +90,7 @@ extension Distributor {
         let audit = AuditRecord(actor: context.actor, requestID: context.requestID, action: "import", outcome: "accepted",
                                 services: services.map(\.service.rawValue), reason: context.reason)
         try await reloadLock.withLock { try await self.store.importAll(services, audit: audit) }
-        for service in services { if let latest = service.versions.last?.stored { cache.offer(latest) } }
-        outboxSignal.signal()
+        committed(services.compactMap { $0.versions.last.map { .committed($0.stored) } })
         return services.reduce(0) { $0 + $1.versions.count }
     }
 }
