@@ -22,6 +22,8 @@ public struct PostgresVersionStore: VersionStore {
     }
 
     static let versionColumns = "service, version, config, checksum, source, author, reason, created_at, environment, batch_id::text"
+    /// How many columns `decodeVersion` reads; queries put any extra column after them.
+    static let columnCount = 10
     static let qualifiedColumns = "v.service, v.version, v.config, v.checksum, v.source, v.author, v.reason, v.created_at, v.environment, v.batch_id::text"
 
     static func decodeVersion(_ row: PostgresRow) throws -> StoredVersion {
@@ -254,18 +256,14 @@ public struct PostgresVersionStore: VersionStore {
             }
             guard locked else { return (0, nil) }
             let rows = try await connection.query("""
-                SELECT o.id, \(unescaped: Self.qualifiedColumns)
+                SELECT \(unescaped: Self.qualifiedColumns), o.id
                 FROM outbox o JOIN config_versions v ON v.service = o.service AND v.version = o.version
                 ORDER BY o.id LIMIT \(limit)
                 """, logger: logger).collect()
             var published = 0
             for row in rows {
-                let (id, service, version, config, checksum, source, author, reason, createdAt, environment, batchID) =
-                    try row.decode((Int64, String, Int, String, String, String, String, String?, Date, String, String?).self)
-                let stored = StoredVersion(service: try ServiceName(validating: service), version: version,
-                                           config: try JSONParser().parse(config), checksum: checksum,
-                                           source: VersionSource(rawValue: source) ?? .files, author: author, reason: reason,
-                                           createdAt: createdAt, environment: environment, batchID: batchID)
+                let stored = try Self.decodeVersion(row)
+                let id = try row.makeRandomAccess()[Self.columnCount].decode(Int64.self)
                 do {
                     try failpoints.hit("before_publish")
                     try await publish(stored)
@@ -358,7 +356,7 @@ public struct PostgresVersionStore: VersionStore {
         for row in try await client.query(query, logger: logger).collect() {
             let version = try Self.decodeVersion(row)
             let columns = row.makeRandomAccess()
-            let layer = try columns[10].decode(String?.self).map { try JSONParser().parse($0) }
+            let layer = try columns[Self.columnCount].decode(String?.self).map { try JSONParser().parse($0) }
             byService[version.service.rawValue, default: []].append(.init(stored: version, overrideLayer: layer))
         }
         return try layers.keys.sorted().map { name in
