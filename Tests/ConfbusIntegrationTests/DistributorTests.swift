@@ -193,8 +193,22 @@ struct DistributorTests {
         let entry = services.json?["services"]?.arrayValue?.first { $0["service"] == .string("feature-flags") }
         #expect(entry?["instances"] == .integer(1))
         #expect(entry?["lagging"] == .integer(0))
-        let metrics = String(decoding: try await confbus.get("/metrics").body, as: UTF8.self)
+        // The metrics the distributor promises: commits and publishes, refusals by code, outbox depth,
+        // connection state, request durations by route (gauges are sampled every 2 s).
+        var metrics = ""
+        let sampled = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < sampled {
+            metrics = String(decoding: try await confbus.get("/metrics").body, as: UTF8.self)
+            if metrics.contains("confbus_database_connected 1") && metrics.contains("confbus_outbox_depth 0") { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
         #expect(metrics.contains("confbus_refusals_total{code=\"invalid_payload\"}"))
+        #expect(metrics.contains("confbus_versions_committed_total{service=\"feature-flags\"} 1"))
+        #expect(metrics.contains("confbus_versions_published_total 3"))
+        #expect(metrics.contains("confbus_outbox_depth 0"))
+        #expect(metrics.contains("confbus_database_connected 1"))
+        #expect(metrics.contains("confbus_mqtt_connected 1"))
+        #expect(metrics.contains("confbus_http_request_duration_seconds_count{route=\"/v1/services/{service}/instances\",method=\"GET\",status=\"200\"}"))
     }
 
     @Test(.timeLimit(.minutes(2)))
@@ -281,6 +295,11 @@ struct DistributorTests {
             let message = try await after.waitFor(confbus.topic("update", service), timeout: .seconds(20))
             #expect(message.json?["version"] == .integer(1))
         }
+        // confbus subscribed again after reconnecting: a registration is answered.
+        try after.subscribe(confbus.topic("error", "#"))
+        try await after.publish(confbus.topic("register", "not-configured"), #"{"instance": "i-1"}"#)
+        let answer = try await after.waitFor(confbus.topic("error", "not-configured"))
+        #expect(answer.json?["error"]?["code"] == .string("unknown_service"))
     }
 }
 
