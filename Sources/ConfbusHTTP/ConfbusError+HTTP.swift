@@ -92,9 +92,6 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     static func serviceSegment(_ path: String) -> String? {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count >= 4, parts[1] == "v1", ["config", "services", "schemas"].contains(parts[2]) else { return nil }
-        if parts.count > 4 && parts[2] == "config" && !["history", "diff", "override", "rollback"].contains(parts[4]) {
-            return String(parts[3]) + "/" // a name followed by more path cannot be a name
-        }
         return String(parts[3]).removingPercentEncoding ?? String(parts[3])
     }
 }

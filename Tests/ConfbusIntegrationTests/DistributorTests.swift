@@ -137,6 +137,9 @@ struct DistributorTests {
         #expect(try await confbus.get("/v1/config/Billing").status == 400)
         #expect(try await confbus.get("/v1/config/a%2Fb").status == 400)
         #expect(try await confbus.get("/v1/config/unknown-service").status == 404)
+        // A well-formed name under an unknown path is the router's 404, not a name error.
+        #expect(try await confbus.get("/v1/config/billing-api/nope").status == 404)
+        #expect(try await confbus.get("/v1/config/Bad/nope").status == 400)
         #expect(try await confbus.get("/v1/config/unknown-service").headers["content-type"] == "application/problem+json")
 
         // Nothing newer within the wait: 304 after about the wait.
