@@ -24,20 +24,25 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
     let resolver = ServiceResolver(
         options: .init(environment: settings.environment, allowSchemaless: settings.allowSchemaless, validator: .init(formatAssertion: true)),
         overrides: OverrideVariables(environment: processEnvironment))
-    let distributor = Distributor(options: .init(environment: settings.environment, maxPayloadBytes: settings.maxDocumentBytes),
-                                  source: source, resolver: resolver, store: store, logger: logger)
-    let readiness = Readiness()
     let topics = TopicCodec(prefix: settings.topicPrefix)
+    let limits = PublishLimits(maxDocumentBytes: settings.maxDocumentBytes, updateTopicBytes: { topics.update($0).utf8.count })
+    let distributor = Distributor(options: .init(environment: settings.environment, maxPayloadBytes: settings.maxDocumentBytes),
+                                  source: source, resolver: resolver, store: store, limits: limits, logger: logger)
+    let readiness = Readiness()
+    let relayStatus = RelayStatus()
 
     var mqttConfiguration = MosquittoClient.Configuration(url: try MQTTURL(settings.mqttURL), clientID: "confbus-\(settings.nodeID)")
     let startedAt = Date()
     mqttConfiguration.will = (topics.nodeHealth(settings.nodeID), MQTTGateway.willPayload(node: settings.nodeID, startedAt: startedAt), true)
+    // The broker never sends us more than a document may be (CONTRACT.md §6b).
+    mqttConfiguration.maximumPacketSize = settings.maxDocumentBytes + 1024
     let mqtt = try MosquittoClient(configuration: mqttConfiguration, logger: logger)
-    let gateway = MQTTGateway(client: mqtt, topics: topics, distributor: distributor, status: readiness,
+    let gateway = MQTTGateway(client: mqtt, topics: topics, distributor: distributor, status: readiness, relay: relayStatus,
                               options: .init(node: settings.nodeID, healthInterval: settings.healthInterval,
                                              reconcileInterval: settings.reconcileInterval),
                               logger: logger)
-    let relay = OutboxRelay(store: store, publisher: gateway, signal: distributor.outboxSignal, logger: logger)
+    let relay = OutboxRelay(store: store, publisher: gateway, signal: distributor.outboxSignal, status: relayStatus,
+                            options: .init(node: settings.nodeID), failpoints: failpoints, logger: logger)
 
     let router = Router()
     ConfbusAPI(distributor: distributor, readiness: readiness, adminTokens: settings.adminTokens, readTokens: settings.readTokens,
@@ -51,13 +56,15 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
         configuration: .init(address: .hostname(settings.httpHost, port: settings.httpPort), serverName: "confbus"),
         services: [
             postgres,
-            DatabaseSupervisor(client: postgres, distributor: distributor, readiness: readiness,
-                               refreshInterval: settings.reconcileInterval, logger: logger),
+            Startup(distributor: distributor, readiness: readiness,
+                    options: .init(refreshInterval: settings.reconcileInterval, instanceTTL: settings.instanceTTL), logger: logger,
+                    probe: { try await postgres.query("SELECT 1", logger: logger) },
+                    migrate: { try await Migrations.run(on: postgres, logger: logger) }),
             VersionListener(client: postgres, distributor: distributor, logger: logger),
             gateway,
             relay,
             HangupReload(distributor: distributor, logger: logger),
-            GaugePoller(store: store, readiness: readiness, cache: distributor.cache),
+            GaugePoller(store: store, readiness: readiness, relay: relayStatus, cache: distributor.cache),
         ],
         logger: logger
     )
@@ -83,14 +90,17 @@ struct HangupReload: Service {
     }
 }
 
-/// Gauges that are read rather than counted: outbox depth and connection state.
+/// Gauges that are read rather than counted: outbox depth and age, connection state; the outbox
+/// figures also feed the health payload.
 struct GaugePoller: Service {
-    let store: any VersionStore
+    let store: any OutboxStore
     let readiness: Readiness
+    let relay: RelayStatus
     let cache: LiveCache
 
     func run() async throws {
         let outbox = Gauge(label: "confbus_outbox_depth")
+        let oldest = Gauge(label: "confbus_outbox_oldest_age_seconds")
         let database = Gauge(label: "confbus_database_connected")
         let mqtt = Gauge(label: "confbus_mqtt_connected")
         let services = Gauge(label: "confbus_services")
@@ -101,7 +111,11 @@ struct GaugePoller: Service {
                 mqtt.record(readiness.mqtt ? 1 : 0)
                 services.record(cache.all.count)
                 waiters.record(cache.waiterCount)
-                if readiness.database, let depth = try? await store.outboxDepth() { outbox.record(depth) }
+                if readiness.database, let status = try? await store.outboxStatus() {
+                    outbox.record(status.backlog)
+                    oldest.record(status.oldestAge ?? 0)
+                    relay.setOutbox(status)
+                }
                 try? await Task.sleep(for: .seconds(2))
             }
         }

@@ -11,7 +11,8 @@ import SystemPackage
 /// (development), `config_dir` (config), `http_host` (127.0.0.1), `http_port` (8080),
 /// `topic_prefix` (config), `node_id` (the host name), `health_interval` (10s),
 /// `reconcile_interval` (30s), `admin_tokens`, `read_tokens` (secret lists), `max_document_bytes`
-/// (1 MiB), `allow_schemaless` (false), `log_level` (info), `log_format` (text|json).
+/// (1 MiB), `allow_schemaless` (false), `instance_ttl` (24h of silence before an instance is
+/// forgotten), `log_level` (info), `log_format` (text|json).
 /// Precedence: flags, then `CONFBUS_*` variables, then `<config_dir>/confbus.yaml`, then defaults.
 public struct Settings: Sendable {
     public var databaseURL: String
@@ -24,6 +25,7 @@ public struct Settings: Sendable {
     public var nodeID: String
     public var healthInterval: Duration
     public var reconcileInterval: Duration
+    public var instanceTTL: Duration
     public var adminTokens: [AccessToken]
     public var readTokens: [AccessToken]
     public var maxDocumentBytes: Int
@@ -100,6 +102,7 @@ public struct Settings: Sendable {
         }
         healthInterval = try duration("health_interval", .seconds(10))
         reconcileInterval = try duration("reconcile_interval", .seconds(30))
+        instanceTTL = try duration("instance_ttl", .seconds(86_400))
         do {
             adminTokens = try AccessToken.parseList(list("admin_tokens"))
             readTokens = try AccessToken.parseList(list("read_tokens"))

@@ -20,6 +20,10 @@ public struct ConfbusError: Error, Hashable, Sendable, CustomStringConvertible {
             case badRequest = "bad_request"
             case unavailable = "unavailable"
             case alreadyExists = "already_exists"
+            case tooLargeToPublish = "too_large_to_publish"
+            case invalidValue = "invalid_value"
+            case rateLimited = "rate_limited"
+            case requestInFlight = "request_in_flight"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -42,6 +46,13 @@ public struct ConfbusError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let badRequest = Code(.badRequest)
         public static let unavailable = Code(.unavailable)
         public static let alreadyExists = Code(.alreadyExists)
+        /// The encoded document would exceed what can be published (CONTRACT.md §6b).
+        public static let tooLargeToPublish = Code(.tooLargeToPublish)
+        /// A value that cannot be carried (a string or key with U+0000, §6b).
+        public static let invalidValue = Code(.invalidValue)
+        public static let rateLimited = Code(.rateLimited)
+        /// A request with the same idempotency key is still being committed.
+        public static let requestInFlight = Code(.requestInFlight)
     }
 
     public var code: Code

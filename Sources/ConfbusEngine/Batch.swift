@@ -1,5 +1,7 @@
 import ConfbusCore
+import Dispatch
 import Foundation
+import Synchronization
 
 /// `POST /v1/batch` and `POST /v1/validate` (CONTRACT.md §5): changes to many services that land
 /// together or not at all.
@@ -93,108 +95,147 @@ public struct BatchResult: Sendable {
 
 extension Distributor {
     /// Resolves and validates every entry; on a dry run returns the documents and diffs, otherwise
-    /// commits them all in one transaction with one batch id and one audit row.
+    /// commits them all in one transaction with one batch id and one audit row. Each entry is
+    /// computed from the override layer stored under its row lock.
     public func applyBatch(_ batch: BatchRequest, by context: OperatorContext,
                            idempotencyKey: String? = nil, requestHash: String = "") async throws -> BatchResult {
-        try await reloadLock.withLock {
-            let layers = try await self.store.overrideLayers()
-            var changes: [PlannedChange] = []
-            var items: [BatchResult.Item] = []
-            var issues: [ValidationIssue] = []
-            var failed: [String] = []
-            let batchID = UUID()
-            // One listing of the tree for the whole batch (not one per entry).
-            let withFiles = Set(self.source.listServices().services)
-            // Resolve the override and patch entries on every core first; the loop below reads the results in order.
-            let proposed: [Int: JSONValue] = Dictionary(uniqueKeysWithValues: batch.entries.enumerated().compactMap { index, entry in
-                switch entry.change {
-                case .override(let value): (index, value)
-                case .patch(let patch): (index, MergePatch.apply(patch, to: layers[entry.service] ?? .object([:])))
-                case .rollback: nil
-                }
-            })
-            let resolutions = await withTaskGroup(of: (Int, ServiceResolution).self) { group in
-                for (index, layer) in proposed where withFiles.contains(batch.entries[index].service) {
-                    group.addTask { (index, await self.resolveOne(batch.entries[index].service, override: layer)) }
-                }
-                var out: [Int: ServiceResolution] = [:]
-                for await (index, resolution) in group { out[index] = resolution }
-                return out
-            }
-            for (index, entry) in batch.entries.enumerated() {
-                let service = entry.service
-                guard withFiles.contains(service) || self.cache.latest(service) != nil else {
-                    throw ConfbusError(code: .notFound, service: service.rawValue, message: "updates[\(index)]: no service \"\(service)\" is configured")
-                }
-                let current = layers[service] ?? .object([:])
-                var layer: JSONValue
-                var config: JSONValue
-                var source = VersionSource.batch
-                var errors: [ConfbusError] = []
-                switch entry.change {
-                case .override, .patch:
-                    layer = proposed[index] ?? current
-                    let resolution = resolutions[index]
-                    config = resolution?.merged?.config ?? .object([:])
-                    errors = resolution?.errors
-                        ?? [ConfbusError(code: .notFound, service: service.rawValue, message: "\(service) has no files to resolve")]
-                case .rollback(let target):
-                    guard let old = try await self.store.version(service, target) else {
-                        throw ConfbusError(code: .notFound, service: service.rawValue, message: "updates[\(index)]: \(service) has no version \(target)")
-                    }
-                    layer = try await self.store.overrideLayer(of: service, version: target) ?? .object([:])
-                    config = old.config
-                    source = .rollback
-                    errors = self.resolver.validate(old.config, files: self.source.load(service, environment: self.options.environment))
-                }
-                if !errors.isEmpty {
-                    failed.append(service.rawValue)
-                    for error in errors {
-                        let located = error.issues.isEmpty ? [ValidationIssue(instancePath: .root, keywordPath: .root, message: error.message)] : error.issues
-                        issues += located.map { issue in
-                            var i = issue
-                            i.message = "\(service) (updates[\(index)]): \(issue.message)"
-                            i.service = service.rawValue
-                            i.index = index
-                            return i
-                        }
-                    }
-                    continue
-                }
-                let old = self.cache.latest(service)
-                let document: JSONValue = .object([
-                    "service": .string(service.rawValue), "environment": .string(self.options.environment),
-                    "checksum": .string(config.checksum), "config": config,
-                ])
-                items.append(.init(service: service, document: document, changed: old?.checksum != config.checksum,
-                                   changes: ConfigDiff.changes(from: old?.config ?? .object([:]), to: config)))
-                changes.append(PlannedChange(version: NewVersion(service: service, config: config, source: source,
-                                                                 author: context.actor, reason: batch.reason ?? context.reason,
-                                                                 environment: self.options.environment, batchID: batchID),
-                                             overrideLayer: layer))
-            }
-            let audit = AuditRecord(actor: context.actor, requestID: context.requestID, action: batch.dryRun ? "batch.dry_run" : "batch",
-                                    outcome: "accepted", services: batch.entries.map(\.service.rawValue), reason: batch.reason ?? context.reason)
-            guard issues.isEmpty else {
-                if !batch.dryRun {
-                    var refused = audit
-                    refused.outcome = "refused"
-                    refused.detail = issues.map { "\($0.service ?? ""): \($0.instancePath): \($0.message)" }.joined(separator: "; ")
-                    try await self.store.recordRefusal(refused)
-                }
-                throw ConfbusError(code: .schemaViolation, message: "the batch is refused: \(failed.joined(separator: ", ")) would be invalid; nothing was stored",
-                                   issues: issues)
-            }
-            if batch.dryRun { return BatchResult(batchID: nil, dryRun: true, items: items) }
-            let planned = items
-            let idempotency = idempotencyKey.map { key in
-                IdempotencyRecord(key: key, requestHash: requestHash) { outcomes in
-                    BatchResult(batchID: batchID, dryRun: false, items: Self.settle(planned, outcomes)).json.serialized(.canonical)
-                }
-            }
-            let outcomes = try await self.applyAndPublish(changes, audit: audit, idempotency: idempotency)
-            return BatchResult(batchID: batchID, dryRun: false, items: Self.settle(items, outcomes))
+        let services = batch.entries.map(\.service)
+        // One listing of the tree for the whole batch (not one per entry).
+        let withFiles = Set(await tree.listServices().services)
+        for (index, entry) in batch.entries.enumerated() where !withFiles.contains(entry.service) && cache.latest(entry.service) == nil {
+            throw ConfbusError(code: .notFound, service: entry.service.rawValue, message: "updates[\(index)]: no service \"\(entry.service)\" is configured")
         }
+        let files = Dictionary(uniqueKeysWithValues: await tree.loadAll(services.filter(withFiles.contains)).map { ($0.name, $0) })
+        var targets: [Int: (StoredVersion, JSONValue)] = [:]
+        for (index, entry) in batch.entries.enumerated() {
+            guard case .rollback(let target) = entry.change else { continue }
+            guard let old = try await store.version(entry.service, target) else {
+                throw ConfbusError(code: .notFound, service: entry.service.rawValue, message: "updates[\(index)]: \(entry.service) has no version \(target)")
+            }
+            targets[index] = (old, try await store.overrideLayer(of: entry.service, version: target) ?? .object([:]))
+        }
+        let rollbackTargets = targets
+        let batchID = UUID()
+        let reason = batch.reason ?? context.reason
+        let audit = AuditRecord(actor: context.actor, requestID: context.requestID, action: batch.dryRun ? "batch.dry_run" : "batch",
+                                outcome: "accepted", services: services.map(\.rawValue), reason: reason)
+        let planned = Mutex<[BatchResult.Item]>([])
+        let plan: @Sendable ([CommitBase]) throws -> [PlannedChange] = { bases in
+            let (changes, items) = try self.planBatch(batch, bases: bases, files: files, targets: rollbackTargets, batchID: batchID, author: context.actor,
+                                                      reason: reason)
+            planned.withLock { $0 = items }
+            return changes
+        }
+        if batch.dryRun {
+            let layers = try await store.overrideLayers()
+            let bases = services.map { s in
+                CommitBase(service: s, latestVersion: cache.latest(s)?.version ?? 0, latestChecksum: cache.latest(s)?.checksum, overrideLayer: layers[s])
+            }
+            _ = try plan(bases)
+            return BatchResult(batchID: nil, dryRun: true, items: planned.withLock { $0 })
+        }
+        let idempotency = idempotencyKey.map { key in
+            IdempotencyRecord(key: key, requestHash: requestHash) { outcomes in
+                BatchResult(batchID: batchID, dryRun: false, items: Self.settle(planned.withLock { $0 }, outcomes)).json.serialized(.canonical)
+            }
+        }
+        do {
+            let outcomes = try await commit(CommitRequest(services: services, audit: audit, idempotency: idempotency, plan: plan))
+            return BatchResult(batchID: batchID, dryRun: false, items: Self.settle(planned.withLock { $0 }, outcomes))
+        } catch let error as ConfbusError where error.code == .schemaViolation || error.code == .tooLargeToPublish || error.code == .invalidValue {
+            var refused = audit
+            refused.outcome = "refused"
+            refused.detail = error.issues.map { "\($0.service ?? ""): \($0.instancePath): \($0.message)" }.joined(separator: "; ")
+            try? await store.recordRefusal(refused)
+            throw error
+        }
+    }
+
+    /// Every entry's change on top of its base, or one refusal naming every failing service, index and path.
+    func planBatch(_ batch: BatchRequest, bases: [CommitBase], files: [ServiceName: ServiceFiles], targets: [Int: (StoredVersion, JSONValue)],
+                   batchID: UUID, author: String, reason: String?) throws -> ([PlannedChange], [BatchResult.Item]) {
+        var changes: [PlannedChange] = []
+        var items: [BatchResult.Item] = []
+        var issues: [ValidationIssue] = []
+        var failed: [String] = []
+        var tooLarge: ConfbusError?
+        // Resolve the override and patch entries on every core; the loop below reads them in order.
+        let layers: [JSONValue?] = batch.entries.enumerated().map { index, entry in
+            switch entry.change {
+            case .override(let value): value
+            case .patch(let patch): MergePatch.apply(patch, to: bases[index].overrideLayer ?? .object([:]))
+            case .rollback: nil
+            }
+        }
+        let slots = IndexedResults<(Int, ServiceResolution?)>(count: batch.entries.count)
+        DispatchQueue.concurrentPerform(iterations: batch.entries.count) { index in
+            let entry = batch.entries[index]
+            guard let layer = layers[index], let serviceFiles = files[entry.service] else { return slots.set(index, (index, nil)) }
+            slots.set(index, (index, resolver.resolve(serviceFiles, source: source, opsOverride: layer)))
+        }
+        let resolutions = Dictionary(uniqueKeysWithValues: slots.values.compactMap { i, r in r.map { (i, $0) } })
+        for (index, entry) in batch.entries.enumerated() {
+            let service = entry.service
+            let base = bases[index]
+            var config = JSONValue.object([:])
+            var layer = layers[index]
+            var source = VersionSource.batch
+            var errors: [ConfbusError] = []
+            switch entry.change {
+            case .override, .patch:
+                let resolution = resolutions[index]
+                config = resolution?.resolved?.config ?? resolution?.merged?.config ?? .object([:])
+                errors = resolution?.errors ?? [ConfbusError(code: .notFound, service: service.rawValue, message: "\(service) has no files to resolve")]
+            case .rollback:
+                guard let (old, oldLayer) = targets[index] else { continue }
+                config = old.config
+                layer = oldLayer
+                source = .rollback
+                errors = files[service].map { resolver.validate(old.config, files: $0) } ?? []
+            }
+            if errors.isEmpty, config.checksum != base.latestChecksum {
+                do {
+                    try limits.check(config, service: service, version: base.latestVersion + 1, environment: options.environment)
+                } catch {
+                    if error.code == .tooLargeToPublish { tooLarge = tooLarge ?? error }
+                    errors = [error]
+                }
+            }
+            if !errors.isEmpty {
+                failed.append(service.rawValue)
+                for error in errors {
+                    let located = error.issues.isEmpty ? [ValidationIssue(instancePath: .root, keywordPath: .root, message: error.message)] : error.issues
+                    issues += located.map { issue in
+                        var i = issue
+                        i.message = "\(service) (updates[\(index)]): \(issue.message)"
+                        i.service = service.rawValue
+                        i.index = index
+                        return i
+                    }
+                }
+                continue
+            }
+            let old = base.latestChecksum == nil ? nil : cache.latest(service)
+            let document: JSONValue = .object([
+                "service": .string(service.rawValue), "environment": .string(options.environment),
+                "checksum": .string(config.checksum), "config": config,
+            ])
+            items.append(.init(service: service, document: document, changed: base.latestChecksum != config.checksum,
+                               changes: ConfigDiff.changes(from: old?.config ?? .object([:]), to: config)))
+            changes.append(PlannedChange(version: NewVersion(service: service, config: config, source: source, author: author, reason: reason,
+                                                             environment: options.environment, batchID: batchID),
+                                         overrideLayer: layer))
+        }
+        guard issues.isEmpty else {
+            if let tooLarge, failed.count == 1 {
+                var error = tooLarge
+                error.issues = issues
+                throw error
+            }
+            throw ConfbusError(code: .schemaViolation, message: "the batch is refused: \(failed.joined(separator: ", ")) would be invalid; nothing was stored",
+                               issues: issues)
+        }
+        return (changes, items)
     }
 }
 

@@ -34,78 +34,102 @@ public enum OverrideEdit: Sendable {
 
 extension Distributor {
     /// Changes the override layer, re-validates the whole result, and commits it with an audit row
-    /// in one transaction. An invalid result is refused with every issue (and the refusal audited);
-    /// a layer that changes nothing is stored but makes no version.
+    /// in one transaction. The edit is applied to the layer stored under the service's row lock,
+    /// so concurrent edits on any node never lose each other. An invalid result is refused with
+    /// every issue (and the refusal audited); a layer that changes nothing is stored but makes no version.
     public func editOverride(_ service: ServiceName, _ edit: OverrideEdit, expectedVersion: Int?,
                              by context: OperatorContext) async throws -> CommitOutcome {
-        guard hasFiles(service) || cache.latest(service) != nil else {
+        if case .replace(let value) = edit, value.objectValue == nil {
+            throw ConfbusError(code: .badRequest, service: service.rawValue, message: "the override layer must be a JSON object")
+        }
+        guard await hasFiles(service) || cache.latest(service) != nil else {
             throw ConfbusError(code: .notFound, service: service.rawValue, message: "no service \"\(service)\" is configured")
         }
-        return try await reloadLock.withLock {
-            let current = try await self.store.overrideLayers()[service] ?? .object([:])
-            let layer: JSONValue
-            switch edit {
-            case .replace(let value): layer = value
-            case .patch(let patch): layer = MergePatch.apply(patch, to: current)
-            case .clear: layer = .object([:])
-            }
-            guard case .object = layer else {
-                throw ConfbusError(code: .badRequest, service: service.rawValue, message: "the override layer must be a JSON object")
-            }
-            let resolution = await self.resolveOne(service, override: layer)
-            let audit = AuditRecord(actor: context.actor, requestID: context.requestID, action: edit.action,
-                                    outcome: "accepted", services: [service.rawValue], reason: context.reason)
-            guard let resolved = resolution.resolved else {
-                try await self.refuse(audit, resolution.errors)
-                throw Self.refusal(service, resolution.errors)
-            }
-            let change = PlannedChange(version: NewVersion(service: service, config: resolved.config, source: .override,
-                                                           author: context.actor, reason: context.reason,
-                                                           environment: self.options.environment),
-                                       overrideLayer: layer, expectedVersion: expectedVersion)
-            return try await self.applyAndPublish([change], audit: audit)[0]
+        let files = await tree.load(service)
+        let (resolver, source) = (self.resolver, self.source)
+        let audit = AuditRecord(actor: context.actor, requestID: context.requestID, action: edit.action,
+                                outcome: "accepted", services: [service.rawValue], reason: context.reason)
+        return try await refusingAudited(audit) {
+            try await self.commit(CommitRequest(services: [service], audit: audit) { bases in
+                let base = bases[0]
+                try Self.check(expectedVersion, base)
+                let current = base.overrideLayer ?? .object([:])
+                let layer: JSONValue = switch edit {
+                case .replace(let value): value
+                case .patch(let patch): MergePatch.apply(patch, to: current)
+                case .clear: .object([:])
+                }
+                guard case .object = layer else {
+                    throw ConfbusError(code: .badRequest, service: service.rawValue, message: "the override layer must be a JSON object")
+                }
+                let resolution = resolver.resolve(files, source: source, opsOverride: layer)
+                guard let resolved = resolution.resolved else { throw Self.refusal(service, resolution.errors) }
+                return [try self.change(resolved, base: base, source: .override, author: context.actor, reason: context.reason,
+                                        overrideLayer: layer)]
+            })[0]
         }
     }
 
     /// A new version whose config is version `target`'s, restoring that version's override layer.
     public func rollback(_ service: ServiceName, to target: Int, expectedVersion: Int?,
                          by context: OperatorContext) async throws -> CommitOutcome {
-        try await reloadLock.withLock {
-            guard let old = try await self.store.version(service, target) else {
-                throw ConfbusError(code: .notFound, service: service.rawValue, message: "\(service) has no version \(target)")
-            }
-            let layer = try await self.store.overrideLayer(of: service, version: target) ?? .object([:])
-            let audit = AuditRecord(actor: context.actor, requestID: context.requestID, action: "rollback",
-                                    outcome: "accepted", services: [service.rawValue], reason: context.reason ?? "rollback to version \(target)")
-            // The old config must still satisfy today's schema.
-            let issues = self.resolver.validate(old.config, files: self.source.load(service, environment: self.options.environment))
-            guard issues.isEmpty else {
-                try await self.refuse(audit, issues)
-                throw Self.refusal(service, issues)
-            }
-            let change = PlannedChange(version: NewVersion(service: service, config: old.config, source: .rollback,
-                                                           author: context.actor, reason: context.reason ?? "rollback to version \(target)",
-                                                           environment: self.options.environment),
-                                       overrideLayer: layer, expectedVersion: expectedVersion)
-            return try await self.applyAndPublish([change], audit: audit)[0]
+        guard let old = try await store.version(service, target) else {
+            throw ConfbusError(code: .notFound, service: service.rawValue, message: "\(service) has no version \(target)")
+        }
+        let layer = try await store.overrideLayer(of: service, version: target) ?? .object([:])
+        let files = await tree.load(service)
+        let reason = context.reason ?? "rollback to version \(target)"
+        let audit = AuditRecord(actor: context.actor, requestID: context.requestID, action: "rollback",
+                                outcome: "accepted", services: [service.rawValue], reason: reason)
+        // The old config must still satisfy today's schema.
+        let issues = resolver.validate(old.config, files: files)
+        guard issues.isEmpty else {
+            try await refuse(audit, issues)
+            throw Self.refusal(service, issues)
+        }
+        return try await refusingAudited(audit) {
+            try await self.commit(CommitRequest(services: [service], audit: audit) { bases in
+                let base = bases[0]
+                try Self.check(expectedVersion, base)
+                if old.checksum != base.latestChecksum {
+                    try self.limits.check(old.config, service: service, version: base.latestVersion + 1, environment: self.options.environment)
+                }
+                return [PlannedChange(version: NewVersion(service: service, config: old.config, source: .rollback, author: context.actor,
+                                                          reason: reason, environment: self.options.environment),
+                                      overrideLayer: layer)]
+            })[0]
         }
     }
 
-    func applyAndPublish(_ changes: [PlannedChange], audit: AuditRecord,
-                         idempotency: IdempotencyRecord? = nil) async throws -> [CommitOutcome] {
-        let outcomes = try await store.apply(changes, audit: audit, idempotency: idempotency)
-        committed(outcomes)
-        return outcomes
+    /// `If-Match`, checked against the version the row lock shows.
+    static func check(_ expectedVersion: Int?, _ base: CommitBase) throws(ConfbusError) {
+        if let expected = expectedVersion, expected != base.latestVersion {
+            throw ConfbusError(code: .versionConflict, service: base.service.rawValue,
+                               message: "\(base.service) is at version \(base.latestVersion), not \(expected) as If-Match expects")
+        }
+    }
+
+    /// Runs a commit; a refusal it raises (validation, §6b, a conflict) is audited, then rethrown.
+    func refusingAudited<T: Sendable>(_ audit: AuditRecord, _ body: @Sendable () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as ConfbusError where [.schemaViolation, .invalidOverride, .tooLargeToPublish, .invalidValue, .invalidSchema,
+                                                  .missingSchema].contains(error.code) {
+            try? await refuse(audit, [error])
+            throw error
+        }
     }
 
     func refuse(_ audit: AuditRecord, _ errors: [ConfbusError]) async throws {
         var refused = audit
         refused.outcome = "refused"
+        // Paths and rules only: a message never carries a config value.
         refused.detail = errors.map { e in e.issues.first.map { "\($0.instancePath): \($0.message)" } ?? e.message }.joined(separator: "; ")
         try await store.recordRefusal(refused)
     }
 
     static func refusal(_ service: ServiceName, _ errors: [ConfbusError]) -> ConfbusError {
+        if errors.count == 1, [.tooLargeToPublish, .invalidValue].contains(errors[0].code) { return errors[0] }
         let issues = errors.flatMap(\.issues)
         return ConfbusError(code: issues.isEmpty ? (errors.first?.code ?? .schemaViolation) : .schemaViolation,
                             service: service.rawValue,

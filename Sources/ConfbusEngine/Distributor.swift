@@ -1,12 +1,13 @@
 import ConfbusCore
-import Dispatch
 import Foundation
 import Logging
 import Metrics
 import Synchronization
 
-/// The distributor's use cases: resolve the tree and commit what changed, keep the live cache,
-/// and handle what instances send. It talks to storage and the bus only through its ports.
+/// The distributor's use cases over one commit pipeline: reload the tree (`Distributor+Reload`),
+/// edit override layers and roll back (`+Operations`), batches (`Batch`), archive
+/// (`ExportDocument`) and what instances send (`+Instances`). It talks to storage, the files and
+/// the bus only through its ports.
 public final class Distributor: Sendable {
     public struct Options: Sendable {
         public var environment: String
@@ -30,73 +31,55 @@ public final class Distributor: Sendable {
 
     public let options: Options
     public let source: any ConfigSource
+    public let tree: ConfigTree
     public let resolver: ServiceResolver
-    public let store: any VersionStore
+    public let store: any ConfbusStore
     public let cache: LiveCache
+    public let limits: PublishLimits
     /// Wakes the outbox relay after a commit.
     public let outboxSignal: WakeSignal
     let logger: Logger
     private let broken = Mutex<[ServiceName: [ConfbusError]]>([:])
-    /// Reloads run one at a time, so two never race to commit the same files.
+    /// Reloads run one at a time on a node (commits themselves are serialised by the store's row locks).
     let reloadLock = AsyncLock()
 
-    public init(options: Options, source: any ConfigSource, resolver: ServiceResolver, store: any VersionStore,
-                cache: LiveCache = LiveCache(), outboxSignal: WakeSignal = WakeSignal(), logger: Logger) {
+    public init(options: Options, source: any ConfigSource, resolver: ServiceResolver, store: any ConfbusStore,
+                cache: LiveCache = LiveCache(), limits: PublishLimits? = nil, outboxSignal: WakeSignal = WakeSignal(), logger: Logger) {
         self.options = options
         self.source = source
+        self.tree = ConfigTree(source: source, environment: options.environment)
         self.resolver = resolver
         self.store = store
         self.cache = cache
+        self.limits = limits ?? PublishLimits(maxDocumentBytes: options.maxPayloadBytes)
         self.outboxSignal = outboxSignal
         self.logger = logger
     }
 
-    /// Services whose files are broken right now (the last valid version stays live).
+    /// Services whose files are invalid right now (their last valid version stays live).
     public var brokenServices: [ServiceName: [ConfbusError]] { broken.withLock { $0 } }
+
+    func setBroken(_ service: ServiceName, _ errors: [ConfbusError]?) {
+        broken.withLock { $0[service] = errors }
+    }
+
+    func replaceBroken(_ all: [ServiceName: [ConfbusError]]) {
+        broken.withLock { $0 = all }
+    }
 
     /// Fills the live cache from the store.
     public func loadCache() async throws {
         for version in try await store.latestVersions() { cache.offer(version) }
     }
 
-    /// Reads the tree again and commits every service whose config changed.
-    public func reload(author: String? = nil, reason: String? = nil) async throws -> ReloadReport {
-        try await reloadLock.withLock {
-            let tree = await resolveTree(overrides: try await store.overrideLayers())
-            var report = ReloadReport(treeErrors: tree.treeErrors)
-            var nowBroken: [ServiceName: [ConfbusError]] = [:]
-            for resolution in tree.resolutions {
-                guard let resolved = resolution.resolved else {
-                    nowBroken[resolution.service] = resolution.errors
-                    report.failed[resolution.service] = resolution.errors
-                    for error in resolution.errors {
-                        logger.warning("service config is invalid; the last valid version stays live",
-                                       metadata: ["confbus.service": "\(resolution.service)", "error": "\(error)"])
-                    }
-                    continue
-                }
-                switch try await commit(resolved, author: author ?? options.author, reason: reason) {
-                case .committed(let version): report.committed.append(version)
-                case .unchanged: report.unchanged.append(resolution.service)
-                }
-            }
-            broken.withLock { $0 = nowBroken }
-            return report
-        }
-    }
+    // MARK: - The commit pipeline
 
-    func commit(_ resolved: ResolvedService, author: String, reason: String?) async throws -> CommitOutcome {
-        var layers: [String: JSONValue] = [:]
-        for (pointer, provenance) in resolved.provenance {
-            var entry: [String: JSONValue] = ["layer": .string(provenance.layer.description), "source": .string(provenance.source)]
-            if let l = provenance.location { entry["line"] = .integer(l.line); entry["column"] = .integer(l.column) }
-            layers[pointer.description] = .object(entry)
-        }
-        let outcome = try await store.commit(NewVersion(service: resolved.service, config: resolved.config, source: .files,
-                                                        author: author, reason: reason, environment: options.environment,
-                                                        layers: .object(layers)))
-        committed([outcome])
-        return outcome
+    /// Every write goes through here: the store locks the rows and calls `plan` with what it holds,
+    /// then this counts the versions, serves them from memory at once and wakes the relay.
+    func commit(_ request: CommitRequest) async throws -> [CommitOutcome] {
+        let outcomes = try await store.commit(request)
+        committed(outcomes)
+        return outcomes
     }
 
     /// What follows every commit: count it, serve it from memory at once, wake the outbox relay.
@@ -111,139 +94,35 @@ public final class Distributor: Sendable {
         if any { outboxSignal.signal() }
     }
 
-    /// Tree resolution is CPU and file work: it runs off the cooperative pool.
-    private func resolveTree(overrides: [ServiceName: JSONValue]) async -> TreeResolver.Report {
-        let tree = TreeResolver(source: source, resolver: resolver)
-        return await withCheckedContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(returning: tree.resolveAll(overrides: overrides)) }
+    /// The change one resolution makes on top of `base`, checked for publishability (§6b).
+    func change(_ resolved: ResolvedService, base: CommitBase, source: VersionSource, author: String, reason: String?,
+                overrideLayer: JSONValue?, batchID: UUID? = nil) throws(ConfbusError) -> PlannedChange {
+        if resolved.checksum != base.latestChecksum {
+            try limits.check(resolved.config, service: base.service, version: base.latestVersion + 1, environment: options.environment)
         }
+        return PlannedChange(version: NewVersion(service: base.service, config: resolved.config, source: source, author: author,
+                                                 reason: reason, environment: options.environment,
+                                                 layers: Self.provenanceJSON(resolved), batchID: batchID),
+                             overrideLayer: overrideLayer)
     }
 
-    func resolveOne(_ service: ServiceName, override: JSONValue? = nil) async -> ServiceResolution {
-        let (source, resolver, environment) = (self.source, self.resolver, options.environment)
-        return await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(returning: resolver.resolve(source.load(service, environment: environment), source: source,
-                                                                opsOverride: override))
-            }
+    static func provenanceJSON(_ resolved: ResolvedService) -> JSONValue {
+        var layers: [String: JSONValue] = [:]
+        for (pointer, provenance) in resolved.provenance {
+            var entry: [String: JSONValue] = ["layer": .string(provenance.layer.description), "source": .string(provenance.source)]
+            if let l = provenance.location { entry["line"] = .integer(l.line); entry["column"] = .integer(l.column) }
+            layers[pointer.description] = .object(entry)
         }
+        return .object(layers)
     }
 
-    func hasFiles(_ service: ServiceName) -> Bool {
-        source.hasService(service)
+    /// Resolves `files` with an override layer, off the cooperative pool.
+    func resolve(_ files: ServiceFiles, override: JSONValue?) async -> ServiceResolution {
+        let (resolver, source) = (self.resolver, self.source)
+        return await tree.compute { resolver.resolve(files, source: source, opsOverride: override) }
     }
 
-    // MARK: - Messages from instances
-
-    /// `config/register/<service>`: records the instance; a service with files but no version yet
-    /// gets its version 1. Throws the refusal to send back on `config/error/<service>`.
-    public func register(_ service: ServiceName, payload: [UInt8]) async throws(ConfbusError) {
-        let registration = try InstanceMessages.registration(payload, maxBytes: options.maxPayloadBytes)
-        if cache.latest(service) == nil {
-            guard hasFiles(service) else {
-                throw ConfbusError(code: .unknownService, service: service.rawValue, message: "no service \"\(service)\" is configured")
-            }
-            try await createFirstVersion(service)
-        }
-        try await storing(service, "the registration") { try await self.store.recordRegistration(service, instance: registration.instance) }
-    }
-
-    private func createFirstVersion(_ service: ServiceName) async throws(ConfbusError) {
-        do {
-            try await reloadLock.withLock {
-                if self.cache.latest(service) != nil { return }
-                if let stored = try await self.store.latest(service) {
-                    self.cache.offer(stored)
-                    return
-                }
-                let resolution = await self.resolveOne(service)
-                guard let resolved = resolution.resolved else {
-                    throw resolution.errors.first ?? ConfbusError(code: .schemaViolation, service: service.rawValue, message: "the config is invalid")
-                }
-                _ = try await self.commit(resolved, author: self.options.author, reason: "first registration")
-            }
-        } catch let error as ConfbusError {
-            throw ConfbusError(code: error.code, service: service.rawValue,
-                               message: "the service's config is invalid, so no version exists yet: \(error.message)")
-        } catch {
-            throw ConfbusError(code: .storeUnavailable, service: service.rawValue, message: "version 1 could not be stored; retry")
-        }
-    }
-
-    /// Runs a store write for an instance message; a failure is the refusal `store_unavailable`.
-    private func storing(_ service: ServiceName, _ what: String, _ write: () async throws -> Void) async throws(ConfbusError) {
-        do {
-            try await write()
-        } catch {
-            throw ConfbusError(code: .storeUnavailable, service: service.rawValue, message: "\(what) could not be stored; retry")
-        }
-    }
-
-    /// `config/ack/<service>/<instance>`.
-    public func acknowledge(_ service: ServiceName, instance: String, payload: [UInt8]) async throws(ConfbusError) {
-        guard InstanceMessages.isValidInstanceID(instance) else {
-            throw ConfbusError(code: .invalidName, service: service.rawValue, message: "invalid instance id in the topic")
-        }
-        let ack = try InstanceMessages.ack(payload, maxBytes: options.maxPayloadBytes)
-        guard cache.latest(service) != nil else {
-            throw ConfbusError(code: .unknownService, service: service.rawValue, message: "no service \"\(service)\" is distributed")
-        }
-        try await storing(service, "the ack") {
-            try await self.store.recordAck(service, instance: instance, version: ack.version, status: ack.status, detail: ack.detail)
-        }
-    }
-
-    /// `config/health/<service>/<instance>`.
-    public func health(_ service: ServiceName, instance: String, payload: [UInt8]) async throws(ConfbusError) {
-        guard InstanceMessages.isValidInstanceID(instance) else {
-            throw ConfbusError(code: .invalidName, service: service.rawValue, message: "invalid instance id in the topic")
-        }
-        let status = try InstanceMessages.health(payload, maxBytes: options.maxPayloadBytes)
-        guard cache.latest(service) != nil || hasFiles(service) else {
-            throw ConfbusError(code: .unknownService, service: service.rawValue, message: "no service \"\(service)\" is configured")
-        }
-        try await storing(service, "the health message") { try await self.store.recordHealth(service, instance: instance, status: status) }
-    }
-}
-
-/// A lock for async code: one holder at a time, waiters in order, no thread blocked.
-public final class AsyncLock: Sendable {
-    private struct State {
-        var locked = false
-        var waiters: [CheckedContinuation<Void, Never>] = []
-    }
-    private let state = Mutex(State())
-
-    public init() {}
-
-    public func withLock<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
-        await acquire()
-        defer { release() }
-        return try await body()
-    }
-
-    private func acquire() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let granted = state.withLock { state -> Bool in
-                if state.locked {
-                    state.waiters.append(continuation)
-                    return false
-                }
-                state.locked = true
-                return true
-            }
-            if granted { continuation.resume() }
-        }
-    }
-
-    private func release() {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if state.waiters.isEmpty {
-                state.locked = false
-                return nil
-            }
-            return state.waiters.removeFirst()
-        }
-        next?.resume()
+    func hasFiles(_ service: ServiceName) async -> Bool {
+        await tree.hasService(service)
     }
 }

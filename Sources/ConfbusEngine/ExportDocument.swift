@@ -87,6 +87,32 @@ extension Distributor {
 
     public func importDocument(_ value: JSONValue, by context: OperatorContext) async throws -> Int {
         let services = try ExportDocument.decode(value)
+        // Every version must satisfy its service's schema (where the tree has one) and be publishable (§6b).
+        var issues: [ValidationIssue] = []
+        for export in services {
+            let files = await hasFiles(export.service) ? await tree.load(export.service) : nil
+            for entry in export.versions {
+                let stored = entry.stored
+                var errors = files.map { resolver.validate(stored.config, files: $0) } ?? []
+                do {
+                    try limits.check(stored.config, service: export.service, version: stored.version, environment: stored.environment)
+                } catch {
+                    errors.append(error)
+                }
+                for error in errors {
+                    let located = error.issues.isEmpty ? [ValidationIssue(instancePath: .root, keywordPath: .root, message: error.message)] : error.issues
+                    issues += located.map { issue in
+                        var i = issue
+                        i.service = export.service.rawValue
+                        i.message = "\(export.service) version \(stored.version): \(issue.message)"
+                        return i
+                    }
+                }
+            }
+        }
+        guard issues.isEmpty else {
+            throw ConfbusError(code: .schemaViolation, message: "the import is refused: some versions are invalid; nothing was stored", issues: issues)
+        }
         let audit = AuditRecord(actor: context.actor, requestID: context.requestID, action: "import", outcome: "accepted",
                                 services: services.map(\.service.rawValue), reason: context.reason)
         try await reloadLock.withLock { try await self.store.importAll(services, audit: audit) }

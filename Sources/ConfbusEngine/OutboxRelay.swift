@@ -1,61 +1,210 @@
 import ConfbusCore
 import Logging
+import Metrics
 import ServiceLifecycle
+import Synchronization
 
-/// Drains the outbox: every committed version is published, in commit order, once the bus takes
-/// it; when the broker is down the versions wait in PostgreSQL and go out after it returns.
+/// Who relays, as the relay last saw it: for the health payload, readiness and reconcile (only
+/// the node that holds the lease republishes).
+public final class RelayStatus: Sendable {
+    private struct State {
+        var lease: RelayLease?
+        var takeovers = 0
+        var failing: [ServiceName: String] = [:]
+        var outbox = OutboxStatus()
+        var requeued: Set<ServiceName> = []
+    }
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public var lease: RelayLease? { state.withLock { $0.lease } }
+    public var isRelaying: Bool { lease != nil }
+    /// Services whose last publish failed, with the reason.
+    public var failing: [ServiceName: String] { state.withLock { $0.failing } }
+    public var outbox: OutboxStatus { state.withLock { $0.outbox } }
+    /// How often this node took the lease over from another holder or a lapsed epoch.
+    public var takeovers: Int { state.withLock { $0.takeovers } }
+
+    func setLease(_ lease: RelayLease?) {
+        state.withLock { s in
+            if let lease, lease != s.lease { s.takeovers += 1 }
+            s.lease = lease
+        }
+    }
+
+    /// Reconcile queued these services again: the relay must send them even if it sent them before.
+    public func requeued(_ services: [ServiceName]) { state.withLock { $0.requeued.formUnion(services) } }
+
+    func takeRequeued() -> Set<ServiceName> { state.withLock { s in defer { s.requeued = [] }; return s.requeued } }
+
+    func setFailing(_ failing: [ServiceName: String]) { state.withLock { $0.failing = failing } }
+    public func setOutbox(_ outbox: OutboxStatus) { state.withLock { $0.outbox = outbox } }
+}
+
+/// Relays the outbox: every committed version is published, each service in version order and
+/// independently of the others. Exactly one node relays at a time, holding a lease in the
+/// database with an epoch that grows on every takeover; publishing happens with no transaction
+/// open (claim, publish, then mark done under the lease). The decisions are the pure
+/// `OutboxStateMachine`; this is the loop around it.
 public struct OutboxRelay: Service {
-    public let store: any VersionStore
+    public struct Options: Sendable {
+        public var node: String
+        /// A dead holder's lease lapses after this; another node takes over within it plus `pollInterval`.
+        public var leaseTTL: Duration = .seconds(5)
+        public var pollInterval: Duration = .seconds(1)
+        public var batchSize = 256
+        public var concurrency = 32
+        public var backoff = OutboxStateMachine<ContinuousClock.Instant>.Backoff()
+
+        public init(node: String) { self.node = node }
+    }
+
+    public let store: any OutboxStore
     public let publisher: any UpdatePublisher
     public let signal: WakeSignal
-    public let pollInterval: Duration
+    public let status: RelayStatus
+    public let options: Options
+    public let failpoints: Failpoints
     public let logger: Logger
     public let onPublished: @Sendable (StoredVersion) -> Void
 
-    public init(store: any VersionStore, publisher: any UpdatePublisher, signal: WakeSignal,
-                pollInterval: Duration = .seconds(2), logger: Logger,
+    public init(store: any OutboxStore, publisher: any UpdatePublisher, signal: WakeSignal, status: RelayStatus = RelayStatus(),
+                options: Options, failpoints: Failpoints = Failpoints(), logger: Logger,
                 onPublished: @escaping @Sendable (StoredVersion) -> Void = { _ in }) {
         self.store = store
         self.publisher = publisher
         self.signal = signal
-        self.pollInterval = pollInterval
+        self.status = status
+        self.options = options
+        self.failpoints = failpoints
         self.logger = logger
         self.onPublished = onPublished
     }
 
+    final class Machine: Sendable {
+        let state: Mutex<OutboxStateMachine<ContinuousClock.Instant>>
+        init(backoff: OutboxStateMachine<ContinuousClock.Instant>.Backoff) {
+            state = Mutex(OutboxStateMachine(backoff: backoff, advance: { $0 + $1 }))
+        }
+    }
+
     public func run() async throws {
+        let machine = Machine(backoff: options.backoff)
         await cancelWhenGracefulShutdown {
+            var lastRenewal = ContinuousClock.now - .seconds(3600)
             while !Task.isCancelled {
-                await drainOnce()
-                await signal.wait(timeout: pollInterval)
+                if ContinuousClock.now - lastRenewal >= options.pollInterval {
+                    await renewLease(machine)
+                    lastRenewal = .now
+                }
+                if status.isRelaying { await pass(machine) }
+                let retry = machine.state.withLock { $0.nextRetry }
+                var wait = options.pollInterval
+                if let retry { wait = max(.milliseconds(10), min(wait, retry - .now)) }
+                await signal.wait(timeout: wait)
             }
         }
-        // Last chance on a clean shutdown: publish what is committed, if the database and the
-        // broker answer within a few seconds (what is left goes out after the next start).
+        // A clean shutdown: one last pass within a few seconds, then hand the lease back so
+        // another node takes over at once (what is left goes out there or after the next start).
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.drainOnce() }
+            group.addTask { if self.status.isRelaying { await self.pass(machine) } }
             group.addTask { try? await Task.sleep(for: .seconds(5)) }
             await group.next()
             group.cancelAll()
         }
+        if let lease = status.lease { try? await store.releaseLease(lease) }
+        status.setLease(nil)
     }
 
-    /// Publishes until the outbox is empty or the bus refuses; returns how many went out.
-    @discardableResult
-    public func drainOnce() async -> Int {
-        var total = 0
+    private func renewLease(_ machine: Machine) async {
+        let before = status.lease
         do {
-            while true {
-                let published = try await store.drainOutbox(limit: 100) { version in
-                    try await publisher.publishUpdate(version)
-                    onPublished(version)
+            let lease = try await store.acquireLease(holder: options.node, ttl: options.leaseTTL)
+            try failpoints.hit("after_lease_check")
+            if lease != before {
+                machine.state.withLock { $0.leadershipLost() }
+                if let lease {
+                    logger.info("holding the relay lease", metadata: ["confbus.epoch": "\(lease.epoch)"])
+                } else if before != nil {
+                    logger.warning("the relay lease passed to another node")
                 }
-                total += published
-                if published < 100 { break }
             }
+            status.setLease(lease)
         } catch {
-            logger.debug("outbox not drained; will retry", metadata: ["error.type": "\(type(of: error))", "error": "\(error)"])
+            // Without the database nobody can mark anything done: stop relaying until it is back.
+            if before != nil { logger.warning("cannot renew the relay lease", metadata: ["error.type": "\(type(of: error))"]) }
+            machine.state.withLock { $0.leadershipLost() }
+            status.setLease(nil)
         }
-        return total
+    }
+
+    /// One look at the outbox: publishes what is due, concurrently across services.
+    @discardableResult
+    func pass(_ machine: Machine) async -> Int {
+        guard let lease = status.lease else { return 0 }
+        let requeued = status.takeRequeued()
+        if !requeued.isEmpty { machine.state.withLock { m in for service in requeued { m.forget(service) } } }
+        let actions: [OutboxStateMachine<ContinuousClock.Instant>.Action]
+        do {
+            let blocked = machine.state.withLock { $0.blocked(at: .now) }
+            let pending = try await store.pendingOutbox(limit: options.batchSize, excluding: blocked)
+            try failpoints.hit("after_outbox_claim")
+            actions = machine.state.withLock { $0.schedule(pending, at: .now) }
+        } catch {
+            logger.debug("outbox not read; will retry", metadata: ["error.type": "\(type(of: error))"])
+            return 0
+        }
+        var published = 0
+        await withTaskGroup(of: Bool.self) { group in
+            var running = 0
+            for action in actions {
+                if running >= options.concurrency {
+                    if await group.next() == true { published += 1 }
+                    running -= 1
+                }
+                running += 1
+                group.addTask { await self.perform(action, lease: lease, machine: machine) }
+            }
+            for await ok in group where ok { published += 1 }
+        }
+        status.setFailing(machine.state.withLock { $0.failing })
+        if actions.count >= options.batchSize { signal.signal() }
+        return published
+    }
+
+    private func perform(_ action: OutboxStateMachine<ContinuousClock.Instant>.Action, lease: RelayLease, machine: Machine) async -> Bool {
+        switch action {
+        case .markDone(let service, let version):
+            _ = try? await store.markPublished(service, through: version, lease: lease)
+            return false
+        case .publish(let version):
+            do {
+                try failpoints.hit("before_publish")
+                try await publisher.publishUpdate(version)
+            } catch {
+                let reason = publisher.failureReason(error)
+                Counter(label: "confbus_publish_failures_total", dimensions: [("reason", reason)]).increment()
+                let delay = machine.state.withLock { $0.failed(version.service, version: version.version, reason: reason, at: .now) }
+                logger.warning("publish failed; this service retries with backoff, the others go on",
+                               metadata: ["confbus.service": "\(version.service)", "confbus.version": "\(version.version)",
+                                          "confbus.reason": "\(reason)", "confbus.retry_in": "\(delay)"])
+                return false
+            }
+            machine.state.withLock { $0.published(version.service, version: version.version) }
+            onPublished(version)
+            do {
+                try failpoints.hit("after_publish_before_mark")
+                if try await !store.markPublished(version.service, through: version.version, lease: lease) {
+                    logger.warning("the relay lease was lost; another node relays now")
+                    status.setLease(nil)
+                    machine.state.withLock { $0.leadershipLost() }
+                }
+                try failpoints.hit("after_mark")
+            } catch {
+                logger.debug("publish not marked; the next pass marks it", metadata: ["error.type": "\(type(of: error))"])
+            }
+            return true
+        }
     }
 }

@@ -79,6 +79,17 @@ public enum CommitOutcome: Sendable, Equatable {
     case committed(StoredVersion)
     /// The config equals the latest version: nothing was stored.
     case unchanged(StoredVersion)
+
+    public var isCommitted: Bool {
+        if case .committed = self { return true }
+        return false
+    }
+
+    public var version: StoredVersion {
+        switch self {
+        case .committed(let v), .unchanged(let v): v
+        }
+    }
 }
 
 /// What the distributor knows of one running instance of a service.
@@ -105,18 +116,63 @@ public struct InstanceRecord: Sendable, Equatable {
     }
 }
 
-/// One service's change in an operator's request: the new override layer (nil leaves it as it
-/// is) and the config it resolves to.
+/// What the store holds for one service at the moment a commit holds the service's row lock:
+/// what a planned change is computed from, so that two writers can never lose each other's edits.
+public struct CommitBase: Sendable, Equatable {
+    public var service: ServiceName
+    /// 0 before the first version.
+    public var latestVersion: Int
+    public var latestChecksum: String?
+    /// The stored ops override layer (nil when there is none).
+    public var overrideLayer: JSONValue?
+
+    public init(service: ServiceName, latestVersion: Int, latestChecksum: String?, overrideLayer: JSONValue?) {
+        self.service = service
+        self.latestVersion = latestVersion
+        self.latestChecksum = latestChecksum
+        self.overrideLayer = overrideLayer
+    }
+}
+
+/// One service's change, computed from its `CommitBase`: the config it resolves to and the
+/// override layer to store (nil keeps the stored one; an empty object clears it).
 public struct PlannedChange: Sendable {
     public var version: NewVersion
     public var overrideLayer: JSONValue?
-    /// The version the operator expects to replace (`If-Match`); a different latest is a conflict.
-    public var expectedVersion: Int?
 
-    public init(version: NewVersion, overrideLayer: JSONValue?, expectedVersion: Int? = nil) {
+    public init(version: NewVersion, overrideLayer: JSONValue?) {
         self.version = version
         self.overrideLayer = overrideLayer
-        self.expectedVersion = expectedVersion
+    }
+}
+
+/// A commit of one or more services in one transaction. The store creates and locks the
+/// services' rows (in name order, so two commits never deadlock), reads their bases, and calls
+/// `plan` while it holds the locks; a `plan` that throws commits nothing.
+public struct CommitRequest: Sendable {
+    public var services: [ServiceName]
+    public var audit: AuditRecord
+    public var idempotency: IdempotencyRecord?
+    /// The bases in the order of `services`; returns one change per service, in that order.
+    public var plan: @Sendable ([CommitBase]) throws -> [PlannedChange]
+
+    public init(services: [ServiceName], audit: AuditRecord, idempotency: IdempotencyRecord? = nil,
+                plan: @escaping @Sendable ([CommitBase]) throws -> [PlannedChange]) {
+        self.services = services
+        self.audit = audit
+        self.idempotency = idempotency
+        self.plan = plan
+    }
+}
+
+/// An earlier request with the same `Idempotency-Key` has committed: its stored answer.
+public struct IdempotentReplay: Error, Sendable {
+    public var requestHash: String
+    public var answer: String
+
+    public init(requestHash: String, answer: String) {
+        self.requestHash = requestHash
+        self.answer = answer
     }
 }
 
@@ -183,43 +239,102 @@ public struct AuditRecord: Sendable, Equatable {
     }
 }
 
-/// The port to durable storage (PostgreSQL in production). Versions are numbered by the store,
-/// 1, 2, 3… per service with no gaps, and every committed version is queued for publishing in
-/// the same transaction (the outbox), so a crash between commit and publish loses nothing.
+/// Durable versions (PostgreSQL in production). Versions are numbered by the store, 1, 2, 3…
+/// per service with no gaps, and every committed version is queued for publishing in the same
+/// transaction (the outbox), so a crash between commit and publish loses nothing.
 public protocol VersionStore: Sendable {
-    /// Commits `version` unless its config equals the service's latest.
-    func commit(_ version: NewVersion) async throws -> CommitOutcome
+    /// Commits every planned change that alters its service's config, with the audit row (and
+    /// the idempotency answer) in the same transaction. A change whose config equals the latest
+    /// stores its override layer but makes no version. Throws `IdempotentReplay` when the key
+    /// was already used; a conflicting request with the same key waits for the first to end.
+    func commit(_ request: CommitRequest) async throws -> [CommitOutcome]
     func latestVersions() async throws -> [StoredVersion]
     func latest(_ service: ServiceName) async throws -> StoredVersion?
     func version(_ service: ServiceName, _ number: Int) async throws -> StoredVersion?
     /// Newest first; `before` excludes versions at or above it.
     func history(_ service: ServiceName, limit: Int, before: Int?) async throws -> [StoredVersion]
+    /// The ops override layer of every service that has one.
+    func overrideLayers() async throws -> [ServiceName: JSONValue]
+    /// The override layer that was in force for a version.
+    func overrideLayer(of service: ServiceName, version: Int) async throws -> JSONValue?
+    /// The stored answer to an earlier request with this idempotency key.
+    func idempotentAnswer(_ key: String) async throws -> (requestHash: String, answer: String)?
+}
 
-    /// Publishes queued versions in commit order, removing each from the queue once `publish`
-    /// returns. Returns how many were published. Only one node drains at a time.
-    func drainOutbox(limit: Int, publish: @Sendable (StoredVersion) async throws -> Void) async throws -> Int
-    func outboxDepth() async throws -> Int
+/// The relay's lease: who publishes, and since which takeover.
+public struct RelayLease: Sendable, Equatable {
+    public var holder: String
+    /// Grows on every takeover; a mark made under an older epoch is refused.
+    public var epoch: Int64
 
+    public init(holder: String, epoch: Int64) {
+        self.holder = holder
+        self.epoch = epoch
+    }
+}
+
+/// A service's newest unpublished version, with how long its oldest queued entry has waited.
+public struct OutboxEntry: Sendable, Equatable {
+    public var version: StoredVersion
+    public var queuedAt: Date
+
+    public init(version: StoredVersion, queuedAt: Date) {
+        self.version = version
+        self.queuedAt = queuedAt
+    }
+}
+
+/// How much is waiting to be published.
+public struct OutboxStatus: Sendable, Equatable {
+    public var backlog: Int
+    /// Seconds since the oldest unpublished version was committed (nil when nothing waits).
+    public var oldestAge: Double?
+
+    public init(backlog: Int = 0, oldestAge: Double? = nil) {
+        self.backlog = backlog
+        self.oldestAge = oldestAge
+    }
+}
+
+/// The outbox: versions committed but not yet published, and the lease that lets exactly one
+/// node relay them. Times are the database's, never a node's clock (RELIABILITY P20).
+public protocol OutboxStore: Sendable {
+    /// Takes or renews the lease for `holder` (the epoch grows when it changes hands or had
+    /// expired); nil while another node holds it.
+    func acquireLease(holder: String, ttl: Duration) async throws -> RelayLease?
+    func releaseLease(_ lease: RelayLease) async throws
+    /// Per service, the newest queued version, oldest first; services in `excluding` are skipped.
+    func pendingOutbox(limit: Int, excluding: [ServiceName]) async throws -> [OutboxEntry]
+    /// Removes the service's queued versions up to `version`, only while `lease` is current;
+    /// returns false (and changes nothing) when it is not.
+    func markPublished(_ service: ServiceName, through version: Int, lease: RelayLease) async throws -> Bool
+    func outboxStatus() async throws -> OutboxStatus
+    /// Queues these services' latest versions again (reconcile found the broker without them or
+    /// holding another); always the latest at that moment, never an older one.
+    func requeue(_ versions: [StoredVersion]) async throws
+}
+
+/// What instances report: registrations, acks, health.
+public protocol InstanceStore: Sendable {
     func recordRegistration(_ service: ServiceName, instance: String) async throws
     func recordAck(_ service: ServiceName, instance: String, version: Int, status: String, detail: String?) async throws
     func recordHealth(_ service: ServiceName, instance: String, status: String) async throws
     func instances(_ service: ServiceName) async throws -> [InstanceRecord]
     /// Per service: how many instances are known and how many have not applied the latest version.
     func instanceCounts() async throws -> [ServiceName: (total: Int, lagging: Int)]
+    /// Forgets instances silent for longer than `ttl`; returns how many.
+    func expireInstances(olderThan ttl: Duration) async throws -> Int
+}
 
-    /// The ops override layer of every service that has one.
-    func overrideLayers() async throws -> [ServiceName: JSONValue]
-    /// The override layer that was in force for a version.
-    func overrideLayer(of service: ServiceName, version: Int) async throws -> JSONValue?
-    /// Applies every change in one transaction (all or nothing) with the audit row; a change whose
-    /// config equals the latest stores its override layer but makes no version.
-    func apply(_ changes: [PlannedChange], audit: AuditRecord, idempotency: IdempotencyRecord?) async throws -> [CommitOutcome]
-    /// The stored answer to an earlier request with this idempotency key.
-    func idempotentAnswer(_ key: String) async throws -> (requestHash: String, answer: String)?
+/// The audit log and refusals.
+public protocol AuditStore: Sendable {
     /// Records a refused change (nothing else is written).
     func recordRefusal(_ audit: AuditRecord) async throws
     func auditLog(service: ServiceName?, limit: Int) async throws -> [AuditRecord]
+}
 
+/// Export and import of every service's layers and versions.
+public protocol ArchiveStore: Sendable {
     /// Every service with its override layer and its latest version, or all versions.
     func exportAll(history: Bool) async throws -> [ServiceExport]
     /// Stores exported services verbatim (numbers, times, checksums) in one transaction and queues
@@ -227,8 +342,17 @@ public protocol VersionStore: Sendable {
     func importAll(_ services: [ServiceExport], audit: AuditRecord) async throws
 }
 
+/// Everything the engine stores, split by concern so each use case names only what it needs.
+public typealias ConfbusStore = VersionStore & OutboxStore & InstanceStore & AuditStore & ArchiveStore
+
 /// The port to the message bus: publishes a service's resolved document, retained, and returns
 /// once the broker has acknowledged it.
 public protocol UpdatePublisher: Sendable {
     func publishUpdate(_ version: StoredVersion) async throws
+    /// A short label for a failure, for `confbus_publish_failures_total{reason}` and the log.
+    func failureReason(_ error: any Error) -> String
+}
+
+extension UpdatePublisher {
+    public func failureReason(_ error: any Error) -> String { "error" }
 }

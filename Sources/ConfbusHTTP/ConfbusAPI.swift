@@ -3,6 +3,7 @@ import ConfbusEngine
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOCore
 import Prometheus
 
 /// The HTTP API of CONTRACT.md §5 that exists so far: pull, history, diff, services, instances,
@@ -33,7 +34,7 @@ public struct ConfbusAPI: Sendable {
         self.registry = registry
     }
 
-    var store: any VersionStore { distributor.store }
+    var store: any ConfbusStore { distributor.store }
     var cache: LiveCache { distributor.cache }
 
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
@@ -263,14 +264,33 @@ public struct ConfbusAPI: Sendable {
     func services(_ request: Request) async throws -> Response {
         try authorizeRead(request, service: nil)
         let counts = (try? await store.instanceCounts()) ?? [:]
-        return Response.json(["services": .array(cache.all.map { v in
+        let invalid = distributor.brokenServices
+        var entries: [ServiceName: JSONValue] = [:]
+        for v in cache.all {
             let c = counts[v.service] ?? (0, 0)
-            return .object([
+            var entry: [String: JSONValue] = [
                 "service": .string(v.service.rawValue), "version": .integer(v.version),
                 "checksum": .string(v.checksum), "updated_at": .string(Timestamp.format(v.createdAt)),
-                "instances": .integer(c.total), "lagging": .integer(c.lagging),
-            ])
-        })], headers: staleHeaders())
+                "instances": .integer(c.total), "lagging": .integer(c.lagging), "state": "ok",
+            ]
+            if let errors = invalid[v.service] { entry["state"] = "invalid"; entry["errors"] = Self.errorList(errors) }
+            entries[v.service] = .object(entry)
+        }
+        // A service whose files are invalid and that has no version yet is listed too.
+        for (service, errors) in invalid where entries[service] == nil {
+            entries[service] = .object(["service": .string(service.rawValue), "version": .null, "state": "invalid",
+                                        "errors": Self.errorList(errors), "instances": .integer(0), "lagging": .integer(0)])
+        }
+        return Response.json(["services": .array(entries.keys.sorted().compactMap { entries[$0] })], headers: staleHeaders())
+    }
+
+    /// Errors as `[{code, message, location?}]`: paths, files, lines and rules, never a value.
+    static func errorList(_ errors: [ConfbusError]) -> JSONValue {
+        .array(errors.map { e in
+            var o: [String: JSONValue] = ["code": .string(e.code.description), "message": .string(e.message)]
+            if let l = e.location { o["location"] = .string(l.description) }
+            return .object(o)
+        })
     }
 
     func instances(_ request: Request, _ context: some RequestContext) async throws -> Response {
@@ -311,13 +331,7 @@ public struct ConfbusAPI: Sendable {
         return Response.json([
             "committed": .array(report.committed.map { JSONValue.object(["service": .string($0.service.rawValue), "version": .integer($0.version)]) }),
             "unchanged": .array(report.unchanged.map { JSONValue.string($0.rawValue) }),
-            "failed": .object(Dictionary(uniqueKeysWithValues: report.failed.map { name, errors in
-                (name.rawValue, JSONValue.array(errors.map { e in
-                    var o: [String: JSONValue] = ["code": .string(e.code.description), "message": .string(e.message)]
-                    if let l = e.location { o["location"] = .string(l.description) }
-                    return .object(o)
-                }))
-            })),
+            "failed": .object(Dictionary(uniqueKeysWithValues: report.failed.map { name, errors in (name.rawValue, Self.errorList(errors)) })),
         ])
     }
 }
@@ -341,7 +355,14 @@ extension ConfbusAPI {
     /// The body as JSON, or as YAML when its content type says so; with its canonical bytes' hash.
     func body(_ request: Request) async throws -> (value: JSONValue, hash: String) {
         var request = request
-        let bytes = Array(try await request.collectBody(upTo: maxBodyBytes).readableBytesView)
+        let bytes: [UInt8]
+        do {
+            bytes = Array(try await request.collectBody(upTo: maxBodyBytes).readableBytesView)
+        } catch is NIOTooManyBytesError {
+            throw Problem(.contentTooLarge, code: "document_too_large", detail: "the body is larger than max_document_bytes (\(maxBodyBytes) bytes)")
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw Problem(.contentTooLarge, code: "document_too_large", detail: "the body is larger than max_document_bytes (\(maxBodyBytes) bytes)")
+        }
         let type = request.headers[.contentType]?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
         let value: JSONValue
         if ["application/yaml", "application/x-yaml", "text/yaml"].contains(type) {
@@ -373,8 +394,16 @@ extension ConfbusAPI {
             }
             return Response.json(try JSONParser().parse(earlier.answer), headers: [HTTPField.Name("Idempotent-Replayed")!: "true"])
         }
-        let result = try await distributor.applyBatch(batch, by: who, idempotencyKey: batch.dryRun ? nil : key, requestHash: hash)
-        return Response.json(result.json)
+        do {
+            let result = try await distributor.applyBatch(batch, by: who, idempotencyKey: batch.dryRun ? nil : key, requestHash: hash)
+            return Response.json(result.json)
+        } catch let replay as IdempotentReplay {
+            // A concurrent request with the same key committed first: its answer, never a second commit.
+            guard replay.requestHash == hash else {
+                throw Problem(.unprocessableContent, code: "idempotency_key_reused", detail: "this Idempotency-Key was used for a different request")
+            }
+            return Response.json(try JSONParser().parse(replay.answer), headers: [HTTPField.Name("Idempotent-Replayed")!: "true"])
+        }
     }
 
     /// `If-Match`: `"<version>"`, the ETag (`"sha256:…"`) or `*`; returns the version it names.

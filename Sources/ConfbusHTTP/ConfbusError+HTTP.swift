@@ -23,10 +23,11 @@ public struct Problem: Error, Sendable {
         let status: HTTPResponse.Status = switch error.code {
         case .invalidName, .badRequest, .invalidJSON, .invalidYAML, .invalidPayload: .badRequest
         case .notFound, .unknownService: .notFound
-        case .schemaViolation, .invalidOverride: .unprocessableContent
+        case .schemaViolation, .invalidOverride, .invalidValue, .invalidSchema, .missingSchema: .unprocessableContent
         case .versionConflict: .preconditionFailed
-        case .alreadyExists: .conflict
-        case .documentTooLarge: .contentTooLarge
+        case .alreadyExists, .requestInFlight: .conflict
+        case .documentTooLarge, .tooLargeToPublish: .contentTooLarge
+        case .rateLimited: .tooManyRequests
         default: .serviceUnavailable
         }
         self.init(status, code: error.code.description, detail: error.message, errors: error.issues)
@@ -82,9 +83,15 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             return Problem(error.status, code: error.status == .notFound ? "not_found" : "http_error",
                            detail: error.body ?? error.status.reasonPhrase).response()
+        } catch is NIOTooManyBytesError {
+            return Problem(.contentTooLarge, code: "document_too_large", detail: "the body is larger than max_document_bytes").response()
         } catch {
-            context.logger.error("request failed", metadata: ["error.type": "\(type(of: error))"])
-            return Problem(.internalServerError, code: "internal", detail: "internal error").response()
+            // What reaches here comes from storage (the driver's errors stay inside its adapter's
+            // types): the database did not answer in time or failed. That is 503, never 500.
+            context.logger.error("request failed on the database", metadata: ["error.type": "\(type(of: error))"])
+            var response = Problem(.serviceUnavailable, code: "store_unavailable", detail: "the database did not answer; retry").response()
+            response.headers[.retryAfter] = "1"
+            return response
         }
     }
 

@@ -8,7 +8,8 @@ import Synchronization
 /// confbus on the bus: publishes committed versions (retained), answers registrations, acks
 /// and health messages, announces its own health, and reconciles the retained
 /// `config/update/#` messages with the database on every (re)connect and every
-/// `reconcileInterval`, republishing whatever the broker lost or holds behind.
+/// `reconcileInterval`. Connection events have their own path (a re-subscribe never waits
+/// behind messages); instance messages go through `InstanceInbox`, concurrent across services.
 public final class MQTTGateway: Service, UpdatePublisher {
     public struct Options: Sendable {
         public var node: String
@@ -28,22 +29,29 @@ public final class MQTTGateway: Service, UpdatePublisher {
     public let topics: TopicCodec
     let distributor: Distributor
     let status: Readiness
+    let relay: RelayStatus
     let options: Options
     let logger: Logger
     let startedAt = Date()
-    /// The newest version seen on each `config/update/<service>`, retained or live.
-    private let seenOnBroker = Mutex<[String: Int]>([:])
+    /// The newest (version, checksum) seen on each `config/update/<service>`, retained or live.
+    private let seenOnBroker = Mutex<[ServiceName: (version: Int, checksum: String)]>([:])
+    /// The invalid services last announced on `config/error/<service>`, with their errors' text.
+    private let announcedInvalid = Mutex<[ServiceName: String]>([:])
     private let counters: GatewayCounters
+    let inbox: InstanceInbox
 
-    public init(client: MosquittoClient, topics: TopicCodec, distributor: Distributor, status: Readiness,
+    public init(client: MosquittoClient, topics: TopicCodec, distributor: Distributor, status: Readiness, relay: RelayStatus,
                 options: Options, counters: GatewayCounters = GatewayCounters(), logger: Logger) {
         self.client = client
         self.topics = topics
         self.distributor = distributor
         self.status = status
+        self.relay = relay
         self.options = options
         self.counters = counters
         self.logger = logger
+        self.inbox = InstanceInbox(client: client, topics: topics, distributor: distributor, readiness: status, counters: counters,
+                                   logger: logger)
     }
 
     public static func willPayload(node: String, startedAt: Date) -> [UInt8] {
@@ -56,7 +64,13 @@ public final class MQTTGateway: Service, UpdatePublisher {
     public func publishUpdate(_ version: StoredVersion) async throws {
         try await client.publish(version.document.serializedBytes(), to: topics.update(version.service), retain: true)
         counters.published.increment()
-        seenOnBroker.withLock { seen in seen[version.service.rawValue] = max(seen[version.service.rawValue] ?? 0, version.version) }
+        seenOnBroker.withLock { seen in
+            if (seen[version.service]?.version ?? 0) <= version.version { seen[version.service] = (version.version, version.checksum) }
+        }
+    }
+
+    public func failureReason(_ error: any Error) -> String {
+        (error as? MQTTError)?.reasonLabel ?? "error"
     }
 
     // MARK: Service
@@ -64,12 +78,14 @@ public final class MQTTGateway: Service, UpdatePublisher {
     public func run() async throws {
         client.start()
         await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.inbox.run() }
             group.addTask { await self.consumeEvents() }
             group.addTask {
                 while !Task.isCancelled {
                     await self.status.changed.wait(timeout: self.options.healthInterval)
                     if Task.isCancelled { return }
                     await self.publishHealth()
+                    await self.announceInvalidServices()
                 }
             }
             group.addTask { await self.periodic(self.options.reconcileInterval) { await self.refreshRetainedAndReconcile() } }
@@ -88,85 +104,56 @@ public final class MQTTGateway: Service, UpdatePublisher {
         }
     }
 
+    /// Connection events are handled here at once; messages are handed to the inbox (bounded,
+    /// ordered per service) or, for our own update topics, recorded for reconcile.
     private func consumeEvents() async {
-        for await event in client.events {
-            if Task.isCancelled { return }
-            switch event {
-            case .connected:
-                status.setMQTT(true)
-                logger.info("connected to the MQTT broker", metadata: ["mqtt.url": "\(client.configuration.url)"])
-                do {
-                    try client.subscribe(topics.subscriptions + [topics.updates])
-                } catch {
-                    logger.error("cannot subscribe", metadata: ["error": "\(error)"])
+        await withDiscardingTaskGroup { group in
+            for await event in client.events {
+                if Task.isCancelled { return }
+                switch event {
+                case .connected(let maximumPacketSize):
+                    distributor.limits.setBrokerMaximumPacketSize(maximumPacketSize)
+                    status.setMQTT(true)
+                    logger.info("connected to the MQTT broker", metadata: ["mqtt.url": "\(client.configuration.url)",
+                                                                           "mqtt.maximum_packet_size": "\(maximumPacketSize.map(String.init) ?? "none")"])
+                    seenOnBroker.withLock { $0.removeAll() }
+                    announcedInvalid.withLock { $0.removeAll() }
+                    do {
+                        try client.subscribe(topics.subscriptions + [topics.updates])
+                    } catch {
+                        logger.error("cannot subscribe", metadata: ["error": "\(error)"])
+                    }
+                    group.addTask { await self.publishHealth() }
+                    group.addTask { await self.reconcileAfterSettle() }
+                    distributor.outboxSignal.signal()
+                case .disconnected(let reason):
+                    status.setMQTT(false)
+                    logger.warning("disconnected from the MQTT broker", metadata: ["mqtt.reason": "\(reason)"])
+                case .message(let topic, let payload, _):
+                    guard let incoming = topics.parse(topic) else { continue }
+                    if case .update(let raw) = incoming {
+                        recordRetained(raw, payload)
+                    } else {
+                        inbox.enqueue(incoming, payload: payload)
+                    }
                 }
-                Task { await self.publishHealth() }
-                Task { await self.reconcileAfterSettle() }
-                distributor.outboxSignal.signal()
-            case .disconnected(let reason):
-                status.setMQTT(false)
-                logger.warning("disconnected from the MQTT broker", metadata: ["mqtt.reason": "\(reason)"])
-            case .message(let topic, let payload, _):
-                await handle(topic: topic, payload: payload)
             }
         }
     }
 
-    func handle(topic: String, payload: [UInt8]) async {
-        guard let incoming = topics.parse(topic) else { return }
-        switch incoming {
-        case .update, .health("_confbus", _): break   // our own and other nodes' announcements
-        default:
-            // Instance messages wait (in order) until the versions are loaded from the database.
-            _ = await status.waitUntilLoaded(timeout: .seconds(30))
-        }
-        switch incoming {
-        case .update(let raw):
-            // Our own publishes and the retained state: remember the newest version per service.
-            guard case .integer(let version)? = (try? JSONParser(maxDepth: 64).parse(payload))?["version"] else { return }
-            seenOnBroker.withLock { seen in seen[raw] = max(seen[raw] ?? 0, version) }
-        case .register(let raw):
-            await answer(raw, kind: "register", instance: Self.instance(in: payload)) { (service: ServiceName) async throws(ConfbusError) in
-                try await self.distributor.register(service, payload: payload)
-            }
-        case .ack(let raw, let instance):
-            await answer(raw, kind: "ack", instance: instance) { (service: ServiceName) async throws(ConfbusError) in
-                try await self.distributor.acknowledge(service, instance: instance, payload: payload)
-            }
-        case .health(let raw, let instance):
-            if raw == "_confbus" { return }   // other nodes' health
-            await answer(raw, kind: "health", instance: instance) { (service: ServiceName) async throws(ConfbusError) in
-                try await self.distributor.health(service, instance: instance, payload: payload)
-            }
-        }
-    }
-
-    /// Runs one message handler; a refusal is counted and answered on `config/error/<service>`
-    /// when the topic names a valid service (else it cannot be answered, only counted).
-    private func answer(_ raw: String, kind: String, instance: String?,
-                        _ body: @Sendable (ServiceName) async throws(ConfbusError) -> Void) async {
-        guard let service = try? ServiceName(validating: raw) else {
-            counters.refused(code: ConfbusError.Code.invalidName.description)
-            logger.debug("ignored a message on a topic with an invalid service name", metadata: ["confbus.kind": "\(kind)"])
+    /// Our own publishes and the retained state: the newest (version, checksum) per valid service
+    /// name; retained messages on names that are not services are ignored.
+    private func recordRetained(_ raw: String, _ payload: [UInt8]) {
+        guard let service = try? ServiceName(validating: raw) else { return }
+        guard let value = try? JSONParser(maxDepth: 64).parse(payload), case .integer(let version)? = value["version"],
+              case .string(let checksum)? = value["checksum"] else {
+            // An empty or unreadable retained message: the broker holds nothing usable for it.
+            seenOnBroker.withLock { $0[service] = (0, "") }
             return
         }
-        do {
-            try await body(service)
-        } catch {
-            counters.refused(code: error.code.description)
-            logger.info("refused a message", metadata: ["confbus.service": "\(service)", "confbus.kind": "\(kind)",
-                                                         "error.code": "\(error.code)", "error": "\(error.message)"])
-            var body: [String: JSONValue] = ["error": .object(["code": .string(error.code.description), "message": .string(error.message)])]
-            if let instance, InstanceMessages.isValidInstanceID(instance) { body["instance"] = .string(instance) }
-            try? await client.publish(JSONValue.object(body).serializedBytes(), to: topics.error(service), retain: false)
+        seenOnBroker.withLock { seen in
+            if (seen[service]?.version ?? 0) <= version { seen[service] = (version, checksum) }
         }
-    }
-
-    /// The instance a registration names, when the payload is readable enough to tell.
-    static func instance(in payload: [UInt8]) -> String? {
-        guard payload.count <= 4096, let value = try? JSONParser(maxDepth: 4).parse(payload),
-              case .string(let instance)? = value["instance"] else { return nil }
-        return instance
     }
 
     // MARK: Health
@@ -174,20 +161,54 @@ public final class MQTTGateway: Service, UpdatePublisher {
     public func publishHealth(offline: Bool = false) async {
         guard client.isConnected else { return }
         let databaseUp = status.database
-        let degraded = !databaseUp || !distributor.brokenServices.isEmpty
-        let payload: JSONValue = .object([
+        let outbox = relay.outbox
+        // The node's own dependencies only: one team's invalid files never degrade it (§6a, P18).
+        let stuck = (outbox.oldestAge ?? 0) > Double(options.reconcileInterval.components.seconds)
+        let degraded = !databaseUp || stuck
+        let invalid = distributor.brokenServices
+        var payload: [String: JSONValue] = [
             "status": .string(offline ? "offline" : (degraded ? "degraded" : "online")),
             "node": .string(options.node),
             "started_at": .string(Timestamp.format(startedAt)),
             "services": .integer(distributor.cache.all.count),
+            "invalid_services": .integer(invalid.count),
             "mqtt": .string(offline ? "disconnected" : "connected"),
             "database": .string(databaseUp ? "connected" : "disconnected"),
+            "outbox_backlog": .integer(outbox.backlog),
+            "oldest_unpublished_age_s": outbox.oldestAge.map { .number(($0 * 10).rounded() / 10) } ?? .integer(0),
+            "relay": .bool(relay.isRelaying),
+            "session_takeovers": .integer(client.sessionTakeovers),
             "timestamp": .string(Timestamp.format(Date())),
-        ])
+        ]
+        if let epoch = relay.lease?.epoch { payload["epoch"] = .integer(Int(epoch)) }
+        if !relay.failing.isEmpty { payload["publish_failures"] = .integer(relay.failing.count) }
         do {
-            try await client.publish(payload.serializedBytes(), to: topics.nodeHealth(options.node), retain: true)
+            try await client.publish(JSONValue.object(payload).serializedBytes(), to: topics.nodeHealth(options.node), retain: true)
         } catch {
             logger.debug("health not published", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// A service whose files turned invalid is told on `config/error/<service>` (once per change
+    /// of its errors), with the file, line and rule, never a value.
+    func announceInvalidServices() async {
+        guard client.isConnected else { return }
+        let invalid = distributor.brokenServices
+        let toSend: [(ServiceName, [ConfbusError])] = announcedInvalid.withLock { announced in
+            var out: [(ServiceName, [ConfbusError])] = []
+            for (service, errors) in invalid {
+                let text = errors.map(\.description).joined(separator: "\n")
+                if announced[service] != text { out.append((service, errors)); announced[service] = text }
+            }
+            for service in announced.keys where invalid[service] == nil { announced[service] = nil }
+            return out
+        }
+        for (service, errors) in toSend {
+            let first = errors.first
+            var error: [String: JSONValue] = ["code": .string(first?.code.description ?? "invalid"),
+                                              "message": .string("the service's files are invalid; its last valid version stays live: \(first?.message ?? "")")]
+            if let location = first?.location { error["location"] = .string(location.description) }
+            try? await client.publish(JSONValue.object(["error": .object(error)]).serializedBytes(), to: topics.error(service), retain: false)
         }
     }
 
@@ -200,7 +221,7 @@ public final class MQTTGateway: Service, UpdatePublisher {
 
     /// Subscribing again makes the broker send every retained update once more.
     private func refreshRetainedAndReconcile() async {
-        guard client.isConnected else { return }
+        guard client.isConnected, relay.isRelaying else { return }
         seenOnBroker.withLock { $0.removeAll() }
         do {
             try client.unsubscribe([topics.updates])
@@ -211,32 +232,33 @@ public final class MQTTGateway: Service, UpdatePublisher {
         await reconcileAfterSettle()
     }
 
-    /// Republishes each service whose retained version is missing or behind the database's latest.
+    /// Queues again, through the relay, every service whose retained (version, checksum) differs
+    /// from the database's latest: missing, behind, ahead, or the same version with another checksum.
     @discardableResult
     public func reconcile() async -> Int {
-        guard client.isConnected else { return 0 }
+        guard client.isConnected, relay.isRelaying else { return 0 }
         let latest: [StoredVersion]
         do {
             latest = try await distributor.store.latestVersions()
         } catch {
-            latest = distributor.cache.all
+            return 0
         }
-        var republished = 0
-        for version in latest {
-            let seen = seenOnBroker.withLock { $0[version.service.rawValue] ?? 0 }
-            guard seen < version.version else { continue }
-            do {
-                try await publishUpdate(version)
-                republished += 1
-            } catch {
-                logger.debug("reconcile publish failed; will retry", metadata: ["confbus.service": "\(version.service)"])
-                break
-            }
+        let seen = seenOnBroker.withLock { $0 }
+        let mismatched = latest.filter { version in
+            guard let held = seen[version.service] else { return true }
+            return held.version != version.version || held.checksum != version.checksum
         }
-        if republished > 0 {
-            counters.reconciled.increment(by: republished)
-            logger.info("republished retained updates the broker was missing", metadata: ["count": "\(republished)"])
+        guard !mismatched.isEmpty else { return 0 }
+        do {
+            try await distributor.store.requeue(mismatched)
+        } catch {
+            logger.debug("reconcile could not queue; will retry", metadata: ["error.type": "\(type(of: error))"])
+            return 0
         }
-        return republished
+        relay.requeued(mismatched.map(\.service))
+        distributor.outboxSignal.signal()
+        counters.reconciled.increment(by: mismatched.count)
+        logger.info("queued retained updates the broker was missing or held differently", metadata: ["count": "\(mismatched.count)"])
+        return mismatched.count
     }
 }

@@ -32,6 +32,19 @@ public enum MQTTError: Error, Sendable, Equatable, CustomStringConvertible {
     case library(code: Int32, message: String)
     case timedOut
     case shutDown
+    /// Larger than the broker's Maximum Packet Size.
+    case tooLarge
+
+    /// A short label for metrics: `refused_0x87`, `timeout`, `not_connected`, `too_large`, `error`.
+    public var reasonLabel: String {
+        switch self {
+        case .refused(let code): "refused_0x\(String(code, radix: 16))"
+        case .timedOut: "timeout"
+        case .notConnected, .shutDown: "not_connected"
+        case .tooLarge: "too_large"
+        case .invalidURL, .library: "error"
+        }
+    }
 
     public var description: String {
         switch self {
@@ -41,6 +54,7 @@ public enum MQTTError: Error, Sendable, Equatable, CustomStringConvertible {
         case .library(let code, let message): "libmosquitto error \(code): \(message)"
         case .timedOut: "the broker did not acknowledge in time"
         case .shutDown: "the MQTT client is shutting down"
+        case .tooLarge: "the message is larger than the broker's maximum packet size"
         }
     }
 }

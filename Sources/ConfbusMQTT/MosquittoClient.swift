@@ -4,7 +4,8 @@ import Logging
 import Synchronization
 
 public enum MQTTEvent: Sendable {
-    case connected
+    /// `maximumPacketSize` is what the broker announced in CONNACK (nil: no limit announced).
+    case connected(maximumPacketSize: Int?)
     case disconnected(reason: Int32)
     case message(topic: String, payload: [UInt8], retained: Bool)
 }
@@ -18,7 +19,10 @@ public final class MosquittoClient: Sendable {
     public struct Configuration: Sendable {
         public var url: MQTTURL
         public var clientID: String
-        public var keepAlive: Int32 = 10
+        /// Seconds (libmosquitto's minimum is 5); a silent broker is noticed after about 1.5 × this.
+        public var keepAlive: Int32 = 5
+        /// Announced in CONNECT as our Maximum Packet Size (nil: none), so the broker never sends more.
+        public var maximumPacketSize: Int?
         public var will: (topic: String, payload: [UInt8], retain: Bool)?
         public var minimumBackoff: Duration = .milliseconds(100)
         public var maximumBackoff: Duration = .seconds(10)
@@ -43,6 +47,13 @@ public final class MosquittoClient: Sendable {
     public let events: AsyncStream<MQTTEvent>
     private let eventSink: AsyncStream<MQTTEvent>.Continuation
     private let tracker = Mutex(PublishTracker<CheckedContinuation<Void, any Error>>())
+    /// Held around every call that uses the handle from outside the network thread, and around
+    /// the re-initialisation between connections, so no publish sees a handle being reset.
+    private let handleLock = Mutex(())
+    /// Which connection this is: a PUBACK belongs to the connection its publish went out on.
+    private let generation = Atomic<Int>(0)
+    private let brokerMaximum = Atomic<Int>(0)
+    private let takeoverCount = Atomic<Int>(0)
     private let connectedFlag = Atomic<Bool>(false)
     private let runningFlag = Atomic<Bool>(false)
     private let finished = Mutex<CheckedContinuation<Void, Never>?>(nil)
@@ -59,6 +70,12 @@ public final class MosquittoClient: Sendable {
         self.logger = logger
         (events, eventSink) = AsyncStream.makeStream(of: MQTTEvent.self, bufferingPolicy: .unbounded)
 
+        try configure()
+    }
+
+    /// Options, credentials, the Last Will and the callbacks: after `mosquitto_new` and after
+    /// every `mosquitto_reinitialise` (which clears them all).
+    private func configure() throws {
         mosquitto_int_option(handle, MOSQ_OPT_PROTOCOL_VERSION, Int32(MQTT_PROTOCOL_V5))
         mosquitto_int_option(handle, MOSQ_OPT_TCP_NODELAY, 1)
         mosquitto_threaded_set(handle, true)
@@ -78,6 +95,36 @@ public final class MosquittoClient: Sendable {
         mosquitto_disconnect_v5_callback_set(handle, onDisconnect)
         mosquitto_publish_v5_callback_set(handle, onPublish)
         mosquitto_message_v5_callback_set(handle, onMessage)
+    }
+
+    /// A fresh session state for the next connection: libmosquitto would otherwise send its own
+    /// in-flight messages again after a reconnect, and an older version could land over a newer
+    /// retained one. Only the relay decides what is sent again.
+    private func resetForNextConnection() {
+        handleLock.withLock { _ in
+            _ = mosquitto_reinitialise(handle, configuration.clientID, true, nil)
+            do {
+                try configure()
+            } catch {
+                logger.error("cannot configure the MQTT client", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// The Maximum Packet Size the broker announced on the current connection.
+    public var brokerMaximumPacketSize: Int? {
+        let n = brokerMaximum.load(ordering: .acquiring)
+        return n > 0 ? n : nil
+    }
+
+    /// How often another client with our id took the session over (reason 0x8E).
+    public var sessionTakeovers: Int { takeoverCount.load(ordering: .relaxed) }
+
+    private func connectProperties() -> OpaquePointer? {
+        guard let maximum = configuration.maximumPacketSize, maximum > 0 else { return nil }
+        var properties: OpaquePointer?
+        mosquitto_property_add_int32(&properties, Int32(MQTT_PROP_MAXIMUM_PACKET_SIZE.rawValue), UInt32(min(maximum, Int(UInt32.max))))
+        return properties
     }
 
     deinit {
@@ -123,10 +170,13 @@ public final class MosquittoClient: Sendable {
         var attempt = 0
         var socketOpen = false
         var everConnected = false
+        var connectedSince: ContinuousClock.Instant?
         while runningFlag.load(ordering: .acquiring) {
             if !socketOpen {
-                let rc = everConnected ? mosquitto_reconnect(handle)
-                    : mosquitto_connect_bind_v5(handle, url.host, Int32(url.port), configuration.keepAlive, nil, nil)
+                if everConnected { resetForNextConnection() }
+                var properties = connectProperties()
+                let rc = mosquitto_connect_bind_v5(handle, url.host, Int32(url.port), configuration.keepAlive, nil, properties)
+                mosquitto_property_free_all(&properties)
                 if rc == MOSQ_ERR_SUCCESS.rawValue {
                     socketOpen = true
                     everConnected = true
@@ -140,9 +190,15 @@ public final class MosquittoClient: Sendable {
                 }
             }
             let rc = mosquitto_loop(handle, 100, 1)
-            if isConnected { attempt = 0 }
+            if isConnected {
+                if connectedSince == nil { connectedSince = .now }
+                // The backoff starts over only after a connection that lasted: a session taken over
+                // again and again (two nodes with one client id) keeps backing off.
+                if let since = connectedSince, ContinuousClock.now - since > .seconds(10) { attempt = 0 }
+            }
             if rc != MOSQ_ERR_SUCCESS.rawValue {
                 socketOpen = false
+                connectedSince = nil
                 connectionLost(reason: rc)
                 if runningFlag.load(ordering: .acquiring) {
                     pause(attempt)
@@ -179,6 +235,8 @@ public final class MosquittoClient: Sendable {
 
     private func connectionLost(reason: Int32) {
         if connectedFlag.exchange(false, ordering: .acquiringAndReleasing) {
+            // Nothing of this connection can be acknowledged any more.
+            handleLock.withLock { _ in _ = generation.wrappingAdd(1, ordering: .acquiringAndReleasing) }
             failPending(MQTTError.notConnected)
             eventSink.yield(.disconnected(reason: reason))
         }
@@ -191,14 +249,18 @@ public final class MosquittoClient: Sendable {
     // MARK: - Operations
 
     public func subscribe(_ filters: [String]) throws {
-        for filter in filters {
-            try Self.check(mosquitto_subscribe_v5(handle, nil, filter, 1, 0, nil))
+        try handleLock.withLock { _ in
+            for filter in filters {
+                try Self.check(mosquitto_subscribe_v5(handle, nil, filter, 1, 0, nil))
+            }
         }
     }
 
     public func unsubscribe(_ filters: [String]) throws {
-        for filter in filters {
-            try Self.check(mosquitto_unsubscribe_v5(handle, nil, filter, nil))
+        try handleLock.withLock { _ in
+            for filter in filters {
+                try Self.check(mosquitto_unsubscribe_v5(handle, nil, filter, nil))
+            }
         }
     }
 
@@ -211,16 +273,23 @@ public final class MosquittoClient: Sendable {
                 try await withTaskCancellationHandler {
                     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                         var messageID: Int32 = 0
-                        let rc = payload.withUnsafeBytes { buffer in
-                            mosquitto_publish_v5(self.handle, &messageID, topic, Int32(buffer.count), buffer.baseAddress, 1, retain, nil)
+                        // Publish and register under the handle lock, so the generation is the one the
+                        // message went out on: an ack of an earlier connection can never complete it.
+                        let (rc, connection) = self.handleLock.withLock { _ -> (Int32, Int) in
+                            guard self.isConnected else { return (MOSQ_ERR_NO_CONN.rawValue, 0) }
+                            let rc = payload.withUnsafeBytes { buffer in
+                                mosquitto_publish_v5(self.handle, &messageID, topic, Int32(buffer.count), buffer.baseAddress, 1, retain, nil)
+                            }
+                            return (rc, self.generation.load(ordering: .acquiring))
                         }
                         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
                             continuation.resume(throwing: rc == MOSQ_ERR_NO_CONN.rawValue ? MQTTError.notConnected
+                                : rc == MOSQ_ERR_OVERSIZE_PACKET.rawValue ? MQTTError.tooLarge
                                 : MQTTError.library(code: rc, message: String(cString: mosquitto_strerror(rc))))
                             return
                         }
                         mid.value.withLock { $0 = messageID }
-                        if let reason = self.tracker.withLock({ $0.register(mid: messageID, continuation) }) {
+                        if let reason = self.tracker.withLock({ $0.register(mid: messageID, generation: connection, continuation) }) {
                             Self.complete(continuation, reason: reason)
                         }
                     }
@@ -249,10 +318,11 @@ public final class MosquittoClient: Sendable {
 
     // MARK: - Callbacks (network thread)
 
-    fileprivate func connected(reason: Int32) {
+    fileprivate func connected(reason: Int32, maximumPacketSize: Int?) {
         if reason == 0 {
+            brokerMaximum.store(maximumPacketSize ?? 0, ordering: .releasing)
             connectedFlag.store(true, ordering: .releasing)
-            eventSink.yield(.connected)
+            eventSink.yield(.connected(maximumPacketSize: maximumPacketSize))
         } else {
             logger.warning("the MQTT broker refused the connection", metadata: ["mqtt.reason": "\(reason)"])
         }
@@ -260,13 +330,15 @@ public final class MosquittoClient: Sendable {
 
     fileprivate func disconnected(reason: Int32) {
         if reason == 0x8E {
+            takeoverCount.wrappingAdd(1, ordering: .relaxed)
             logger.error("MQTT session taken over: another client uses the id \(configuration.clientID)")
         }
         connectionLost(reason: reason)
     }
 
     fileprivate func published(mid: Int32, reason: Int32) {
-        if let continuation = tracker.withLock({ $0.acknowledge(mid: mid, reason: reason) }) {
+        let connection = generation.load(ordering: .acquiring)
+        if let continuation = tracker.withLock({ $0.acknowledge(mid: mid, generation: connection, reason: reason) }) {
             Self.complete(continuation, reason: reason)
         }
     }
@@ -281,8 +353,10 @@ private func client(_ obj: UnsafeMutableRawPointer?) -> MosquittoClient? {
     return Unmanaged<MosquittoClient>.fromOpaque(obj).takeUnretainedValue()
 }
 
-private let onConnect: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32, Int32, OpaquePointer?) -> Void = { _, obj, rc, _, _ in
-    client(obj)?.connected(reason: rc)
+private let onConnect: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32, Int32, OpaquePointer?) -> Void = { _, obj, rc, _, properties in
+    var maximum: UInt32 = 0
+    let announced = properties.flatMap { mosquitto_property_read_int32($0, Int32(MQTT_PROP_MAXIMUM_PACKET_SIZE.rawValue), &maximum, false) } != nil
+    client(obj)?.connected(reason: rc, maximumPacketSize: announced && maximum > 0 ? Int(maximum) : nil)
 }
 
 private let onDisconnect: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32, OpaquePointer?) -> Void = { _, obj, rc, _ in

@@ -86,6 +86,20 @@ public enum Migrations {
             )
             """,
         ]),
+        (4, [
+            // The relay lease (RELIABILITY P21): one row, one holder, an epoch that grows on every takeover.
+            """
+            CREATE TABLE relay_lease (
+                id integer PRIMARY KEY CHECK (id = 1),
+                holder text NOT NULL,
+                epoch bigint NOT NULL,
+                expires_at timestamptz NOT NULL
+            )
+            """,
+            "ALTER TABLE services ADD COLUMN published_version integer NOT NULL DEFAULT 0",
+            "ALTER TABLE services ADD COLUMN publisher_epoch bigint NOT NULL DEFAULT 0",
+            "CREATE INDEX instances_last_seen ON instances (last_seen)",
+        ]),
     ]
 
     public static var latestVersion: Int { steps.last?.version ?? 0 }

@@ -35,35 +35,25 @@ public struct PostgresVersionStore: VersionStore {
                              createdAt: createdAt, environment: environment, batchID: batchID)
     }
 
-    public func commit(_ new: NewVersion) async throws -> CommitOutcome {
+    public func commit(_ request: CommitRequest) async throws -> [CommitOutcome] {
         try failpoints.hit("before_commit")
-        let outcome = try await client.withTransaction(logger: logger) { connection in
-            let outcome = try await Self.commitOne(PlannedChange(version: new, overrideLayer: nil), on: connection, logger: logger)
-            if case .committed(let v) = outcome {
-                // Versions made from the files (start-up, reload, SIGHUP, first registration) are audited too.
-                try await Self.insertAudit(AuditRecord(actor: new.author, requestID: "files", action: "files", outcome: "accepted",
-                                                       services: [v.service.rawValue],
-                                                       changes: [["service": .string(v.service.rawValue), "old_version": .integer(v.version - 1),
-                                                                  "new_version": .integer(v.version), "checksum": .string(v.checksum)]],
-                                                       reason: new.reason), on: connection, logger: logger)
-            }
-            return outcome
-        }
-        if case .committed = outcome { try failpoints.hit("after_commit") }
-        return outcome
-    }
-
-    public func apply(_ changes: [PlannedChange], audit: AuditRecord, idempotency: IdempotencyRecord?) async throws -> [CommitOutcome] {
-        try failpoints.hit("before_commit")
-        // Rows are locked in name order, so two batches over the same services cannot deadlock.
-        let ordered = changes.enumerated().sorted { $0.element.version.service < $1.element.version.service }
         let outcomes: [CommitOutcome] = try await Self.unwrapping { try await client.withTransaction(logger: logger) { connection in
-            var results = [CommitOutcome?](repeating: nil, count: changes.count)
-            for (index, change) in ordered {
-                results[index] = try await Self.commitOne(change, on: connection, logger: logger)
+            if let idempotency = request.idempotency {
+                // A second request with the same key waits here for the first to end, then finds its answer.
+                try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(idempotency.key), 0))", logger: logger)
+                for try await (hash, answer) in try await connection.query(
+                    "SELECT request_hash, answer FROM idempotency_keys WHERE key = \(idempotency.key)", logger: logger).decode((String, String).self) {
+                    throw IdempotentReplay(requestHash: hash, answer: answer)
+                }
             }
-            var record = audit
-            record.changes = .array(results.compactMap { $0 }.map { outcome in
+            let bases = try await Self.lockBases(request.services, on: connection, logger: logger)
+            let changes = try request.plan(bases)
+            var outcomes: [CommitOutcome] = []
+            for (change, base) in zip(changes, bases) {
+                outcomes.append(try await Self.commitOne(change, base: base, on: connection, logger: logger))
+            }
+            var record = request.audit
+            record.changes = .array(outcomes.map { outcome in
                 switch outcome {
                 case .committed(let v): ["service": .string(v.service.rawValue), "new_version": .integer(v.version),
                                          "old_version": .integer(v.version - 1), "checksum": .string(v.checksum)]
@@ -71,9 +61,11 @@ public struct PostgresVersionStore: VersionStore {
                                          "new_version": .integer(v.version), "checksum": .string(v.checksum)]
                 }
             })
-            try await Self.insertAudit(record, on: connection, logger: logger)
-            let outcomes = results.compactMap { $0 }
-            if let idempotency {
+            // Versions made from the files are audited only when they make a version.
+            if record.action != "files" || outcomes.contains(where: \.isCommitted) {
+                try await Self.insertAudit(record, on: connection, logger: logger)
+            }
+            if let idempotency = request.idempotency {
                 let answer = idempotency.answer(outcomes)
                 try await connection.query("""
                     INSERT INTO idempotency_keys (key, request_hash, answer) VALUES (\(idempotency.key), \(idempotency.requestHash), \(answer))
@@ -81,45 +73,51 @@ public struct PostgresVersionStore: VersionStore {
             }
             return outcomes
         } }
-        if outcomes.contains(where: { if case .committed = $0 { true } else { false } }) { try failpoints.hit("after_commit") }
+        if outcomes.contains(where: \.isCommitted) { try failpoints.hit("after_commit") }
         return outcomes
     }
 
-    /// A refusal raised inside a transaction (a version conflict) reaches the caller as itself,
-    /// not wrapped in the driver's transaction error.
+    /// A refusal raised inside a transaction (a version conflict, a validation failure, an
+    /// idempotent replay) reaches the caller as itself, not wrapped in the driver's error.
     static func unwrapping<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as PostgresTransactionError {
             if let refusal = error.closureError as? ConfbusError { throw refusal }
+            if let replay = error.closureError as? IdempotentReplay { throw replay }
             throw error
         }
     }
 
-    /// One service's change inside the caller's transaction.
-    static func commitOne(_ change: PlannedChange, on connection: PostgresConnection, logger: Logger) async throws -> CommitOutcome {
+    /// Creates the services' rows if needed and locks them in name order (so two commits over
+    /// the same services cannot deadlock); returns their bases in the order asked.
+    static func lockBases(_ services: [ServiceName], on connection: PostgresConnection, logger: Logger) async throws -> [CommitBase] {
+        let names = services.map(\.rawValue).sorted()
+        try await connection.query("""
+            INSERT INTO services (name) SELECT unnest(\(names)::text[]) ORDER BY 1 ON CONFLICT (name) DO NOTHING
+            """, logger: logger)
+        var found: [String: CommitBase] = [:]
+        for try await (name, latest, checksum, layer) in try await connection.query("""
+            SELECT name, latest_version, latest_checksum, override_layer FROM services
+            WHERE name = ANY(\(names)::text[]) ORDER BY name FOR UPDATE
+            """, logger: logger).decode((String, Int, String?, String?).self) {
+            let service = try ServiceName(validating: name)
+            found[name] = CommitBase(service: service, latestVersion: latest, latestChecksum: latest > 0 ? checksum : nil,
+                                     overrideLayer: try layer.map { try JSONParser().parse($0) })
+        }
+        return services.map { found[$0.rawValue] ?? CommitBase(service: $0, latestVersion: 0, latestChecksum: nil, overrideLayer: nil) }
+    }
+
+    /// One service's change inside the caller's transaction, its row already locked.
+    static func commitOne(_ change: PlannedChange, base: CommitBase, on connection: PostgresConnection, logger: Logger) async throws -> CommitOutcome {
         let new = change.version
         let name = new.service.rawValue
         let checksum = new.checksum
-        // One statement creates the row if needed and locks it (an upsert takes the row lock).
-        var latest = 0
-        var latestChecksum: String?
-        for try await (v, c) in try await connection.query("""
-            INSERT INTO services (name) VALUES (\(name))
-            ON CONFLICT (name) DO UPDATE SET name = excluded.name
-            RETURNING latest_version, latest_checksum
-            """, logger: logger).decode((Int, String?).self) {
-            latest = v
-            latestChecksum = c
-        }
-        if let expected = change.expectedVersion, expected != latest {
-            throw ConfbusError(code: .versionConflict, service: name,
-                               message: "\(name) is at version \(latest), not \(expected) as If-Match expects")
-        }
+        let latest = base.latestVersion
         let layerText: String?? = change.overrideLayer.map { layer in
             layer.isNull || layer == .object([:]) ? nil : layer.serialized(.canonical)
         }
-        if latestChecksum == checksum, latest > 0 {
+        if base.latestChecksum == checksum, latest > 0 {
             if let layerText {
                 try await connection.query("UPDATE services SET override_layer = \(layerText) WHERE name = \(name)", logger: logger)
             }
@@ -132,7 +130,7 @@ public struct PostgresVersionStore: VersionStore {
         let config = new.config.serialized(.canonical)
         let layers = new.layers.isNull ? nil : new.layers.serialized(.canonical)
         // The service row first (latest version, and the new layer when one is given), then the version
-        // with that layer, then the outbox row and the notification: four statements per service.
+        // with that layer, then the outbox row and the notification.
         let keepLayer = layerText == nil
         let newLayer: String? = layerText ?? nil
         try await connection.query("""
@@ -245,46 +243,6 @@ public struct PostgresVersionStore: VersionStore {
 
     private func versions(_ query: PostgresQuery) async throws -> [StoredVersion] {
         try await client.query(query, logger: logger).collect().map(Self.decodeVersion)
-    }
-
-    public func drainOutbox(limit: Int, publish: @Sendable (StoredVersion) async throws -> Void) async throws -> Int {
-        let (count, failure): (Int, (any Error)?) = try await client.withTransaction(logger: logger) { connection in
-            // One node drains at a time, so each service's versions go out in commit order.
-            var locked = false
-            for try await got in try await connection.query("SELECT pg_try_advisory_xact_lock(\(Self.drainLockKey))", logger: logger).decode(Bool.self) {
-                locked = got
-            }
-            guard locked else { return (0, nil) }
-            let rows = try await connection.query("""
-                SELECT \(unescaped: Self.qualifiedColumns), o.id
-                FROM outbox o JOIN config_versions v ON v.service = o.service AND v.version = o.version
-                ORDER BY o.id LIMIT \(limit)
-                """, logger: logger).collect()
-            var published = 0
-            for row in rows {
-                let stored = try Self.decodeVersion(row)
-                let id = try row.makeRandomAccess()[Self.columnCount].decode(Int64.self)
-                do {
-                    try failpoints.hit("before_publish")
-                    try await publish(stored)
-                    try failpoints.hit("after_publish_before_mark")
-                } catch {
-                    // Keep what went out marked; the rest stays queued.
-                    return (published, error)
-                }
-                try await connection.query("DELETE FROM outbox WHERE id = \(id)", logger: logger)
-                published += 1
-            }
-            return (published, nil)
-        }
-        if let failure { throw failure }
-        return count
-    }
-
-    public func outboxDepth() async throws -> Int {
-        var depth = 0
-        for try await n in try await client.query("SELECT count(*)::integer FROM outbox", logger: logger).decode(Int.self) { depth = n }
-        return depth
     }
 
     public func recordRegistration(_ service: ServiceName, instance: String) async throws {

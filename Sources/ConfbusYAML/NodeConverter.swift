@@ -22,6 +22,31 @@ struct NodeConverter {
                      location: SourceLocation(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1))
     }
 
+    /// Counts the values `node` expands to, following aliases, without building anything: an
+    /// alias shares the anchored node, so the graph stays small while its expansion may be huge.
+    /// Stops as soon as the count passes `limit` (or the nesting passes `maxDepth`, which the
+    /// conversion then reports), so the billion-laughs file is refused in microseconds and in
+    /// no memory beyond the parse itself.
+    static func expansion(of node: Node, limit: Int, maxDepth: Int) -> Int {
+        var count = 0
+        func visit(_ node: Node, depth: Int) -> Bool {
+            count += 1
+            if count > limit || depth > maxDepth { return false }
+            switch node {
+            case .scalar, .alias:
+                return true
+            case .sequence(let sequence):
+                for child in sequence where !visit(child, depth: depth + 1) { return false }
+                return true
+            case .mapping(let mapping):
+                for (key, value) in mapping where !visit(key, depth: depth + 1) || !visit(value, depth: depth + 1) { return false }
+                return true
+            }
+        }
+        _ = visit(node, depth: 0)
+        return count
+    }
+
     mutating func convert(_ node: Node, pointer: JSONPointer, depth: Int) throws(ConfbusError) -> JSONValue {
         nodes += 1
         if nodes > limits.maxNodes {

@@ -25,7 +25,7 @@ public struct YAMLLoader: Sendable {
         /// Most values a document may expand to once aliases are followed.
         public var maxNodes: Int
 
-        public init(maxDocumentBytes: Int = 1 << 20, maxDepth: Int = 64, maxNodes: Int = 1_000_000) {
+        public init(maxDocumentBytes: Int = 1 << 20, maxDepth: Int = 64, maxNodes: Int = 100_000) {
             self.maxDocumentBytes = maxDocumentBytes
             self.maxDepth = maxDepth
             self.maxNodes = maxNodes
@@ -67,12 +67,20 @@ public struct YAMLLoader: Sendable {
             let parser = try Parser(yaml: text, resolver: .basic, constructor: .default, encoding: .utf8)
             root = try parser.singleRoot()
         } catch let error as YamlError {
+            if case .duplicatedKeysInMapping(let duplicates, let context) = error, let key = duplicates.first,
+               let (line, column) = Self.secondDefinition(of: key, in: text, after: context.mark) {
+                throw fail("duplicate key \"\(key)\" in mapping (defined again here)", line, column)
+            }
             throw Self.convert(error, file: file)
         } catch {
             throw fail("cannot parse YAML: \(error)")
         }
         guard let root else {
             return YAMLDocument(value: requireMapping ? .object([:]) : .null)
+        }
+        if NodeConverter.expansion(of: root, limit: limits.maxNodes, maxDepth: limits.maxDepth) > limits.maxNodes {
+            throw fail("document expands to more than \(limits.maxNodes) values (aliases expand past the limit)",
+                       root.mark?.line ?? 1, root.mark?.column ?? 1)
         }
         var converter = NodeConverter(file: file, limits: limits)
         let value = try converter.convert(root, pointer: .root, depth: 0)
@@ -90,6 +98,34 @@ public struct YAMLLoader: Sendable {
     /// Reads one YAML scalar or flow collection, as an override variable's value is read.
     public func loadValue(_ text: String, source: String) throws(ConfbusError) -> JSONValue {
         try load(bytes: Array(text.utf8), file: source, requireMapping: false).value
+    }
+
+    /// Where a duplicated block-mapping key is written the second time: the next line, after the
+    /// first definition, that holds the same key at the same indentation. Yams names only the
+    /// first definition; the duplicate is what the author must change.
+    static func secondDefinition(of key: String, in text: String, after first: Mark) -> (Int, Int)? {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        func keyColumn(_ line: Substring) -> Int? {
+            let indent = line.prefix { $0 == " " }.count
+            let rest = line.dropFirst(indent)
+            for spelling in [key, "\"\(key)\"", "'\(key)'"] where rest.hasPrefix(spelling) {
+                let after = rest.dropFirst(spelling.count).drop { $0 == " " }
+                if after.hasPrefix(":") { return indent + 1 }
+            }
+            return nil
+        }
+        var firstLine: Int?
+        var firstColumn: Int?
+        for (index, line) in lines.enumerated() where index + 1 >= max(1, first.line) {
+            guard let column = keyColumn(line) else { continue }
+            if firstLine == nil {
+                firstLine = index + 1
+                firstColumn = column
+            } else if column == firstColumn {
+                return (index + 1, column)
+            }
+        }
+        return nil
     }
 
     static func position(ofFirstInvalidUTF8In bytes: [UInt8]) -> (Int, Int) {

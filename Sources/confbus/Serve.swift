@@ -25,6 +25,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "This node's id (client id and health topic).") var nodeId: String?
     @Option(help: "Seconds, or a number with ms, s or m.") var healthInterval: String?
     @Option(help: "Seconds, or a number with ms, s or m.") var reconcileInterval: String?
+    @Option(help: "How long an instance may stay silent before it is forgotten (default 24h: 86400s).") var instanceTTL: String?
     @Option(help: "Comma-separated name=secret entries.") var adminTokens: String?
     @Option(help: "Comma-separated name[:svc|svc]=secret entries.") var readTokens: String?
     @Option(help: "Largest document, HTTP body or MQTT payload, in bytes.") var maxDocumentBytes: Int?
@@ -38,7 +39,7 @@ struct Serve: AsyncParsableCommand {
         let options: [(String, String?)] = [
             ("database_url", databaseURL), ("mqtt_url", mqttURL), ("environment", self.environment), ("http_host", httpHost),
             ("http_port", httpPort.map(String.init)), ("topic_prefix", topicPrefix), ("node_id", nodeId),
-            ("health_interval", healthInterval), ("reconcile_interval", reconcileInterval), ("admin_tokens", adminTokens),
+            ("health_interval", healthInterval), ("reconcile_interval", reconcileInterval), ("instance_ttl", instanceTTL), ("admin_tokens", adminTokens),
             ("read_tokens", readTokens), ("max_document_bytes", maxDocumentBytes.map(String.init)),
             ("allow_schemaless", allowSchemaless ? "true" : nil), ("log_level", logLevel), ("log_format", logFormat),
         ]

@@ -449,7 +449,7 @@ struct ReplicaTests {
     }
 
     @Test(.timeLimit(.minutes(2)))
-    func sighupReloadsAndBrokenFilesMakeTheNodeDegraded() async throws {
+    func sighupReloadsAndBrokenFilesAreReportedWithoutDegradingTheNode() async throws {
         let broker = try #require(TestServers.mqttURL)
         let tree = try Harness.copyOfExampleTree()
         let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: broker)
@@ -459,6 +459,7 @@ struct ReplicaTests {
         defer { Task { await probe.shutdown() } }
         let health = "\(confbus.prefix)/health/_confbus/\(confbus.node)"
         try probe.subscribe(confbus.topic("update", "feature-flags"))
+        try probe.subscribe(confbus.topic("error", "feature-flags"))
         try probe.subscribe(health)
 
         let file = tree.appendingPathComponent("services/feature-flags/development.yaml")
@@ -470,8 +471,18 @@ struct ReplicaTests {
 
         try "flags: {bad_flag: {enabled: maybe}}\n".write(to: file, atomically: true, encoding: .utf8)
         kill(try #require(confbus.process).processIdentifier, SIGHUP)
-        let degraded = try await probe.waitFor(health) { $0.json?["status"] == .string("degraded") }
-        #expect(degraded.json?["database"] == .string("connected"))
+        // One team's typo is that service's problem (§6a, P18): counted and reported, the node stays online.
+        let reported = try await probe.waitFor(health) { $0.json?["invalid_services"] == .integer(1) }
+        #expect(reported.json?["status"] == .string("online"))
+        #expect(reported.json?["database"] == .string("connected"))
+        let error = try await probe.waitFor(confbus.topic("error", "feature-flags"))
+        #expect(error.json?["error"]?["location"]?.stringValue?.contains("development.yaml") == true)
+        #expect(!String(decoding: error.payload, as: UTF8.self).contains("maybe"))
         #expect(try await confbus.get("/v1/config/feature-flags").json?["version"] == .integer(2))
+        let listed = try await confbus.get("/v1/services").json?["services"]?.arrayValue ?? []
+        let entry = listed.first { $0["service"] == .string("feature-flags") }
+        #expect(entry?["state"] == .string("invalid"))
+        #expect(entry?["errors"]?.arrayValue?.isEmpty == false)
+        #expect(listed.first { $0["service"] == .string("billing-api") }?["state"] == .string("ok"))
     }
 }

@@ -119,12 +119,15 @@ final class Broker: @unchecked Sendable {
     let port: Int
     let directory: URL
     let persistence: Bool
+    /// More mosquitto.conf lines (an ACL, a max_packet_size).
+    let extra: String
     private var process: Process?
 
-    init(persistence: Bool = false) throws {
+    init(persistence: Bool = false, extra: String = "") throws {
         port = try Harness.freePort()
         directory = try Harness.temporaryDirectory("broker")
         self.persistence = persistence
+        self.extra = extra
         if getuid() == 0 { chown(directory.path, mosquittoUID(), 0) }
     }
 
@@ -139,6 +142,7 @@ final class Broker: @unchecked Sendable {
             persistence_location \(directory.path)/
             max_queued_messages 100000
             set_tcp_nodelay true
+            \(extra)
             """.write(to: conf, atomically: true, encoding: .utf8)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: FileManager.default.isExecutableFile(atPath: "/usr/sbin/mosquitto") ? "/usr/sbin/mosquitto" : "/usr/bin/mosquitto")

@@ -5,24 +5,34 @@ import Testing
 struct PublishTrackerTests {
     @Test func ackAfterRegistrationResumesTheWaiter() {
         var tracker = PublishTracker<String>()
-        #expect(tracker.register(mid: 1, "waiter-1") == nil)
-        #expect(tracker.acknowledge(mid: 1, reason: 0) == "waiter-1")
+        #expect(tracker.register(mid: 1, generation: 0, "waiter-1") == nil)
+        #expect(tracker.acknowledge(mid: 1, generation: 0, reason: 0) == "waiter-1")
         #expect(tracker.count == 0)
     }
 
     @Test func anAckThatRacesAheadIsKeptForItsPublisher() {
         var tracker = PublishTracker<String>()
-        #expect(tracker.acknowledge(mid: 7, reason: 0x87) == nil)
-        #expect(tracker.register(mid: 7, "late") == 0x87)
+        #expect(tracker.acknowledge(mid: 7, generation: 3, reason: 0x87) == nil)
+        #expect(tracker.register(mid: 7, generation: 3, "late") == 0x87)
         #expect(tracker.count == 0)
     }
 
     @Test func disconnectFailsEveryWaiter() {
         var tracker = PublishTracker<String>()
-        _ = tracker.register(mid: 1, "a")
-        _ = tracker.register(mid: 2, "b")
+        _ = tracker.register(mid: 1, generation: 0, "a")
+        _ = tracker.register(mid: 2, generation: 0, "b")
         #expect(Set(tracker.removeAll()) == ["a", "b"])
-        #expect(tracker.acknowledge(mid: 1, reason: 0) == nil)
+        #expect(tracker.acknowledge(mid: 1, generation: 0, reason: 0) == nil)
+    }
+
+    /// Message ids start again on every connection (and wrap at 65,535): an ack that belongs to an
+    /// earlier connection must not complete a later publish that happens to have the same id.
+    @Test func anEarlierConnectionsAckNeverCompletesALaterPublish() {
+        var tracker = PublishTracker<String>()
+        #expect(tracker.acknowledge(mid: 1, generation: 1, reason: 0) == nil)   // a stale ack, kept as early for generation 1
+        #expect(tracker.register(mid: 1, generation: 2, "new") == nil)          // generation 2's publish is not completed by it
+        #expect(tracker.acknowledge(mid: 1, generation: 1, reason: 0) == nil)
+        #expect(tracker.acknowledge(mid: 1, generation: 2, reason: 0x10) == "new")
     }
 }
 

@@ -1,5 +1,6 @@
 import ConfbusCore
 import ConfbusYAML
+import Foundation
 import Testing
 
 struct YAMLLoaderTests {
@@ -88,7 +89,8 @@ struct YAMLLoaderTests {
     /// Each bad input names the file, line and column, with a message that says what is wrong.
     @Test(arguments: [
         ("a: [1, 2\n", 2, "did not find expected"),
-        ("a: 1\nb: 2\na: 3\n", 1, "duplicate key \"a\""),
+        ("a: 1\nb: 2\na: 3\n", 3, "duplicate key \"a\""),
+        ("outer:\n  x: 1\n  y:\n    x: 2\n  x: 3\n", 5, "duplicate key \"x\""),
         ("[1, 2]: x\n", 1, "mapping keys must be strings"),
         ("1: x\n", 1, "mapping keys must be strings"),
         ("? {a: 1}\n: x\n", 1, "mapping keys must be strings"),
@@ -153,6 +155,31 @@ struct YAMLLoaderTests {
         let error = try #require(failure(yaml, limits: .init(maxNodes: 100_000)))
         #expect(clock.now - started < .seconds(5))
         #expect(error.message.contains("aliases expand past the limit"))
+    }
+
+    /// The same document with the default limits: refused on the node graph before any JSON is
+    /// built, so it costs neither time nor memory (the bound the issue sets is 0.5 s and 64 MB).
+    @Test(.timeLimit(.minutes(1)))
+    func billionLaughsWithDefaultLimitsIsCheap() throws {
+        var yaml = "a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
+        for level in 1...9 {
+            yaml += "a\(level): &a\(level) [\(Array(repeating: "*a\(level - 1)", count: 10).joined(separator: ","))]\n"
+        }
+        let clock = ContinuousClock()
+        let started = clock.now
+        let residentBefore = Self.residentKilobytes()
+        let error = try #require(failure(yaml))
+        let elapsed = clock.now - started
+        #expect(elapsed < .milliseconds(500), "took \(elapsed)")
+        #expect(Self.residentKilobytes() - residentBefore < 64 * 1024)
+        #expect(error.message.contains("aliases expand past the limit"))
+    }
+
+    /// VmRSS of this process, from /proc.
+    static func residentKilobytes() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
     }
 
     @Test func smallAliasesStillWork() throws {

@@ -1,0 +1,107 @@
+import ConfbusCore
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Brings the distributor up whenever the database is reachable, and keeps watching: migrations,
+/// the live cache, the first reload of the tree, ready; then a probe every `probeInterval`
+/// (bounded by `probeTimeout`) that marks the database up or down for `/readyz`, the health
+/// topic and `Confbus-Stale`, a periodic refresh of the cache under LISTEN, and the expiry of
+/// silent instances. confbus starts without a database and catches up when it appears.
+public struct Startup: Service {
+    public struct Options: Sendable {
+        public var probeInterval: Duration = .seconds(1)
+        public var probeTimeout: Duration = .seconds(2)
+        public var refreshInterval: Duration
+        public var instanceTTL: Duration
+
+        public init(refreshInterval: Duration, instanceTTL: Duration = .seconds(86_400)) {
+            self.refreshInterval = refreshInterval
+            self.instanceTTL = instanceTTL
+        }
+    }
+
+    let distributor: Distributor
+    let readiness: Readiness
+    let options: Options
+    let probe: @Sendable () async throws -> Void
+    let migrate: @Sendable () async throws -> Void
+    let logger: Logger
+
+    public init(distributor: Distributor, readiness: Readiness, options: Options, logger: Logger,
+                probe: @escaping @Sendable () async throws -> Void, migrate: @escaping @Sendable () async throws -> Void) {
+        self.distributor = distributor
+        self.readiness = readiness
+        self.options = options
+        self.probe = probe
+        self.migrate = migrate
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await supervise() }
+    }
+
+    private func supervise() async {
+        var started = false
+        var sinceRefresh = ContinuousClock.now
+        while !Task.isCancelled {
+            let up = await Self.succeeds(within: options.probeTimeout, probe)
+            if up != readiness.database {
+                if up { logger.info("database reachable") } else { logger.warning("database unreachable") }
+            }
+            readiness.setDatabase(up)
+            if up {
+                do {
+                    if !started {
+                        try await migrate()
+                        try await distributor.loadCache()
+                        let report = try await distributor.reload(reason: "start-up")
+                        logger.info("start-up reload", metadata: ["committed": "\(report.committed.count)", "unchanged": "\(report.unchanged.count)",
+                                                                  "invalid": "\(report.failed.count)"])
+                        distributor.outboxSignal.signal()
+                        readiness.setLoaded()
+                        started = true
+                        sinceRefresh = .now
+                    } else if ContinuousClock.now - sinceRefresh > options.refreshInterval {
+                        // A safety net under LISTEN/NOTIFY: pick up other nodes' commits.
+                        try await distributor.loadCache()
+                        let expired = try await distributor.store.expireInstances(olderThan: options.instanceTTL)
+                        if expired > 0 { logger.info("forgot silent instances", metadata: ["count": "\(expired)"]) }
+                        sinceRefresh = .now
+                    }
+                } catch {
+                    logger.error("start-up against the database failed; retrying", metadata: ["error": "\(String(reflecting: error).prefix(500))"])
+                }
+            }
+            try? await Task.sleep(for: options.probeInterval)
+        }
+    }
+
+    /// Whether `operation` succeeds within `timeout`. A driver call that hangs (a stopped server,
+    /// a pool waiting for a connection) is abandoned, not waited for, so the answer comes in time.
+    static func succeeds(within timeout: Duration, _ operation: @escaping @Sendable () async throws -> Void) async -> Bool {
+        let slot = ContinuationSlot()
+        return await withCheckedContinuation { continuation in
+            slot.value.withLock { $0 = continuation }
+            let work = Task {
+                let ok = (try? await operation()) != nil
+                slot.resume(ok)
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                work.cancel()
+                slot.resume(false)
+            }
+        }
+    }
+}
+
+/// The one continuation of `Startup.succeeds`, resumed by whichever of its two tasks ends first.
+private final class ContinuationSlot: Sendable {
+    let value = Mutex<CheckedContinuation<Bool, Never>?>(nil)
+
+    func resume(_ result: Bool) {
+        value.withLock { $0.take() }?.resume(returning: result)
+    }
+}

@@ -1,0 +1,42 @@
+import ConfbusCore
+import ConfbusEngine
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+
+/// Listens for other nodes' commits (`pg_notify` in the commit transaction) and loads them into
+/// the live cache, so pull is never staler than the last commit this node saw. Notifications
+/// are only a wake-up: the supervisor's periodic refresh covers any that are lost.
+public struct VersionListener: Service {
+    let client: PostgresClient
+    let distributor: Distributor
+    let logger: Logger
+
+    public init(client: PostgresClient, distributor: Distributor, logger: Logger) {
+        self.client = client
+        self.distributor = distributor
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    try await client.withConnection { connection in
+                        for try await notification in try await connection.listen(PostgresVersionStore.notificationChannel) {
+                            guard let colon = notification.payload.lastIndex(of: ":"),
+                                  let service = try? ServiceName(validating: String(notification.payload[..<colon]))
+                            else { continue }
+                            if let latest = try await distributor.store.latest(service) {
+                                distributor.cache.offer(latest)
+                            }
+                        }
+                    }
+                } catch {
+                    logger.debug("LISTEN connection lost; reconnecting", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+}
