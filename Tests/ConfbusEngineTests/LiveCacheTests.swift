@@ -17,13 +17,16 @@ struct LiveCacheTests {
         #expect(cache.latest(try ServiceName(validating: "billing"))?.version == 2)
     }
 
-    @Test func aWaiterWakesOnANewerVersion() async throws {
+    /// Under `make test` the two cores are shared with a dozen servers starting at once, so the
+    /// waiter may take seconds to register: the test waits for it (bounded by its time limit),
+    /// not for a fixed few seconds.
+    @Test(.timeLimit(.minutes(2)))
+    func aWaiterWakesOnANewerVersion() async throws {
         let cache = LiveCache()
         cache.offer(try version(1))
         let name = try ServiceName(validating: "billing")
-        async let waited = cache.wait(for: name, after: 1, timeout: .seconds(10))
-        let deadline = ContinuousClock.now + .seconds(10)
-        while cache.waiterCount < 1 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        async let waited = cache.wait(for: name, after: 1, timeout: .seconds(90))
+        while cache.waiterCount < 1 { try await Task.sleep(for: .milliseconds(10)) }
         #expect(cache.waiterCount == 1)
         cache.offer(try version(2))
         #expect(await waited?.version == 2)
