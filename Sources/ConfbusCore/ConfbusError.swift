@@ -71,6 +71,12 @@ public struct ConfbusError: Error, Hashable, Sendable, CustomStringConvertible {
         self.issues = issues
     }
 
+    /// The issues, or one at the root holding the message when there are none: what an answer
+    /// lists under `errors` for this error.
+    public var locatedIssues: [ValidationIssue] {
+        issues.isEmpty ? [ValidationIssue(instancePath: .root, keywordPath: .root, message: message)] : issues
+    }
+
     public var description: String {
         var parts: [String] = []
         if let service { parts.append(service) }

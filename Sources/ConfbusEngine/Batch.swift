@@ -1,5 +1,4 @@
 import ConfbusCore
-import Dispatch
 import Foundation
 import Synchronization
 
@@ -139,15 +138,9 @@ extension Distributor {
                 BatchResult(batchID: batchID, dryRun: false, items: Self.settle(planned.withLock { $0 }, outcomes)).json.serialized(.canonical)
             }
         }
-        do {
-            let outcomes = try await commit(CommitRequest(services: services, audit: audit, idempotency: idempotency, plan: plan))
+        return try await refusingAudited(audit) {
+            let outcomes = try await self.commit(CommitRequest(services: services, audit: audit, idempotency: idempotency, plan: plan))
             return BatchResult(batchID: batchID, dryRun: false, items: Self.settle(planned.withLock { $0 }, outcomes))
-        } catch let error as ConfbusError where error.code == .schemaViolation || error.code == .tooLargeToPublish || error.code == .invalidValue {
-            var refused = audit
-            refused.outcome = "refused"
-            refused.detail = error.issues.map { "\($0.service ?? ""): \($0.instancePath): \($0.message)" }.joined(separator: "; ")
-            try? await store.recordRefusal(refused)
-            throw error
         }
     }
 
@@ -159,7 +152,6 @@ extension Distributor {
         var issues: [ValidationIssue] = []
         var failed: [String] = []
         var tooLarge: ConfbusError?
-        // Resolve the override and patch entries on every core; the loop below reads them in order.
         let layers: [JSONValue?] = batch.entries.enumerated().map { index, entry in
             switch entry.change {
             case .override(let value): value
@@ -167,13 +159,11 @@ extension Distributor {
             case .rollback: nil
             }
         }
-        let slots = IndexedResults<(Int, ServiceResolution?)>(count: batch.entries.count)
-        DispatchQueue.concurrentPerform(iterations: batch.entries.count) { index in
-            let entry = batch.entries[index]
-            guard let layer = layers[index], let serviceFiles = files[entry.service] else { return slots.set(index, (index, nil)) }
-            slots.set(index, (index, resolver.resolve(serviceFiles, source: source, opsOverride: layer)))
+        // Resolve the override and patch entries on every core; the loop below reads them in order.
+        let resolutions: [ServiceResolution?] = Array(zip(batch.entries, layers)).concurrentMap { entry, layer in
+            guard let layer, let serviceFiles = files[entry.service] else { return nil }
+            return resolver.resolve(serviceFiles, source: source, opsOverride: layer)
         }
-        let resolutions = Dictionary(uniqueKeysWithValues: slots.values.compactMap { i, r in r.map { (i, $0) } })
         for (index, entry) in batch.entries.enumerated() {
             let service = entry.service
             let base = bases[index]
@@ -193,9 +183,9 @@ extension Distributor {
                 source = .rollback
                 errors = files[service].map { resolver.validate(old.config, files: $0) } ?? []
             }
-            if errors.isEmpty, config.checksum != base.latestChecksum {
+            if errors.isEmpty {
                 do {
-                    try limits.check(config, service: service, version: base.latestVersion + 1, environment: options.environment)
+                    try checkPublishable(config, on: base)
                 } catch {
                     if error.code == .tooLargeToPublish { tooLarge = tooLarge ?? error }
                     errors = [error]
@@ -203,15 +193,12 @@ extension Distributor {
             }
             if !errors.isEmpty {
                 failed.append(service.rawValue)
-                for error in errors {
-                    let located = error.issues.isEmpty ? [ValidationIssue(instancePath: .root, keywordPath: .root, message: error.message)] : error.issues
-                    issues += located.map { issue in
-                        var i = issue
-                        i.message = "\(service) (updates[\(index)]): \(issue.message)"
-                        i.service = service.rawValue
-                        i.index = index
-                        return i
-                    }
+                issues += errors.flatMap(\.locatedIssues).map { issue in
+                    var i = issue
+                    i.message = "\(service) (updates[\(index)]): \(issue.message)"
+                    i.service = service.rawValue
+                    i.index = index
+                    return i
                 }
                 continue
             }

@@ -39,9 +39,6 @@ extension Distributor {
     /// every issue (and the refusal audited); a layer that changes nothing is stored but makes no version.
     public func editOverride(_ service: ServiceName, _ edit: OverrideEdit, expectedVersion: Int?,
                              by context: OperatorContext) async throws -> CommitOutcome {
-        if case .replace(let value) = edit, value.objectValue == nil {
-            throw ConfbusError(code: .badRequest, service: service.rawValue, message: "the override layer must be a JSON object")
-        }
         guard await hasFiles(service) || cache.latest(service) != nil else {
             throw ConfbusError(code: .notFound, service: service.rawValue, message: "no service \"\(service)\" is configured")
         }
@@ -91,9 +88,7 @@ extension Distributor {
             try await self.commit(CommitRequest(services: [service], audit: audit) { bases in
                 let base = bases[0]
                 try Self.check(expectedVersion, base)
-                if old.checksum != base.latestChecksum {
-                    try self.limits.check(old.config, service: service, version: base.latestVersion + 1, environment: self.options.environment)
-                }
+                try self.checkPublishable(old.config, on: base)
                 return [PlannedChange(version: NewVersion(service: service, config: old.config, source: .rollback, author: context.actor,
                                                           reason: reason, environment: self.options.environment),
                                       overrideLayer: layer)]
@@ -109,7 +104,7 @@ extension Distributor {
         }
     }
 
-    /// Runs a commit; a refusal it raises (validation, §6b, a conflict) is audited, then rethrown.
+    /// Runs a commit; a refusal of the content it raises (validation, §6b) is audited, then rethrown.
     func refusingAudited<T: Sendable>(_ audit: AuditRecord, _ body: @Sendable () async throws -> T) async throws -> T {
         do {
             return try await body()
@@ -123,17 +118,19 @@ extension Distributor {
     func refuse(_ audit: AuditRecord, _ errors: [ConfbusError]) async throws {
         var refused = audit
         refused.outcome = "refused"
-        // Paths and rules only: a message never carries a config value.
-        refused.detail = errors.map { e in e.issues.first.map { "\($0.instancePath): \($0.message)" } ?? e.message }.joined(separator: "; ")
+        // Services, paths and rules only: a message never carries a config value.
+        refused.detail = errors.flatMap(\.locatedIssues).map { issue in
+            [issue.service, issue.instancePath.description, issue.message].compactMap { $0 }.joined(separator: ": ")
+        }.joined(separator: "; ")
         try await store.recordRefusal(refused)
     }
 
     static func refusal(_ service: ServiceName, _ errors: [ConfbusError]) -> ConfbusError {
         if errors.count == 1, [.tooLargeToPublish, .invalidValue].contains(errors[0].code) { return errors[0] }
-        let issues = errors.flatMap(\.issues)
-        return ConfbusError(code: issues.isEmpty ? (errors.first?.code ?? .schemaViolation) : .schemaViolation,
+        let hasIssues = errors.contains { !$0.issues.isEmpty }
+        return ConfbusError(code: hasIssues ? .schemaViolation : (errors.first?.code ?? .schemaViolation),
                             service: service.rawValue,
                             message: "the resulting config of \(service) is invalid; nothing was stored",
-                            issues: issues.isEmpty ? errors.map { ValidationIssue(instancePath: .root, keywordPath: .root, message: $0.message) } : issues)
+                            issues: hasIssues ? errors.flatMap(\.issues) : errors.flatMap(\.locatedIssues))
     }
 }

@@ -1,5 +1,4 @@
 import ConfbusCore
-import Dispatch
 import Foundation
 
 extension Distributor {
@@ -15,11 +14,7 @@ extension Distributor {
             // commit below resolves again with the layer it reads under the lock.
             let hints = try await self.store.overrideLayers()
             let resolutions = await self.tree.compute { [resolver, source] in
-                let slots = IndexedResults<ServiceResolution>(count: allFiles.count)
-                DispatchQueue.concurrentPerform(iterations: allFiles.count) { index in
-                    slots.set(index, resolver.resolve(allFiles[index], source: source, opsOverride: hints[allFiles[index].name]))
-                }
-                return slots.values
+                allFiles.concurrentMap { resolver.resolve($0, source: source, opsOverride: hints[$0.name]) }
             }
             var report = ReloadReport(treeErrors: treeErrors)
             var nowBroken: [ServiceName: [ConfbusError]] = [:]

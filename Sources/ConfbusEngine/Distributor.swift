@@ -94,15 +94,20 @@ public final class Distributor: Sendable {
         if any { outboxSignal.signal() }
     }
 
+    /// Refuses a config that would make a new version on top of `base` and could not be
+    /// published (§6b); one that equals the latest makes no version and needs no check.
+    func checkPublishable(_ config: JSONValue, on base: CommitBase) throws(ConfbusError) {
+        guard config.checksum != base.latestChecksum else { return }
+        try limits.check(config, service: base.service, version: base.latestVersion + 1, environment: options.environment)
+    }
+
     /// The change one resolution makes on top of `base`, checked for publishability (§6b).
     func change(_ resolved: ResolvedService, base: CommitBase, source: VersionSource, author: String, reason: String?,
-                overrideLayer: JSONValue?, batchID: UUID? = nil) throws(ConfbusError) -> PlannedChange {
-        if resolved.checksum != base.latestChecksum {
-            try limits.check(resolved.config, service: base.service, version: base.latestVersion + 1, environment: options.environment)
-        }
+                overrideLayer: JSONValue?) throws(ConfbusError) -> PlannedChange {
+        try checkPublishable(resolved.config, on: base)
         return PlannedChange(version: NewVersion(service: base.service, config: resolved.config, source: source, author: author,
                                                  reason: reason, environment: options.environment,
-                                                 layers: Self.provenanceJSON(resolved), batchID: batchID),
+                                                 layers: Self.provenanceJSON(resolved)),
                              overrideLayer: overrideLayer)
     }
 
@@ -114,12 +119,6 @@ public final class Distributor: Sendable {
             layers[pointer.description] = .object(entry)
         }
         return .object(layers)
-    }
-
-    /// Resolves `files` with an override layer, off the cooperative pool.
-    func resolve(_ files: ServiceFiles, override: JSONValue?) async -> ServiceResolution {
-        let (resolver, source) = (self.resolver, self.source)
-        return await tree.compute { resolver.resolve(files, source: source, opsOverride: override) }
     }
 
     func hasFiles(_ service: ServiceName) async -> Bool {

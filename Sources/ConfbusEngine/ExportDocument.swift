@@ -99,14 +99,11 @@ extension Distributor {
                 } catch {
                     errors.append(error)
                 }
-                for error in errors {
-                    let located = error.issues.isEmpty ? [ValidationIssue(instancePath: .root, keywordPath: .root, message: error.message)] : error.issues
-                    issues += located.map { issue in
-                        var i = issue
-                        i.service = export.service.rawValue
-                        i.message = "\(export.service) version \(stored.version): \(issue.message)"
-                        return i
-                    }
+                issues += errors.flatMap(\.locatedIssues).map { issue in
+                    var i = issue
+                    i.service = export.service.rawValue
+                    i.message = "\(export.service) version \(stored.version): \(issue.message)"
+                    return i
                 }
             }
         }

@@ -1,6 +1,4 @@
 import ConfbusCore
-import Dispatch
-import Synchronization
 
 /// Resolves every service of a config tree: what `confbus validate` checks and what the
 /// distributor commits.
@@ -33,16 +31,9 @@ public struct TreeResolver: Sendable {
         for name in resolver.overrides.malformed {
             warnings.append("\(name) is not CONFBUS_OVERRIDE__<SERVICE>__<KEY>[__<KEY>...]; it is ignored")
         }
-        // Services are independent: resolve them on every core (the CLI's 2,000-service tree in
-        // half the time on two).
-        let results = Mutex<[ServiceResolution?]>(Array(repeating: nil, count: services.count))
-        DispatchQueue.concurrentPerform(iterations: services.count) { index in
-            let name = services[index]
-            let resolution = resolver.resolve(source.load(name, environment: resolver.options.environment), source: source,
-                                              opsOverride: overrides[name])
-            results.withLock { $0[index] = resolution }
+        let resolutions = services.concurrentMap { name in
+            resolver.resolve(source.load(name, environment: resolver.options.environment), source: source, opsOverride: overrides[name])
         }
-        let resolutions = results.withLock { $0.compactMap { $0 } }
         warnings += resolutions.flatMap(\.warnings)
         return Report(resolutions: resolutions, treeErrors: treeErrors, warnings: warnings)
     }
