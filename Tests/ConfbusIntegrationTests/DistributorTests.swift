@@ -418,11 +418,7 @@ struct ReplicaTests {
     @Test(.timeLimit(.minutes(2)))
     func twoNodesStartTogetherAndSeeEachOthersCommits() async throws {
         let broker = try #require(TestServers.mqttURL)
-        let tree = try Harness.copyOfExampleTree()
-        let database = try await Harness.createDatabase()
-        let a = try Confbus(configDir: tree, databaseURL: database, mqttURL: broker)
-        let b = try Confbus(configDir: tree, databaseURL: database, mqttURL: broker)
-        b.prefixOverride = a.prefix
+        let (a, b, database) = try await Harness.twoNodes(broker: broker)
         // Both start at once: migrations run once, each service gets exactly one version 1.
         async let startA: Void = a.start()
         async let startB: Void = b.start()
@@ -431,7 +427,7 @@ struct ReplicaTests {
         #expect(try await Harness.versions(in: database, service: "billing-api") == [1])
 
         // A commit on node A is served by node B at once (LISTEN/NOTIFY), without a reload on B.
-        let file = tree.appendingPathComponent("services/billing-api/defaults.yaml")
+        let file = a.configDir.appendingPathComponent("services/billing-api/defaults.yaml")
         try (try String(contentsOf: file, encoding: .utf8)).replacingOccurrences(of: "pool_size: 10", with: "pool_size: 12")
             .write(to: file, atomically: true, encoding: .utf8)
         #expect(try await a.reload().json?["committed"]?.arrayValue?.count == 1)

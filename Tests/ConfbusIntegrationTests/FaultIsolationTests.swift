@@ -116,11 +116,7 @@ struct FaultIsolationTests {
     @Test(.timeLimit(.minutes(3)))
     func twoNodesRacingPatchesAgainstReloadsLoseNothing() async throws {
         let broker = try #require(TestServers.mqttURL)
-        let tree = try Harness.copyOfExampleTree()
-        let database = try await Harness.createDatabase()
-        let a = try Confbus(configDir: tree, databaseURL: database, mqttURL: broker)
-        let b = try Confbus(configDir: tree, databaseURL: database, mqttURL: broker)
-        b.prefixOverride = a.prefix
+        let (a, b, database) = try await Harness.twoNodes(broker: broker)
         try await a.start()
         defer { a.stop() }
         try await b.start()
@@ -154,11 +150,7 @@ struct FaultIsolationTests {
     @Test(.timeLimit(.minutes(3)))
     func anotherNodeTakesOverTheRelay() async throws {
         let broker = try #require(TestServers.mqttURL)
-        let tree = try Harness.copyOfExampleTree()
-        let database = try await Harness.createDatabase()
-        let a = try Confbus(configDir: tree, databaseURL: database, mqttURL: broker)
-        let b = try Confbus(configDir: tree, databaseURL: database, mqttURL: broker)
-        b.prefixOverride = a.prefix
+        let (a, b, _) = try await Harness.twoNodes(broker: broker)
         try await a.start()
         defer { a.stop() }
         try await b.start()

@@ -70,6 +70,17 @@ enum Harness {
         return (confbus, tree)
     }
 
+    /// Two `confbus serve` nodes (not started) on one copy of the example tree, one new database,
+    /// one broker and one topic prefix, as a fleet runs them.
+    static func twoNodes(broker: String) async throws -> (a: Confbus, b: Confbus, database: String) {
+        let tree = try copyOfExampleTree()
+        let database = try await createDatabase()
+        let a = try Confbus(configDir: tree, databaseURL: database, mqttURL: broker)
+        let b = try Confbus(configDir: tree, databaseURL: database, mqttURL: broker)
+        b.prefixOverride = a.prefix
+        return (a, b, database)
+    }
+
     static func withPostgres<T: Sendable>(_ url: String, _ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
         var configuration = try PostgresClient.Configuration(url: url)
         configuration.options.maximumConnections = 2

@@ -26,24 +26,23 @@ final class PrivatePostgres: @unchecked Sendable {
     /// Connects as the superuser to the `postgres` database (trust authentication on loopback).
     var url: String { "postgres://postgres@127.0.0.1:\(port)/postgres" }
 
+    /// Runs a PostgreSQL tool to its end. Spawned and reaped directly (posix_spawn, waitpid):
+    /// `pg_ctl start` leaves a server behind, and Foundation's `Process` did not see the tool end.
     private func run(_ tool: String, _ arguments: [String]) throws {
-        let p = Process()
-        if getuid() == 0 {
-            p.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-            p.arguments = ["-u", "confbus-pg", "--", "\(bin)/\(tool)"] + arguments
-        } else {
-            p.executableURL = URL(fileURLWithPath: "\(bin)/\(tool)")
-            p.arguments = arguments
-        }
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        // pg_ctl leaves a server running that inherited nothing of ours; reap the tool itself
-        // directly (Foundation's own wait does not notice its end here).
+        let argv = (getuid() == 0 ? ["/usr/sbin/runuser", "-u", "confbus-pg", "--", "\(bin)/\(tool)"] : ["\(bin)/\(tool)"]) + arguments
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        var cArguments = argv.map { strdup($0) } + [nil]
+        defer { for argument in cArguments { free(argument) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, argv[0], &actions, nil, &cArguments, environ)
+        try #require(spawned == 0, "cannot start \(tool)")
         var status: Int32 = 0
-        let reaped = waitpid(p.processIdentifier, &status, 0)
-        let exitCode = reaped == p.processIdentifier ? (status >> 8) & 0xFF : p.terminationStatus
-        try #require(exitCode == 0, "\(tool) \(arguments) failed")
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        try #require((status & 0x7F) == 0 && (status >> 8) & 0xFF == 0, "\(tool) \(arguments) failed")
     }
 
     func start() throws {
