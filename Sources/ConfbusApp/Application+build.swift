@@ -42,7 +42,7 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
                                              reconcileInterval: settings.reconcileInterval),
                               logger: logger)
     let relay = OutboxRelay(store: store, publisher: gateway, signal: distributor.outboxSignal, status: relayStatus,
-                            options: .init(node: settings.nodeID), failpoints: failpoints, logger: logger)
+                            readiness: readiness, options: .init(node: settings.nodeID), failpoints: failpoints, logger: logger)
 
     let router = Router()
     ConfbusAPI(distributor: distributor, readiness: readiness, adminTokens: settings.adminTokens, readTokens: settings.readTokens,

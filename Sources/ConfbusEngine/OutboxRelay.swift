@@ -64,18 +64,21 @@ public struct OutboxRelay: Service {
     public let publisher: any UpdatePublisher
     public let signal: WakeSignal
     public let status: RelayStatus
+    /// The relay starts once the start-up sequence has loaded (the lease table exists then).
+    public let readiness: Readiness
     public let options: Options
     public let failpoints: Failpoints
     public let logger: Logger
     public let onPublished: @Sendable (StoredVersion) -> Void
 
     public init(store: any OutboxStore, publisher: any UpdatePublisher, signal: WakeSignal, status: RelayStatus = RelayStatus(),
-                options: Options, failpoints: Failpoints = Failpoints(), logger: Logger,
+                readiness: Readiness, options: Options, failpoints: Failpoints = Failpoints(), logger: Logger,
                 onPublished: @escaping @Sendable (StoredVersion) -> Void = { _ in }) {
         self.store = store
         self.publisher = publisher
         self.signal = signal
         self.status = status
+        self.readiness = readiness
         self.options = options
         self.failpoints = failpoints
         self.logger = logger
@@ -92,6 +95,9 @@ public struct OutboxRelay: Service {
     public func run() async throws {
         let machine = Machine(backoff: options.backoff)
         await cancelWhenGracefulShutdown {
+            while !(await readiness.waitUntilLoaded(timeout: .seconds(60))) {
+                if Task.isCancelled { return }
+            }
             var lastRenewal = ContinuousClock.now - .seconds(3600)
             while !Task.isCancelled {
                 if ContinuousClock.now - lastRenewal >= options.pollInterval {
