@@ -31,7 +31,8 @@ extension Distributor {
                     continue
                 }
                 do {
-                    switch try await self.commitFiles(files, author: author ?? self.options.author, reason: reason) {
+                    switch try await self.commitFiles(files, author: author ?? self.options.author, reason: reason,
+                                                      resolvedWith: (hints[service], resolved)) {
                     case .committed(let version): report.committed.append(version)
                     case .unchanged: report.unchanged.append(service)
                     }
@@ -55,15 +56,24 @@ extension Distributor {
 
     /// Commits what `files` resolve to with the override layer stored under the row lock.
     /// Throws the resolution's first error (or a §6b refusal) when the result is invalid.
-    func commitFiles(_ files: ServiceFiles, author: String, reason: String?) async throws -> CommitOutcome {
+    /// `earlier` is a resolution made before the lock with some layer: reused when the stored
+    /// layer is still that one, so a reload resolves each changed service once, not twice.
+    func commitFiles(_ files: ServiceFiles, author: String, reason: String?,
+                     resolvedWith earlier: (layer: JSONValue?, resolved: ResolvedService)? = nil) async throws -> CommitOutcome {
         let (resolver, source) = (self.resolver, self.source)
         let audit = AuditRecord(actor: author, requestID: "files", action: "files", outcome: "accepted",
                                 services: [files.name.rawValue], reason: reason)
         let outcomes = try await commit(CommitRequest(services: [files.name], audit: audit) { bases in
             let base = bases[0]
-            let resolution = resolver.resolve(files, source: source, opsOverride: base.overrideLayer)
-            guard let resolved = resolution.resolved else {
-                throw resolution.errors.first ?? ConfbusError(code: .schemaViolation, service: files.name.rawValue, message: "the config is invalid")
+            let resolved: ResolvedService
+            if let earlier, earlier.layer == base.overrideLayer {
+                resolved = earlier.resolved
+            } else {
+                let resolution = resolver.resolve(files, source: source, opsOverride: base.overrideLayer)
+                guard let fresh = resolution.resolved else {
+                    throw resolution.errors.first ?? ConfbusError(code: .schemaViolation, service: files.name.rawValue, message: "the config is invalid")
+                }
+                resolved = fresh
             }
             return [try self.change(resolved, base: base, source: .files, author: author, reason: reason, overrideLayer: nil)]
         })

@@ -59,10 +59,9 @@ public struct OutboxStateMachine<Instant: Comparable & Sendable>: Sendable {
     }
 
     /// What to do with the newest pending version of each service, at `now`.
-    public mutating func schedule(_ pending: [OutboxEntry], at now: Instant) -> [Action] {
+    public mutating func schedule(_ pending: [StoredVersion], at now: Instant) -> [Action] {
         var actions: [Action] = []
-        for entry in pending {
-            let version = entry.version
+        for version in pending {
             var state = services[version.service] ?? ServiceState()
             if state.inFlight != nil { continue }
             if let retryAt = state.retryAt, retryAt > now { continue }

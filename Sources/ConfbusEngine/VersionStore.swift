@@ -273,17 +273,6 @@ public struct RelayLease: Sendable, Equatable {
     }
 }
 
-/// A service's newest unpublished version, with how long its oldest queued entry has waited.
-public struct OutboxEntry: Sendable, Equatable {
-    public var version: StoredVersion
-    public var queuedAt: Date
-
-    public init(version: StoredVersion, queuedAt: Date) {
-        self.version = version
-        self.queuedAt = queuedAt
-    }
-}
-
 /// How much is waiting to be published.
 public struct OutboxStatus: Sendable, Equatable {
     public var backlog: Int
@@ -303,8 +292,9 @@ public protocol OutboxStore: Sendable {
     /// expired); nil while another node holds it.
     func acquireLease(holder: String, ttl: Duration) async throws -> RelayLease?
     func releaseLease(_ lease: RelayLease) async throws
-    /// Per service, the newest queued version, oldest first; services in `excluding` are skipped.
-    func pendingOutbox(limit: Int, excluding: [ServiceName]) async throws -> [OutboxEntry]
+    /// Per service, the newest queued version, the longest-waiting services first; services in
+    /// `excluding` are skipped.
+    func pendingOutbox(limit: Int, excluding: [ServiceName]) async throws -> [StoredVersion]
     /// Removes the service's queued versions up to `version`, only while `lease` is current;
     /// returns false (and changes nothing) when it is not.
     func markPublished(_ service: ServiceName, through version: Int, lease: RelayLease) async throws -> Bool

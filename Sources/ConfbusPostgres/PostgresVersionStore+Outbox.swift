@@ -32,18 +32,16 @@ extension PostgresVersionStore: OutboxStore {
             """, logger: logger)
     }
 
-    public func pendingOutbox(limit: Int, excluding: [ServiceName]) async throws -> [OutboxEntry] {
+    public func pendingOutbox(limit: Int, excluding: [ServiceName]) async throws -> [StoredVersion] {
         let skipped = excluding.map(\.rawValue)
         let rows = try await client.query("""
-            SELECT \(unescaped: Self.qualifiedColumns), p.oldest
+            SELECT \(unescaped: Self.qualifiedColumns)
             FROM (SELECT service, max(version) AS version, min(queued_at) AS oldest FROM outbox
                   WHERE service <> ALL(\(skipped)::text[]) GROUP BY service ORDER BY min(queued_at) LIMIT \(limit)) p
             JOIN config_versions v ON v.service = p.service AND v.version = p.version
             ORDER BY p.oldest
             """, logger: logger).collect()
-        return try rows.map { row in
-            OutboxEntry(version: try Self.decodeVersion(row), queuedAt: try row.makeRandomAccess()[Self.columnCount].decode(Date.self))
-        }
+        return try rows.map(Self.decodeVersion)
     }
 
     public func markPublished(_ service: ServiceName, through version: Int, lease: RelayLease) async throws -> Bool {

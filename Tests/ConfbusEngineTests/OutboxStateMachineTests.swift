@@ -13,12 +13,10 @@ struct OutboxStateMachineTests {
         }
     }
 
-    static func entry(_ service: String, _ version: Int) throws -> OutboxEntry {
+    static func entry(_ service: String, _ version: Int) throws -> StoredVersion {
         let config: JSONValue = ["v": .integer(version)]
-        return OutboxEntry(version: StoredVersion(service: try ServiceName(validating: service), version: version, config: config,
-                                                  checksum: config.checksum, source: .files, author: "t", reason: nil,
-                                                  createdAt: Date(timeIntervalSince1970: 0), environment: "dev"),
-                           queuedAt: Date(timeIntervalSince1970: 0))
+        return StoredVersion(service: try ServiceName(validating: service), version: version, config: config, checksum: config.checksum,
+                             source: .files, author: "t", reason: nil, createdAt: Date(timeIntervalSince1970: 0), environment: "dev")
     }
 
     static func published(_ actions: [Machine.Action]) -> [String] {
