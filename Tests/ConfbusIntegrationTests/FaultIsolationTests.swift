@@ -21,6 +21,14 @@ struct FaultIsolationTests {
         throw POSIXError(.ETIMEDOUT)
     }
 
+    /// Injects `fault`, then measures how long until `/readyz` answers `status`.
+    static func readyzTurns(_ status: Int, _ confbus: Confbus, after fault: () async throws -> Void) async throws -> Duration {
+        try await fault()
+        let start = ContinuousClock.now
+        try await eventually("/readyz answers \(status)", timeout: .seconds(15)) { try await confbus.get("/readyz").status == status }
+        return ContinuousClock.now - start
+    }
+
     /// A broker whose ACL refuses one update topic (PUBACK 0x87): every other service is still
     /// published, at start-up and afterwards; the refused one is counted and shows in health.
     @Test(.timeLimit(.minutes(2)))
@@ -219,12 +227,7 @@ struct DatabaseOutageTests {
         try await confbus.start()
         defer { confbus.stop() }
 
-        postgres.stop()
-        let stopped = ContinuousClock.now
-        try await FaultIsolationTests.eventually("readyz 503 after the database stopped", timeout: .seconds(10)) {
-            try await confbus.get("/readyz").status == 503
-        }
-        let down = ContinuousClock.now - stopped
+        let down = try await FaultIsolationTests.readyzTurns(503, confbus) { postgres.stop() }
         print("fault timing: /readyz 503 \(down) after PostgreSQL stopped")
         #expect(down < .seconds(5))
         let write = try await confbus.request("PATCH", "/v1/config/report-worker/override", headers: FaultIsolationTests.admin,
@@ -234,12 +237,7 @@ struct DatabaseOutageTests {
         #expect(read.status == 200)
         #expect(read.headers["confbus-stale"] == "true")
 
-        try postgres.start()
-        let restarted = ContinuousClock.now
-        try await FaultIsolationTests.eventually("readyz 200 after the database came back", timeout: .seconds(10)) {
-            try await confbus.get("/readyz").status == 200
-        }
-        let up = ContinuousClock.now - restarted
+        let up = try await FaultIsolationTests.readyzTurns(200, confbus) { try postgres.start() }
         print("fault timing: /readyz 200 \(up) after PostgreSQL started")
         #expect(up < .seconds(5))
         let retried = try await confbus.request("PATCH", "/v1/config/report-worker/override", headers: FaultIsolationTests.admin,

@@ -149,18 +149,8 @@ struct BrokerReadinessTests {
         defer { broker.stop() }
         let (confbus, _) = try await Harness.startedConfbus(broker: broker.url)
         defer { confbus.stop() }
-        broker.stop()
-        let stopped = ContinuousClock.now
-        try await FaultIsolationTests.eventually("readyz 503 after the broker stopped", timeout: .seconds(10)) {
-            try await confbus.get("/readyz").status == 503
-        }
-        let down = ContinuousClock.now - stopped
-        try await broker.start()
-        let started = ContinuousClock.now
-        try await FaultIsolationTests.eventually("readyz 200 after the broker came back", timeout: .seconds(15)) {
-            try await confbus.get("/readyz").status == 200
-        }
-        let up = ContinuousClock.now - started
+        let down = try await FaultIsolationTests.readyzTurns(503, confbus) { broker.stop() }
+        let up = try await FaultIsolationTests.readyzTurns(200, confbus) { try await broker.start() }
         print("fault timing: /readyz 503 \(down) after the broker stopped, 200 \(up) after it started")
         #expect(down < .seconds(5))
         #expect(up < .seconds(5))
