@@ -26,8 +26,9 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
         overrides: OverrideVariables(environment: processEnvironment))
     let topics = TopicCodec(prefix: settings.topicPrefix)
     let limits = PublishLimits(maxDocumentBytes: settings.maxDocumentBytes, updateTopicBytes: { topics.update($0).utf8.count })
+    let outboxSignal = WakeSignal()
     let distributor = Distributor(options: .init(environment: settings.environment, maxPayloadBytes: settings.maxDocumentBytes),
-                                  source: source, resolver: resolver, store: store, limits: limits, logger: logger)
+                                  source: source, resolver: resolver, store: store, limits: limits, signal: outboxSignal, logger: logger)
     let readiness = Readiness()
     let relayStatus = RelayStatus()
 
@@ -37,14 +38,14 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
     // The broker never sends us more than a document may be (CONTRACT.md §6b).
     mqttConfiguration.maximumPacketSize = settings.maxDocumentBytes + 1024
     let mqtt = try MosquittoClient(configuration: mqttConfiguration, logger: logger)
-    let gateway = MQTTGateway(client: mqtt, topics: topics, distributor: distributor, status: readiness, relay: relayStatus,
+    let gateway = MQTTGateway(client: mqtt, topics: topics, distributor: distributor, outbox: store, status: readiness, relay: relayStatus,
                               options: .init(node: settings.nodeID, healthInterval: settings.healthInterval,
                                              reconcileInterval: settings.reconcileInterval),
                               logger: logger)
-    let relay = OutboxRelay(store: store, publisher: gateway, signal: distributor.outboxSignal, status: relayStatus,
+    let relay = OutboxRelay(store: store, publisher: gateway, signal: outboxSignal, status: relayStatus,
                             readiness: readiness, options: .init(node: settings.nodeID), failpoints: failpoints, logger: logger)
 
-    let router = Router()
+    let router = Router(context: ConfbusRequestContext.self)
     ConfbusAPI(distributor: distributor, readiness: readiness, adminTokens: settings.adminTokens, readTokens: settings.readTokens,
                registry: registry, maxBodyBytes: settings.maxDocumentBytes,
                parseYAML: { [limits = YAMLLoader.Limits(maxDocumentBytes: settings.maxDocumentBytes)] bytes in
@@ -56,15 +57,15 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
         configuration: .init(address: .hostname(settings.httpHost, port: settings.httpPort), serverName: "confbus"),
         services: [
             postgres,
-            Startup(distributor: distributor, readiness: readiness,
+            Startup(distributor: distributor, instances: store, readiness: readiness,
                     options: .init(refreshInterval: settings.reconcileInterval, instanceTTL: settings.instanceTTL), logger: logger,
                     probe: { try await postgres.query("SELECT 1", logger: logger) },
                     migrate: { try await Migrations.run(on: postgres, logger: logger) }),
-            VersionListener(client: postgres, distributor: distributor, logger: logger),
+            VersionListener(client: postgres, reads: distributor.reads, logger: logger),
             gateway,
             relay,
-            HangupReload(distributor: distributor, logger: logger),
-            GaugePoller(store: store, readiness: readiness, relay: relayStatus, cache: distributor.cache),
+            HangupReload(reloader: distributor.reloader, logger: logger),
+            GaugePoller(store: store, readiness: readiness, relay: relayStatus, reads: distributor.reads),
         ],
         logger: logger
     )
@@ -72,7 +73,7 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
 
 /// SIGHUP reads the config tree again, as `POST /v1/reload` does.
 struct HangupReload: Service {
-    let distributor: Distributor
+    let reloader: TreeReload
     let logger: Logger
 
     func run() async throws {
@@ -80,7 +81,7 @@ struct HangupReload: Service {
         await cancelWhenGracefulShutdown {
             for await _ in signals {
                 do {
-                    let report = try await distributor.reload(author: "SIGHUP", reason: "SIGHUP")
+                    let report = try await reloader.reload(author: "SIGHUP", reason: "SIGHUP")
                     logger.info("reloaded on SIGHUP", metadata: ["committed": "\(report.committed.count)"])
                 } catch {
                     logger.warning("reload on SIGHUP failed", metadata: ["error": "\(error)"])
@@ -96,7 +97,7 @@ struct GaugePoller: Service {
     let store: any OutboxStore
     let readiness: Readiness
     let relay: RelayStatus
-    let cache: LiveCache
+    let reads: ConfigReads
 
     func run() async throws {
         let outbox = Gauge(label: "confbus_outbox_depth")
@@ -109,8 +110,8 @@ struct GaugePoller: Service {
             while !Task.isCancelled {
                 database.record(readiness.database ? 1 : 0)
                 mqtt.record(readiness.mqtt ? 1 : 0)
-                services.record(cache.all.count)
-                waiters.record(cache.waiterCount)
+                services.record(reads.all.count)
+                waiters.record(reads.waiterCount)
                 if readiness.database, let status = try? await store.outboxStatus() {
                     outbox.record(status.backlog)
                     oldest.record(status.oldestAge ?? 0)

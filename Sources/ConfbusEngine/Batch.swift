@@ -92,19 +92,33 @@ public struct BatchResult: Sendable {
     }
 }
 
-extension Distributor {
+/// Changes to many services that land together or not at all, each computed from the override
+/// layer stored under its row lock.
+public struct BatchUpdates: Sendable {
+    let pipeline: CommitPipeline
+    let definitions: ServiceDefinitions
+    let store: any VersionStore
+
+    public init(pipeline: CommitPipeline, definitions: ServiceDefinitions, store: any VersionStore) {
+        self.pipeline = pipeline
+        self.definitions = definitions
+        self.store = store
+    }
+
+    var cache: LiveCache { pipeline.cache }
+    var environment: String { pipeline.options.environment }
+
     /// Resolves and validates every entry; on a dry run returns the documents and diffs, otherwise
-    /// commits them all in one transaction with one batch id and one audit row. Each entry is
-    /// computed from the override layer stored under its row lock.
-    public func applyBatch(_ batch: BatchRequest, by context: OperatorContext,
+    /// commits them all in one transaction with one batch id and one audit row.
+    public func apply(_ batch: BatchRequest, by context: OperatorContext,
                            idempotencyKey: String? = nil, requestHash: String = "") async throws -> BatchResult {
         let services = batch.entries.map(\.service)
         // One listing of the tree for the whole batch (not one per entry).
-        let withFiles = Set(await tree.listServices().services)
+        let withFiles = Set(await definitions.tree.listServices().services)
         for (index, entry) in batch.entries.enumerated() where !withFiles.contains(entry.service) && cache.latest(entry.service) == nil {
             throw ConfbusError(code: .notFound, service: entry.service.rawValue, message: "updates[\(index)]: no service \"\(entry.service)\" is configured")
         }
-        let files = Dictionary(uniqueKeysWithValues: await tree.loadAll(services.filter(withFiles.contains)).map { ($0.name, $0) })
+        let files = Dictionary(uniqueKeysWithValues: await definitions.tree.loadAll(services.filter(withFiles.contains)).map { ($0.name, $0) })
         var targets: [Int: (StoredVersion, JSONValue)] = [:]
         for (index, entry) in batch.entries.enumerated() {
             guard case .rollback(let target) = entry.change else { continue }
@@ -138,8 +152,8 @@ extension Distributor {
                 BatchResult(batchID: batchID, dryRun: false, items: Self.settle(planned.withLock { $0 }, outcomes)).json.serialized(.canonical)
             }
         }
-        return try await refusingAudited(audit) {
-            let outcomes = try await self.commit(CommitRequest(services: services, audit: audit, idempotency: idempotency, plan: plan))
+        return try await pipeline.refusingAudited(audit) {
+            let outcomes = try await self.pipeline.commit(CommitRequest(services: services, audit: audit, idempotency: idempotency, plan: plan))
             return BatchResult(batchID: batchID, dryRun: false, items: Self.settle(planned.withLock { $0 }, outcomes))
         }
     }
@@ -162,7 +176,7 @@ extension Distributor {
         // Resolve the override and patch entries on every core; the loop below reads them in order.
         let resolutions: [ServiceResolution?] = Array(zip(batch.entries, layers)).concurrentMap { entry, layer in
             guard let layer, let serviceFiles = files[entry.service] else { return nil }
-            return resolver.resolve(serviceFiles, source: source, opsOverride: layer)
+            return definitions.resolve(serviceFiles, layer: layer)
         }
         for (index, entry) in batch.entries.enumerated() {
             let service = entry.service
@@ -181,11 +195,11 @@ extension Distributor {
                 config = old.config
                 layer = oldLayer
                 source = .rollback
-                errors = files[service].map { resolver.validate(old.config, files: $0) } ?? []
+                errors = files[service].map { definitions.validate(old.config, files: $0) } ?? []
             }
             if errors.isEmpty {
                 do {
-                    try checkPublishable(config, on: base)
+                    try pipeline.checkPublishable(config, on: base)
                 } catch {
                     if error.code == .tooLargeToPublish { tooLarge = tooLarge ?? error }
                     errors = [error]
@@ -204,13 +218,13 @@ extension Distributor {
             }
             let old = base.latestChecksum == nil ? nil : cache.latest(service)
             let document: JSONValue = .object([
-                "service": .string(service.rawValue), "environment": .string(options.environment),
+                "service": .string(service.rawValue), "environment": .string(environment),
                 "checksum": .string(config.checksum), "config": config,
             ])
             items.append(.init(service: service, document: document, changed: base.latestChecksum != config.checksum,
                                changes: ConfigDiff.changes(from: old?.config ?? .object([:]), to: config)))
             changes.append(PlannedChange(version: NewVersion(service: service, config: config, source: source, author: author, reason: reason,
-                                                             environment: options.environment, batchID: batchID),
+                                                             environment: environment, batchID: batchID),
                                          overrideLayer: layer))
         }
         guard issues.isEmpty else {
@@ -224,9 +238,7 @@ extension Distributor {
         }
         return (changes, items)
     }
-}
 
-extension Distributor {
     /// The planned items with the stored documents the commit produced.
     static func settle(_ items: [BatchResult.Item], _ outcomes: [CommitOutcome]) -> [BatchResult.Item] {
         var items = items

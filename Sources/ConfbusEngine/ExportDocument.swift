@@ -80,22 +80,34 @@ extension Timestamp {
     }
 }
 
-extension Distributor {
-    public func export(history: Bool) async throws -> JSONValue {
-        ExportDocument.encode(try await store.exportAll(history: history), environment: options.environment, history: history)
+/// `GET /v1/export` and `POST /v1/import`: every service's layers and versions, verbatim.
+public struct Archive: Sendable {
+    let pipeline: CommitPipeline
+    let definitions: ServiceDefinitions
+    let store: any ArchiveStore
+
+    public init(pipeline: CommitPipeline, definitions: ServiceDefinitions, store: any ArchiveStore) {
+        self.pipeline = pipeline
+        self.definitions = definitions
+        self.store = store
     }
 
+    public func export(history: Bool) async throws -> JSONValue {
+        ExportDocument.encode(try await store.exportAll(history: history), environment: pipeline.options.environment, history: history)
+    }
+
+    /// Stores an export in a database without those services; returns how many versions it held.
+    /// Every version must satisfy its service's schema (where the tree has one) and be publishable (§6b).
     public func importDocument(_ value: JSONValue, by context: OperatorContext) async throws -> Int {
         let services = try ExportDocument.decode(value)
-        // Every version must satisfy its service's schema (where the tree has one) and be publishable (§6b).
         var issues: [ValidationIssue] = []
         for export in services {
-            let files = await hasFiles(export.service) ? await tree.load(export.service) : nil
+            let files = await definitions.tree.hasService(export.service) ? await definitions.tree.load(export.service) : nil
             for entry in export.versions {
                 let stored = entry.stored
-                var errors = files.map { resolver.validate(stored.config, files: $0) } ?? []
+                var errors = files.map { definitions.validate(stored.config, files: $0) } ?? []
                 do {
-                    try limits.check(stored.config, service: export.service, version: stored.version, environment: stored.environment)
+                    try pipeline.limits.check(stored.config, service: export.service, version: stored.version, environment: stored.environment)
                 } catch {
                     errors.append(error)
                 }
@@ -112,8 +124,8 @@ extension Distributor {
         }
         let audit = AuditRecord(actor: context.actor, requestID: context.requestID, action: "import", outcome: "accepted",
                                 services: services.map(\.service.rawValue), reason: context.reason)
-        try await reloadLock.withLock { try await self.store.importAll(services, audit: audit) }
-        committed(services.compactMap { $0.versions.last.map { .committed($0.stored) } })
+        try await pipeline.treeLock.withLock { try await store.importAll(services, audit: audit) }
+        pipeline.committed(services.compactMap { $0.versions.last.map { .committed($0.stored) } })
         return services.reduce(0) { $0 + $1.versions.count }
     }
 }

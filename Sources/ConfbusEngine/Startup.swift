@@ -21,16 +21,22 @@ public struct Startup: Service {
         }
     }
 
-    let distributor: Distributor
+    let reads: ConfigReads
+    let reloader: TreeReload
+    let instances: any InstanceStore
+    let signal: WakeSignal
     let readiness: Readiness
     let options: Options
     let probe: @Sendable () async throws -> Void
     let migrate: @Sendable () async throws -> Void
     let logger: Logger
 
-    public init(distributor: Distributor, readiness: Readiness, options: Options, logger: Logger,
+    public init(distributor: Distributor, instances: any InstanceStore, readiness: Readiness, options: Options, logger: Logger,
                 probe: @escaping @Sendable () async throws -> Void, migrate: @escaping @Sendable () async throws -> Void) {
-        self.distributor = distributor
+        self.reads = distributor.reads
+        self.reloader = distributor.reloader
+        self.signal = distributor.pipeline.signal
+        self.instances = instances
         self.readiness = readiness
         self.options = options
         self.probe = probe
@@ -55,18 +61,18 @@ public struct Startup: Service {
                 do {
                     if !started {
                         try await migrate()
-                        try await distributor.loadCache()
-                        let report = try await distributor.reload(reason: "start-up")
+                        try await reads.refreshAll()
+                        let report = try await reloader.reload(reason: "start-up")
                         logger.info("start-up reload", metadata: ["committed": "\(report.committed.count)", "unchanged": "\(report.unchanged.count)",
                                                                   "invalid": "\(report.failed.count)"])
-                        distributor.outboxSignal.signal()
+                        signal.signal()
                         readiness.setLoaded()
                         started = true
                         sinceRefresh = .now
                     } else if ContinuousClock.now - sinceRefresh > options.refreshInterval {
                         // A safety net under LISTEN/NOTIFY: pick up other nodes' commits.
-                        try await distributor.loadCache()
-                        let expired = try await distributor.store.expireInstances(olderThan: options.instanceTTL)
+                        try await reads.refreshAll()
+                        let expired = try await instances.expireInstances(olderThan: options.instanceTTL)
                         if expired > 0 { logger.info("forgot silent instances", metadata: ["count": "\(expired)"]) }
                         sinceRefresh = .now
                     }

@@ -29,16 +29,16 @@ final class InstanceInbox: Sendable {
     private let limiter = Mutex(ReplyLimiter())
     private let client: MosquittoClient
     private let topics: TopicCodec
-    private let distributor: Distributor
+    private let reports: InstanceReports
     private let readiness: Readiness
     private let counters: GatewayCounters
     private let logger: Logger
 
-    init(client: MosquittoClient, topics: TopicCodec, distributor: Distributor, readiness: Readiness, counters: GatewayCounters,
+    init(client: MosquittoClient, topics: TopicCodec, reports: InstanceReports, readiness: Readiness, counters: GatewayCounters,
          logger: Logger, capacity: Int = 10_000, concurrency: Int = 16) {
         self.client = client
         self.topics = topics
-        self.distributor = distributor
+        self.reports = reports
         self.readiness = readiness
         self.counters = counters
         self.logger = logger
@@ -124,25 +124,25 @@ final class InstanceInbox: Sendable {
         // Instance messages wait until the versions are loaded from the database.
         _ = await readiness.waitUntilLoaded(timeout: .seconds(30))
         let payload = message.payload
-        let maxBytes = distributor.options.maxPayloadBytes
+        let maxBytes = reports.maxPayloadBytes
         switch message.incoming {
         case .register(let raw):
             let registration = try? InstanceMessages.registration(payload, maxBytes: maxBytes)
             await answer(raw, kind: "register", instance: registration?.instance) { (service: ServiceName) async throws(ConfbusError) in
                 // A payload that did not parse is parsed again only to say why.
                 if let registration {
-                    try await self.distributor.register(service, registration)
+                    try await self.reports.register(service, registration)
                 } else {
                     _ = try InstanceMessages.registration(payload, maxBytes: maxBytes)
                 }
             }
         case .ack(let raw, let instance):
             await answer(raw, kind: "ack", instance: instance) { (service: ServiceName) async throws(ConfbusError) in
-                try await self.distributor.acknowledge(service, instance: instance, payload: payload)
+                try await self.reports.acknowledge(service, instance: instance, payload: payload)
             }
         case .health(let raw, let instance):
             await answer(raw, kind: "health", instance: instance) { (service: ServiceName) async throws(ConfbusError) in
-                try await self.distributor.health(service, instance: instance, payload: payload)
+                try await self.reports.health(service, instance: instance, payload: payload)
             }
         case .update:
             break

@@ -27,7 +27,10 @@ public final class MQTTGateway: Service, UpdatePublisher {
 
     public let client: MosquittoClient
     public let topics: TopicCodec
-    let distributor: Distributor
+    let reads: ConfigReads
+    let outbox: any OutboxStore
+    let limits: PublishLimits
+    let signal: WakeSignal
     let status: Readiness
     let relay: RelayStatus
     let options: Options
@@ -40,17 +43,20 @@ public final class MQTTGateway: Service, UpdatePublisher {
     private let counters: GatewayCounters
     let inbox: InstanceInbox
 
-    public init(client: MosquittoClient, topics: TopicCodec, distributor: Distributor, status: Readiness, relay: RelayStatus,
+    public init(client: MosquittoClient, topics: TopicCodec, distributor: Distributor, outbox: any OutboxStore, status: Readiness, relay: RelayStatus,
                 options: Options, counters: GatewayCounters = GatewayCounters(), logger: Logger) {
         self.client = client
         self.topics = topics
-        self.distributor = distributor
+        self.reads = distributor.reads
+        self.outbox = outbox
+        self.limits = distributor.pipeline.limits
+        self.signal = distributor.pipeline.signal
         self.status = status
         self.relay = relay
         self.options = options
         self.counters = counters
         self.logger = logger
-        self.inbox = InstanceInbox(client: client, topics: topics, distributor: distributor, readiness: status, counters: counters,
+        self.inbox = InstanceInbox(client: client, topics: topics, reports: distributor.instances, readiness: status, counters: counters,
                                    logger: logger)
     }
 
@@ -112,7 +118,7 @@ public final class MQTTGateway: Service, UpdatePublisher {
                 if Task.isCancelled { return }
                 switch event {
                 case .connected(let maximumPacketSize):
-                    distributor.limits.setBrokerMaximumPacketSize(maximumPacketSize)
+                    limits.setBrokerMaximumPacketSize(maximumPacketSize)
                     status.setMQTT(true)
                     logger.info("connected to the MQTT broker", metadata: ["mqtt.url": "\(client.configuration.url)",
                                                                            "mqtt.maximum_packet_size": "\(maximumPacketSize.map(String.init) ?? "none")"])
@@ -125,7 +131,7 @@ public final class MQTTGateway: Service, UpdatePublisher {
                     }
                     group.addTask { await self.publishHealth() }
                     group.addTask { await self.reconcileAfterSettle() }
-                    distributor.outboxSignal.signal()
+                    signal.signal()
                 case .disconnected(let reason):
                     status.setMQTT(false)
                     logger.warning("disconnected from the MQTT broker", metadata: ["mqtt.reason": "\(reason)"])
@@ -165,12 +171,12 @@ public final class MQTTGateway: Service, UpdatePublisher {
         // The node's own dependencies only: one team's invalid files never degrade it (§6a, P18).
         let stuck = (outbox.oldestAge ?? 0) > Double(options.reconcileInterval.components.seconds)
         let degraded = !databaseUp || stuck
-        let invalid = distributor.brokenServices
+        let invalid = reads.invalidServices
         var payload: [String: JSONValue] = [
             "status": .string(offline ? "offline" : (degraded ? "degraded" : "online")),
             "node": .string(options.node),
             "started_at": .string(Timestamp.format(startedAt)),
-            "services": .integer(distributor.cache.all.count),
+            "services": .integer(reads.all.count),
             "invalid_services": .integer(invalid.count),
             "mqtt": .string(offline ? "disconnected" : "connected"),
             "database": .string(databaseUp ? "connected" : "disconnected"),
@@ -193,7 +199,7 @@ public final class MQTTGateway: Service, UpdatePublisher {
     /// of its errors), with the file, line and rule, never a value.
     func announceInvalidServices() async {
         guard client.isConnected else { return }
-        let invalid = distributor.brokenServices
+        let invalid = reads.invalidServices
         let toSend: [(ServiceName, [ConfbusError])] = announcedInvalid.withLock { announced in
             var out: [(ServiceName, [ConfbusError])] = []
             for (service, errors) in invalid {
@@ -239,7 +245,7 @@ public final class MQTTGateway: Service, UpdatePublisher {
         guard client.isConnected, relay.isRelaying else { return 0 }
         let latest: [StoredVersion]
         do {
-            latest = try await distributor.store.latestVersions()
+            latest = try await reads.storedLatest()
         } catch {
             return 0
         }
@@ -250,13 +256,13 @@ public final class MQTTGateway: Service, UpdatePublisher {
         }
         guard !mismatched.isEmpty else { return 0 }
         do {
-            try await distributor.store.requeue(mismatched)
+            try await outbox.requeue(mismatched)
         } catch {
             logger.debug("reconcile could not queue; will retry", metadata: ["error.type": "\(type(of: error))"])
             return 0
         }
         relay.requeued(mismatched.map(\.service))
-        distributor.outboxSignal.signal()
+        signal.signal()
         counters.reconciled.increment(by: mismatched.count)
         logger.info("queued retained updates the broker was missing or held differently", metadata: ["count": "\(mismatched.count)"])
         return mismatched.count

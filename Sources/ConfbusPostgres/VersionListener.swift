@@ -9,12 +9,12 @@ import ServiceLifecycle
 /// are only a wake-up: the supervisor's periodic refresh covers any that are lost.
 public struct VersionListener: Service {
     let client: PostgresClient
-    let distributor: Distributor
+    let reads: ConfigReads
     let logger: Logger
 
-    public init(client: PostgresClient, distributor: Distributor, logger: Logger) {
+    public init(client: PostgresClient, reads: ConfigReads, logger: Logger) {
         self.client = client
-        self.distributor = distributor
+        self.reads = reads
         self.logger = logger
     }
 
@@ -27,9 +27,7 @@ public struct VersionListener: Service {
                             guard let colon = notification.payload.lastIndex(of: ":"),
                                   let service = try? ServiceName(validating: String(notification.payload[..<colon]))
                             else { continue }
-                            if let latest = try await distributor.store.latest(service) {
-                                distributor.cache.offer(latest)
-                            }
+                            try await reads.refresh(service)
                         }
                     }
                 } catch {

@@ -1,0 +1,132 @@
+import ConfbusCore
+import Foundation
+import Logging
+import Metrics
+
+/// The one way a version is made. Every use case that writes (reload, override edits, rollback,
+/// batch, import, a first registration) builds a `CommitRequest` and hands it here: the store
+/// locks the rows and calls its plan with what it holds; this counts the versions, serves them
+/// from memory at once and wakes the relay. The checks every new version passes (§6b, If-Match)
+/// and the audit of a refusal live here too, so no use case can skip them.
+public final class CommitPipeline: Sendable {
+    public struct Options: Sendable {
+        public var environment: String
+        public var maxPayloadBytes: Int
+        /// The author of versions made from the files.
+        public var author: String
+
+        public init(environment: String, maxPayloadBytes: Int = 1 << 20, author: String = "confbus") {
+            self.environment = environment
+            self.maxPayloadBytes = maxPayloadBytes
+            self.author = author
+        }
+    }
+
+    public let options: Options
+    let store: any VersionStore & AuditStore
+    let cache: LiveCache
+    public let limits: PublishLimits
+    public let signal: WakeSignal
+    let logger: Logger
+    /// Reloads and imports run one at a time on a node (commits are serialised by the row locks).
+    let treeLock = AsyncLock()
+
+    public init(options: Options, store: any VersionStore & AuditStore, cache: LiveCache, limits: PublishLimits,
+                signal: WakeSignal, logger: Logger) {
+        self.options = options
+        self.store = store
+        self.cache = cache
+        self.limits = limits
+        self.signal = signal
+        self.logger = logger
+    }
+
+    func commit(_ request: CommitRequest) async throws -> [CommitOutcome] {
+        let outcomes = try await store.commit(request)
+        committed(outcomes)
+        return outcomes
+    }
+
+    /// What follows every commit: count it, serve it from memory at once, wake the outbox relay.
+    func committed(_ outcomes: [CommitOutcome]) {
+        var any = false
+        for case .committed(let version) in outcomes {
+            any = true
+            Counter(label: "confbus_versions_committed_total", dimensions: [("service", version.service.rawValue)]).increment()
+            cache.offer(version)
+            logger.info("committed a new version", metadata: ["confbus.service": "\(version.service)", "confbus.version": "\(version.version)"])
+        }
+        if any { signal.signal() }
+    }
+
+    /// Refuses a config that would make a new version on top of `base` and could not be
+    /// published (§6b); one that equals the latest makes no version and needs no check.
+    func checkPublishable(_ config: JSONValue, on base: CommitBase) throws(ConfbusError) {
+        guard config.checksum != base.latestChecksum else { return }
+        try limits.check(config, service: base.service, version: base.latestVersion + 1, environment: options.environment)
+    }
+
+    /// The change one resolution makes on top of `base`, checked for publishability (§6b).
+    func change(_ resolved: ResolvedService, base: CommitBase, source: VersionSource, author: String, reason: String?,
+                overrideLayer: JSONValue?) throws(ConfbusError) -> PlannedChange {
+        try checkPublishable(resolved.config, on: base)
+        return PlannedChange(version: NewVersion(service: base.service, config: resolved.config, source: source, author: author,
+                                                 reason: reason, environment: options.environment,
+                                                 layers: Self.provenanceJSON(resolved)),
+                             overrideLayer: overrideLayer)
+    }
+
+    static func provenanceJSON(_ resolved: ResolvedService) -> JSONValue {
+        var layers: [String: JSONValue] = [:]
+        for (pointer, provenance) in resolved.provenance {
+            var entry: [String: JSONValue] = ["layer": .string(provenance.layer.description), "source": .string(provenance.source)]
+            if let l = provenance.location { entry["line"] = .integer(l.line); entry["column"] = .integer(l.column) }
+            layers[pointer.description] = .object(entry)
+        }
+        return .object(layers)
+    }
+
+    /// `If-Match`, checked against the version the row lock shows.
+    static func check(_ expectedVersion: Int?, _ base: CommitBase) throws(ConfbusError) {
+        if let expected = expectedVersion, expected != base.latestVersion {
+            throw ConfbusError(code: .versionConflict, service: base.service.rawValue,
+                               message: "\(base.service) is at version \(base.latestVersion), not \(expected) as If-Match expects")
+        }
+    }
+
+    /// Runs a commit; a refusal of the content it raises (validation, §6b) is audited, then rethrown.
+    func refusingAudited<T: Sendable>(_ audit: AuditRecord, _ body: @Sendable () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as ConfbusError where [.schemaViolation, .invalidOverride, .tooLargeToPublish, .invalidValue, .invalidSchema,
+                                                  .missingSchema].contains(error.code) {
+            try? await refuse(audit, [error])
+            throw error
+        }
+    }
+
+    func refuse(_ audit: AuditRecord, _ errors: [ConfbusError]) async throws {
+        var refused = audit
+        refused.outcome = "refused"
+        // Services, paths and rules only: a message never carries a config value.
+        refused.detail = errors.flatMap(\.locatedIssues).map { issue in
+            [issue.service, issue.instancePath.description, issue.message].compactMap { $0 }.joined(separator: ": ")
+        }.joined(separator: "; ")
+        try await store.recordRefusal(refused)
+    }
+
+    static func refusal(_ service: ServiceName, _ errors: [ConfbusError]) -> ConfbusError {
+        if errors.count == 1, [.tooLargeToPublish, .invalidValue].contains(errors[0].code) { return errors[0] }
+        let hasIssues = errors.contains { !$0.issues.isEmpty }
+        return ConfbusError(code: hasIssues ? .schemaViolation : (errors.first?.code ?? .schemaViolation),
+                            service: service.rawValue,
+                            message: "the resulting config of \(service) is invalid; nothing was stored",
+                            issues: hasIssues ? errors.flatMap(\.issues) : errors.flatMap(\.locatedIssues))
+    }
+
+    /// Whether the service exists: it has files, or a version (kept after its files were removed).
+    func exists(_ service: ServiceName, in definitions: ServiceDefinitions) async -> Bool {
+        if cache.latest(service) != nil { return true }
+        return await definitions.tree.hasService(service)
+    }
+}

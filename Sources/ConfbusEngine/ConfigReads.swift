@@ -1,0 +1,81 @@
+import ConfbusCore
+import Foundation
+
+/// What the adapters read: the live cache first (pull never waits on the database), the store
+/// for history, instances and the audit log, the files for schemas and secret paths. Nothing
+/// here writes a version.
+public struct ConfigReads: Sendable {
+    let store: any VersionStore & InstanceStore & AuditStore
+    let cache: LiveCache
+    let definitions: ServiceDefinitions
+    let invalid: InvalidServices
+
+    public init(store: any VersionStore & InstanceStore & AuditStore, cache: LiveCache, definitions: ServiceDefinitions,
+                invalid: InvalidServices) {
+        self.store = store
+        self.cache = cache
+        self.definitions = definitions
+        self.invalid = invalid
+    }
+
+    public var environment: String { definitions.environment }
+
+    /// The latest version this node holds.
+    public func latest(_ service: ServiceName) -> StoredVersion? { cache.latest(service) }
+
+    /// Every service's latest version this node holds, by name.
+    public var all: [StoredVersion] { cache.all }
+
+    public var waiterCount: Int { cache.waiterCount }
+
+    /// A version by number: from memory when it is the latest, else from the store.
+    public func version(_ service: ServiceName, _ number: Int) async throws -> StoredVersion? {
+        if let latest = cache.latest(service), latest.version == number { return latest }
+        return try await store.version(service, number)
+    }
+
+    /// Waits up to `timeout` for a version above `after` (long-poll); nil on timeout.
+    public func wait(for service: ServiceName, after: Int, timeout: Duration) async -> StoredVersion? {
+        await cache.wait(for: service, after: after, timeout: timeout)
+    }
+
+    public func history(_ service: ServiceName, limit: Int, before: Int?) async throws -> [StoredVersion] {
+        try await store.history(service, limit: limit, before: before)
+    }
+
+    public func instances(_ service: ServiceName) async throws -> [InstanceRecord] {
+        try await store.instances(service)
+    }
+
+    public func instanceCounts() async throws -> [ServiceName: (total: Int, lagging: Int)] {
+        try await store.instanceCounts()
+    }
+
+    public func auditLog(service: ServiceName?, limit: Int) async throws -> [AuditRecord] {
+        try await store.auditLog(service: service, limit: limit)
+    }
+
+    public func idempotentAnswer(_ key: String) async throws -> (requestHash: String, answer: String)? {
+        try await store.idempotentAnswer(key)
+    }
+
+    /// Services whose files are invalid right now, with their errors.
+    public var invalidServices: [ServiceName: [ConfbusError]] { invalid.all }
+
+    public func schema(_ service: ServiceName) async -> JSONValue? { await definitions.schema(service) }
+
+    public func redaction(_ service: ServiceName) async -> Redaction { await definitions.redaction(service) }
+
+    /// The store's latest version of every service (reconcile compares the broker with these).
+    public func storedLatest() async throws -> [StoredVersion] { try await store.latestVersions() }
+
+    /// Fills the live cache from the store (at start-up, and as a safety net under LISTEN).
+    public func refreshAll() async throws {
+        for version in try await store.latestVersions() { cache.offer(version) }
+    }
+
+    /// Loads one service's latest version (another node committed it).
+    public func refresh(_ service: ServiceName) async throws {
+        if let latest = try await store.latest(service) { cache.offer(latest) }
+    }
+}

@@ -1,0 +1,85 @@
+import ConfbusCore
+
+/// What instances send on the bus (CONTRACT.md §4): registrations, acks, health. Each method
+/// throws the refusal to send back on `config/error/<service>`.
+public struct InstanceReports: Sendable {
+    let store: any InstanceStore & VersionStore
+    let cache: LiveCache
+    let definitions: ServiceDefinitions
+    let reload: TreeReload
+    public let maxPayloadBytes: Int
+
+    public init(store: any InstanceStore & VersionStore, cache: LiveCache, definitions: ServiceDefinitions, reload: TreeReload,
+                maxPayloadBytes: Int) {
+        self.store = store
+        self.cache = cache
+        self.definitions = definitions
+        self.reload = reload
+        self.maxPayloadBytes = maxPayloadBytes
+    }
+
+    /// `config/register/<service>`: records the instance; a service with files but no version yet
+    /// gets its version 1.
+    public func register(_ service: ServiceName, payload: [UInt8]) async throws(ConfbusError) {
+        let registration = try InstanceMessages.registration(payload, maxBytes: maxPayloadBytes)
+        try await register(service, registration)
+    }
+
+    public func register(_ service: ServiceName, _ registration: InstanceMessages.Registration) async throws(ConfbusError) {
+        if cache.latest(service) == nil {
+            try await requireFiles(service)
+            try await reload.createFirstVersion(service)
+        }
+        try await storing(service, "the registration") { try await self.store.recordRegistration(service, instance: registration.instance) }
+    }
+
+    /// `config/ack/<service>/<instance>`: an ack for a version that does not exist is refused.
+    public func acknowledge(_ service: ServiceName, instance: String, payload: [UInt8]) async throws(ConfbusError) {
+        try Self.checkInstance(service, instance)
+        let ack = try InstanceMessages.ack(payload, maxBytes: maxPayloadBytes)
+        guard var latest = cache.latest(service)?.version else {
+            throw ConfbusError(code: .unknownService, service: service.rawValue, message: "no service \"\(service)\" is distributed")
+        }
+        if ack.version > latest, let stored = try? await store.latest(service) {
+            // Another node may have committed it a moment ago.
+            cache.offer(stored)
+            latest = stored.version
+        }
+        guard ack.version <= latest else {
+            throw ConfbusError(code: .invalidPayload, service: service.rawValue,
+                               message: "version \(ack.version) does not exist; the latest is \(latest)")
+        }
+        try await storing(service, "the ack") {
+            try await self.store.recordAck(service, instance: instance, version: ack.version, status: ack.status, detail: ack.detail)
+        }
+    }
+
+    /// `config/health/<service>/<instance>`.
+    public func health(_ service: ServiceName, instance: String, payload: [UInt8]) async throws(ConfbusError) {
+        try Self.checkInstance(service, instance)
+        let status = try InstanceMessages.health(payload, maxBytes: maxPayloadBytes)
+        if cache.latest(service) == nil { try await requireFiles(service) }
+        try await storing(service, "the health message") { try await self.store.recordHealth(service, instance: instance, status: status) }
+    }
+
+    private static func checkInstance(_ service: ServiceName, _ instance: String) throws(ConfbusError) {
+        guard InstanceMessages.isValidInstanceID(instance) else {
+            throw ConfbusError(code: .invalidName, service: service.rawValue, message: "invalid instance id in the topic")
+        }
+    }
+
+    private func requireFiles(_ service: ServiceName) async throws(ConfbusError) {
+        guard await definitions.tree.hasService(service) else {
+            throw ConfbusError(code: .unknownService, service: service.rawValue, message: "no service \"\(service)\" is configured")
+        }
+    }
+
+    /// Runs a store write for an instance message; a failure is the refusal `store_unavailable`.
+    private func storing(_ service: ServiceName, _ what: String, _ write: () async throws -> Void) async throws(ConfbusError) {
+        do {
+            try await write()
+        } catch {
+            throw ConfbusError(code: .storeUnavailable, service: service.rawValue, message: "\(what) could not be stored; retry")
+        }
+    }
+}

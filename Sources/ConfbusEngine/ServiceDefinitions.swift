@@ -1,0 +1,54 @@
+import ConfbusCore
+
+/// The files side of every use case: the config tree behind its async seam and the resolver
+/// that turns a service's files and override layer into a validated config.
+public struct ServiceDefinitions: Sendable {
+    public let tree: ConfigTree
+    public let resolver: ServiceResolver
+
+    public init(source: any ConfigSource, resolver: ServiceResolver, environment: String) {
+        self.tree = ConfigTree(source: source, environment: environment)
+        self.resolver = resolver
+    }
+
+    public var environment: String { tree.environment }
+
+    func resolve(_ files: ServiceFiles, layer: JSONValue?) -> ServiceResolution {
+        resolver.resolve(files, source: tree.source, opsOverride: layer)
+    }
+
+    func validate(_ config: JSONValue, files: ServiceFiles) -> [ConfbusError] {
+        resolver.validate(config, files: files)
+    }
+
+    /// The service's JSON Schema as its file holds it.
+    public func schema(_ service: ServiceName) async -> JSONValue? {
+        await tree.load(service).schema?.value
+    }
+
+    /// Which paths the service's schema marks secret.
+    public func redaction(_ service: ServiceName) async -> Redaction {
+        let files = await tree.load(service)
+        return await tree.compute { [resolver] in resolver.redaction(files: files) }
+    }
+}
+
+/// Services whose files are invalid right now; their last valid version stays live. Written by
+/// reloads and first registrations, read by the API and the health topic.
+public final class InvalidServices: Sendable {
+    private let state = Mutex<[ServiceName: [ConfbusError]]>([:])
+
+    public init() {}
+
+    public var all: [ServiceName: [ConfbusError]] { state.withLock { $0 } }
+
+    func set(_ service: ServiceName, _ errors: [ConfbusError]?) {
+        state.withLock { $0[service] = errors }
+    }
+
+    func replace(_ all: [ServiceName: [ConfbusError]]) {
+        state.withLock { $0 = all }
+    }
+}
+
+import Synchronization

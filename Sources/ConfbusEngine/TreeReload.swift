@@ -1,0 +1,121 @@
+import ConfbusCore
+import Foundation
+import Logging
+
+/// Reading the tree again (`POST /v1/reload`, SIGHUP, start-up) and a service's first version
+/// (its first registration). Each service commits on its own, so one failure never aborts the
+/// rest, and each resolves again under its row lock with the override layer stored at that
+/// moment, so a reload can never revert another node's concurrent edit.
+public struct TreeReload: Sendable {
+    /// What one reload did to each service.
+    public struct Report: Sendable {
+        public var committed: [StoredVersion] = []
+        public var unchanged: [ServiceName] = []
+        public var failed: [ServiceName: [ConfbusError]] = [:]
+        public var treeErrors: [ConfbusError] = []
+    }
+
+    let pipeline: CommitPipeline
+    let definitions: ServiceDefinitions
+    let store: any VersionStore
+    let invalid: InvalidServices
+
+    public init(pipeline: CommitPipeline, definitions: ServiceDefinitions, store: any VersionStore, invalid: InvalidServices) {
+        self.pipeline = pipeline
+        self.definitions = definitions
+        self.store = store
+        self.invalid = invalid
+    }
+
+    public func reload(author: String? = nil, reason: String? = nil) async throws -> Report {
+        try await pipeline.treeLock.withLock {
+            let tree = definitions.tree
+            let (services, treeErrors) = await tree.listServices()
+            let allFiles = await tree.loadAll(services)
+            // A first resolution with the layers as they are now finds what may have changed; the
+            // commit below resolves again only when the layer under the lock is another one.
+            let hints = try await store.overrideLayers()
+            let resolutions = await tree.compute { [definitions] in
+                allFiles.concurrentMap { definitions.resolve($0, layer: hints[$0.name]) }
+            }
+            var report = Report(treeErrors: treeErrors)
+            var nowInvalid: [ServiceName: [ConfbusError]] = [:]
+            for (files, resolution) in zip(allFiles, resolutions) {
+                let service = files.name
+                guard let resolved = resolution.resolved else {
+                    nowInvalid[service] = resolution.errors
+                    report.failed[service] = resolution.errors
+                    logInvalid(service, resolution.errors)
+                    continue
+                }
+                if let latest = pipeline.cache.latest(service), latest.checksum == resolved.checksum {
+                    report.unchanged.append(service)
+                    continue
+                }
+                do {
+                    switch try await commitFiles(files, author: author ?? pipeline.options.author, reason: reason,
+                                                 resolvedWith: (hints[service], resolved)) {
+                    case .committed(let version): report.committed.append(version)
+                    case .unchanged: report.unchanged.append(service)
+                    }
+                } catch let error as ConfbusError {
+                    nowInvalid[service] = [error]
+                    report.failed[service] = [error]
+                    logInvalid(service, [error])
+                }
+            }
+            invalid.replace(nowInvalid)
+            return report
+        }
+    }
+
+    private func logInvalid(_ service: ServiceName, _ errors: [ConfbusError]) {
+        for error in errors {
+            pipeline.logger.warning("service config is invalid; the last valid version stays live",
+                                    metadata: ["confbus.service": "\(service)", "error.code": "\(error.code)", "error": "\(error.message)"])
+        }
+    }
+
+    /// Commits what `files` resolve to with the override layer stored under the row lock.
+    /// Throws the resolution's first error (or a §6b refusal) when the result is invalid.
+    /// `earlier` is a resolution made before the lock with some layer: reused when the stored
+    /// layer is still that one, so a reload resolves each changed service once, not twice.
+    func commitFiles(_ files: ServiceFiles, author: String, reason: String?,
+                     resolvedWith earlier: (layer: JSONValue?, resolved: ResolvedService)? = nil) async throws -> CommitOutcome {
+        let (pipeline, definitions) = (self.pipeline, self.definitions)
+        let audit = AuditRecord(actor: author, requestID: "files", action: "files", outcome: "accepted",
+                                services: [files.name.rawValue], reason: reason)
+        let outcomes = try await pipeline.commit(CommitRequest(services: [files.name], audit: audit) { bases in
+            let base = bases[0]
+            let resolved: ResolvedService
+            if let earlier, earlier.layer == base.overrideLayer {
+                resolved = earlier.resolved
+            } else {
+                let resolution = definitions.resolve(files, layer: base.overrideLayer)
+                guard let fresh = resolution.resolved else {
+                    throw resolution.errors.first ?? ConfbusError(code: .schemaViolation, service: files.name.rawValue, message: "the config is invalid")
+                }
+                resolved = fresh
+            }
+            return [try pipeline.change(resolved, base: base, source: .files, author: author, reason: reason, overrideLayer: nil)]
+        })
+        return outcomes[0]
+    }
+
+    /// The first registration of a service with files but no version stores its version 1.
+    func createFirstVersion(_ service: ServiceName) async throws(ConfbusError) {
+        do {
+            if let stored = try await store.latest(service) {
+                pipeline.cache.offer(stored)
+                return
+            }
+            _ = try await commitFiles(await definitions.tree.load(service), author: pipeline.options.author, reason: "first registration")
+        } catch let error as ConfbusError {
+            invalid.set(service, [error])
+            throw ConfbusError(code: error.code, service: service.rawValue,
+                               message: "the service's config is invalid, so no version exists yet: \(error.message)")
+        } catch {
+            throw ConfbusError(code: .storeUnavailable, service: service.rawValue, message: "version 1 could not be stored; retry")
+        }
+    }
+}

@@ -1,0 +1,197 @@
+import ConfbusCore
+import ConfbusEngine
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// The read routes of CONTRACT.md §5: pull (with long-poll, `?version`, `?pointer`), history,
+/// diff, services, instances, schemas. Pull is served from memory.
+struct ReadController: Sendable {
+    let reads: ConfigReads
+    let readiness: Readiness
+    let maxWait: Int = 60
+
+    func addRoutes(to group: RouterGroup<ConfbusRequestContext>) {
+        group.get("/v1/config/:service", use: config)
+        group.get("/v1/config/:service/history", use: history)
+        group.get("/v1/config/:service/diff", use: diff)
+        group.get("/v1/services", use: services)
+        group.get("/v1/services/:service/instances", use: instances)
+        group.get("/v1/schemas/:service", use: schema)
+    }
+
+    func staleHeaders() -> HTTPFields {
+        readiness.database ? [:] : [HTTPField.Name("Confbus-Stale")!: "true"]
+    }
+
+    static func integer(_ request: Request, _ name: String) throws -> Int? {
+        guard let raw = request.uri.queryParameters.get(name) else { return nil }
+        guard let value = Int(raw), value >= 0 else {
+            throw Problem(.badRequest, code: "bad_request", detail: "query parameter \(name) must be a non-negative integer")
+        }
+        return value
+    }
+
+    @Sendable func config(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
+        let service = try context.requireService()
+        let versionParameter = try Self.integer(request, "version")
+        if request.uri.queryParameters.get("version") != nil, versionParameter == 0 {
+            throw Problem(.badRequest, code: "bad_request", detail: "version starts at 1")
+        }
+        var pointer: JSONPointer?
+        if let raw = request.uri.queryParameters.get("pointer") {
+            guard let p = JSONPointer(raw), raw.hasPrefix("/") else {
+                throw Problem(.badRequest, code: "bad_request", detail: "pointer must be a JSON pointer starting with /")
+            }
+            pointer = p
+        }
+        let wait = try Self.integer(request, "wait").map { min($0, maxWait) }
+        let after = try Self.integer(request, "after")
+
+        let version: StoredVersion
+        if let number = versionParameter {
+            guard let stored = try await reads.version(service, number) else {
+                throw Problem(.notFound, code: "not_found", detail: "\(service) has no version \(number)")
+            }
+            version = stored
+        } else if let wait {
+            let threshold = after ?? reads.latest(service)?.version ?? 0
+            if let newer = await reads.wait(for: service, after: threshold, timeout: .seconds(wait)) {
+                version = newer
+            } else {
+                guard reads.latest(service) != nil else {
+                    throw Problem(.notFound, code: "not_found", detail: "\(service) has no version")
+                }
+                return Response(status: .notModified, headers: staleHeaders())
+            }
+        } else {
+            guard let latest = reads.latest(service) else {
+                throw Problem(.notFound, code: "not_found", detail: "\(service) has no version")
+            }
+            version = latest
+        }
+
+        var headers = staleHeaders()
+        let etag = "\"\(version.checksum)\""
+        headers[.eTag] = etag
+        if let pointer {
+            guard let value = version.config.value(at: pointer) else {
+                throw Problem(.notFound, code: "not_found", detail: "no value at \(pointer) in version \(version.version)")
+            }
+            return Response.json(["service": .string(service.rawValue), "version": .integer(version.version),
+                                  "pointer": .string(pointer.description), "value": value], headers: headers)
+        }
+        if let match = request.headers[.ifNoneMatch], Self.etagMatches(match, etag) {
+            return Response(status: .notModified, headers: headers)
+        }
+        return Response.json(version.document, headers: headers)
+    }
+
+    static func etagMatches(_ header: String, _ etag: String) -> Bool {
+        header.split(separator: ",").contains { candidate in
+            let c = candidate.trimmingCharacters(in: .whitespaces)
+            return c == "*" || c == etag || c == "W/" + etag
+        }
+    }
+
+    @Sendable func history(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
+        let service = try context.requireService()
+        let limit = min(try Self.integer(request, "limit") ?? 50, 1000)
+        let before = try Self.integer(request, "before")
+        guard reads.latest(service) != nil else { throw Problem(.notFound, code: "not_found", detail: "\(service) has no version") }
+        let versions = try await reads.history(service, limit: limit, before: before)
+        return Response.json([
+            "service": .string(service.rawValue),
+            "versions": .array(versions.map { v in
+                var entry: [String: JSONValue] = [
+                    "version": .integer(v.version), "checksum": .string(v.checksum), "source": .string(v.source.rawValue),
+                    "author": .string(v.author), "reason": v.reason.map(JSONValue.string) ?? .null,
+                    "created_at": .string(Timestamp.format(v.createdAt)),
+                ]
+                if let batch = v.batchID { entry["batch_id"] = .string(batch) }
+                return .object(entry)
+            }),
+        ])
+    }
+
+    @Sendable func diff(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
+        let service = try context.requireService()
+        guard let from = try Self.integer(request, "from"), let to = try Self.integer(request, "to") else {
+            throw Problem(.badRequest, code: "bad_request", detail: "diff needs from and to")
+        }
+        guard let old = try await reads.version(service, from), let new = try await reads.version(service, to) else {
+            throw Problem(.notFound, code: "not_found", detail: "\(service) has no version \(from) or \(to)")
+        }
+        // Secrets are shown only to admins.
+        let redaction = context.caller?.isAdmin == true ? Redaction(paths: []) : await reads.redaction(service)
+        let changes = ConfigDiff.changes(from: old.config, to: new.config).map { change -> JSONValue in
+            var c = change
+            if redaction.covers(c.path) {
+                if c.old != nil { c.old = Redaction.mask }
+                if c.new != nil { c.new = Redaction.mask }
+            }
+            return c.json
+        }
+        return Response.json([
+            "service": .string(service.rawValue), "from": .integer(from), "to": .integer(to), "changes": .array(changes),
+        ])
+    }
+
+    @Sendable func services(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
+        let counts = (try? await reads.instanceCounts()) ?? [:]
+        let invalid = reads.invalidServices
+        var entries: [ServiceName: JSONValue] = [:]
+        for v in reads.all {
+            let c = counts[v.service] ?? (0, 0)
+            var entry: [String: JSONValue] = [
+                "service": .string(v.service.rawValue), "version": .integer(v.version),
+                "checksum": .string(v.checksum), "updated_at": .string(Timestamp.format(v.createdAt)),
+                "instances": .integer(c.total), "lagging": .integer(c.lagging), "state": "ok",
+            ]
+            if let errors = invalid[v.service] { entry["state"] = "invalid"; entry["errors"] = Self.errorList(errors) }
+            entries[v.service] = .object(entry)
+        }
+        // A service whose files are invalid and that has no version yet is listed too.
+        for (service, errors) in invalid where entries[service] == nil {
+            entries[service] = .object(["service": .string(service.rawValue), "version": .null, "state": "invalid",
+                                        "errors": Self.errorList(errors), "instances": .integer(0), "lagging": .integer(0)])
+        }
+        return Response.json(["services": .array(entries.keys.sorted().compactMap { entries[$0] })], headers: staleHeaders())
+    }
+
+    /// Errors as `[{code, message, location?}]`: paths, files, lines and rules, never a value.
+    static func errorList(_ errors: [ConfbusError]) -> JSONValue {
+        .array(errors.map { e in
+            var o: [String: JSONValue] = ["code": .string(e.code.description), "message": .string(e.message)]
+            if let l = e.location { o["location"] = .string(l.description) }
+            return .object(o)
+        })
+    }
+
+    @Sendable func instances(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
+        let service = try context.requireService()
+        guard let latest = reads.latest(service) else { throw Problem(.notFound, code: "not_found", detail: "\(service) has no version") }
+        let records = try await reads.instances(service)
+        return Response.json([
+            "service": .string(service.rawValue), "version": .integer(latest.version),
+            "instances": .array(records.map { r in
+                .object([
+                    "instance": .string(r.instance),
+                    "first_seen": .string(Timestamp.format(r.firstSeen)),
+                    "last_seen": .string(Timestamp.format(r.lastSeen)),
+                    "health": r.health.map(JSONValue.string) ?? .null,
+                    "applied_version": r.appliedVersion.map(JSONValue.integer) ?? .null,
+                    "ack_status": r.ackStatus.map(JSONValue.string) ?? .null,
+                    "detail": r.detail.map(JSONValue.string) ?? .null,
+                    "lagging": .bool((r.appliedVersion ?? 0) < latest.version),
+                ])
+            }),
+        ])
+    }
+
+    @Sendable func schema(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
+        let service = try context.requireService()
+        guard let schema = await reads.schema(service) else { throw Problem(.notFound, code: "not_found", detail: "\(service) has no schema") }
+        return Response.json(schema)
+    }
+}
