@@ -1,0 +1,346 @@
+import ConfbusCore
+import ConfbusEngine
+import Foundation
+
+/// What every `ConfbusStore` must do, as checks that any implementation runs: the in-memory one
+/// in the Engine's component tests and PostgreSQL in the integration tests, so the fake the
+/// component tests lean on cannot drift from the real thing. A check throws
+/// `ConfbusStoreContract.Failure` naming what broke.
+public enum ConfbusStoreContract {
+    /// Gives `body` a new, empty store for its duration.
+    public typealias Factory = @Sendable (_ body: @Sendable (any ConfbusStore) async throws -> Void) async throws -> Void
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public struct Check: Sendable, CustomStringConvertible {
+        public let name: String
+        let run: @Sendable (@escaping Factory) async throws -> Void
+        public var description: String { name }
+    }
+
+    public static func run(_ check: Check, factory: @escaping Factory) async throws {
+        try await check.run(factory)
+    }
+
+    public static let checks: [Check] = [
+        Check(name: "versions are numbered 1, 2, 3 per service; history is newest first", run: numbering),
+        Check(name: "a config equal to the latest makes no version but stores its layer", run: unchanged),
+        Check(name: "the plan sees what the store holds, in the order asked", run: bases),
+        Check(name: "a plan that throws stores nothing and its error arrives as itself", run: throwingPlan),
+        Check(name: "concurrent commits never lose each other's edits", run: concurrentEdits),
+        Check(name: "an idempotency key answers the first request's answer", run: idempotency),
+        Check(name: "every version is queued; the outbox gives each service's newest", run: outbox),
+        Check(name: "one lease holder; a stale lease marks nothing", run: lease),
+        Check(name: "a lapsed lease is taken over with a higher epoch", run: leaseExpiry),
+        Check(name: "requeue queues the latest version, never the one given", run: requeue),
+        Check(name: "instances: registrations, acks, health, counts, expiry", run: instances),
+        Check(name: "the audit log: commits, refusals, newest first, by service", run: audit),
+        Check(name: "export and import keep numbers, times and checksums", run: archive),
+    ]
+
+    // MARK: Helpers
+
+    static func expect(_ condition: Bool, _ message: @autoclosure () -> String, line: Int = #line) throws {
+        if !condition { throw Failure(description: "line \(line): \(message())") }
+    }
+
+    static func name(_ raw: String) -> ServiceName { try! ServiceName(validating: raw) }
+
+    static func audit(_ action: String = "test", services: [ServiceName]) -> AuditRecord {
+        AuditRecord(actor: "contract", requestID: UUID().uuidString, action: action, outcome: "accepted", services: services.map(\.rawValue))
+    }
+
+    static func new(_ service: ServiceName, _ config: JSONValue, source: VersionSource = .override) -> NewVersion {
+        NewVersion(service: service, config: config, source: source, author: "contract", reason: "contract", environment: "test")
+    }
+
+    /// Commits `config` (and `layer`, when given) to one service.
+    @discardableResult
+    static func put(_ store: any ConfbusStore, _ service: ServiceName, _ config: JSONValue, layer: JSONValue? = nil,
+                    action: String = "test") async throws -> CommitOutcome {
+        try await store.commit(CommitRequest(services: [service], audit: audit(action, services: [service])) { _ in
+            [PlannedChange(version: new(service, config), overrideLayer: layer)]
+        })[0]
+    }
+
+    // MARK: Checks
+
+    static func numbering(_ factory: @escaping Factory) async throws {
+        try await factory { store in
+            let (a, b) = (name("alpha"), name("beta"))
+            for n in 1...3 {
+                let outcome = try await put(store, a, ["n": .integer(n)])
+                try expect(outcome.isCommitted && outcome.version.version == n, "commit \(n) made version \(outcome.version.version)")
+                try expect(outcome.version.checksum == JSONValue.object(["n": .integer(n)]).checksum, "the checksum is the config's")
+            }
+            try await put(store, b, ["x": true])
+            try expect(try await store.latest(a)?.version == 3, "latest of alpha is 3")
+            try expect(try await store.latest(b)?.version == 1, "beta numbers on its own")
+            try expect(try await store.latestVersions().map(\.service) == [a, b], "latestVersions is every service by name")
+            try expect(try await store.version(a, 2)?.config == ["n": 2], "version 2 holds its config")
+            try expect(try await store.version(a, 4) == nil, "no version 4")
+            try expect(try await store.history(a, limit: 10, before: nil).map(\.version) == [3, 2, 1], "history newest first")
+            try expect(try await store.history(a, limit: 1, before: 3).map(\.version) == [2], "history before and limit")
+            try expect(try await store.latest(name("gamma")) == nil, "an unknown service has no version")
+        }
+    }
+
+    static func unchanged(_ factory: @escaping Factory) async throws {
+        try await factory { store in
+            let a = name("alpha")
+            try await put(store, a, ["n": 1])
+            let again = try await put(store, a, ["n": 1], layer: ["n": 1])
+            try expect(!again.isCommitted && again.version.version == 1, "an equal config makes no version")
+            try expect(try await store.overrideLayers()[a] == ["n": 1], "but its layer is stored")
+            try await put(store, a, ["n": 2])
+            try expect(try await store.overrideLayer(of: a, version: 2) == ["n": 1], "the next version records the layer in force")
+            try expect(try await store.overrideLayer(of: a, version: 1) == nil, "version 1 had none")
+            try await put(store, a, ["n": 3], layer: .object([:]))
+            try expect(try await store.overrideLayers()[a] == nil, "an empty layer clears it")
+        }
+    }
+
+    static func bases(_ factory: @escaping Factory) async throws {
+        try await factory { store in
+            let (a, b) = (name("alpha"), name("beta"))
+            try await put(store, a, ["n": 1], layer: ["k": "v"])
+            let seen = Box<[CommitBase]>([])
+            _ = try await store.commit(CommitRequest(services: [b, a], audit: audit(services: [b, a])) { bases in
+                seen.set(bases)
+                return bases.map { PlannedChange(version: new($0.service, ["n": 2]), overrideLayer: nil) }
+            })
+            let bases = seen.get()
+            try expect(bases.map(\.service) == [b, a], "bases come in the order asked, not name order")
+            try expect(bases[0].latestVersion == 0 && bases[0].latestChecksum == nil && bases[0].overrideLayer == nil, "a new service's base is empty")
+            try expect(bases[1].latestVersion == 1 && bases[1].latestChecksum == JSONValue.object(["n": 1]).checksum,
+                       "an existing service's base is its latest")
+            try expect(bases[1].overrideLayer == ["k": "v"], "the base carries the stored layer")
+            let (latestA, latestB) = (try await store.latest(a), try await store.latest(b))
+            try expect(latestA?.version == 2 && latestB?.version == 1, "both committed in one request")
+        }
+    }
+
+    static func throwingPlan(_ factory: @escaping Factory) async throws {
+        try await factory { store in
+            let (a, b) = (name("alpha"), name("beta"))
+            try await put(store, a, ["n": 1])
+            let backlog = try await store.outboxStatus().backlog
+            let auditRows = try await store.auditLog(service: nil, limit: 100).count
+            do {
+                _ = try await store.commit(CommitRequest(services: [a, b], audit: audit(services: [a, b])) { _ in
+                    throw ConfbusError(code: .schemaViolation, service: "alpha", message: "refused by the plan")
+                })
+                try expect(false, "the commit should have thrown")
+            } catch let error as ConfbusError {
+                try expect(error.code == .schemaViolation && error.message == "refused by the plan", "the plan's own error arrives")
+            }
+            let (latestA, latestB) = (try await store.latest(a), try await store.latest(b))
+            try expect(latestA?.version == 1 && latestB == nil, "nothing was committed")
+            try expect(try await store.outboxStatus().backlog == backlog, "nothing was queued")
+            try expect(try await store.auditLog(service: nil, limit: 100).count == auditRows, "nothing was audited")
+        }
+    }
+
+    static func concurrentEdits(_ factory: @escaping Factory) async throws {
+        try await factory { store in
+            let a = name("alpha")
+            let writers = 16
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<writers {
+                    group.addTask {
+                        _ = try await store.commit(CommitRequest(services: [a], audit: audit(services: [a])) { bases in
+                            // Each writer adds one to what the store holds under its lock.
+                            guard case .integer(let n)? = bases[0].overrideLayer?["count"] ?? .integer(0) else { return [] }
+                            let layer: JSONValue = ["count": .integer(n + 1)]
+                            return [PlannedChange(version: new(a, layer), overrideLayer: layer)]
+                        })
+                    }
+                }
+                try await group.waitForAll()
+            }
+            try expect(try await store.overrideLayers()[a] == ["count": .integer(writers)], "every writer's edit survived")
+            try expect(try await store.latest(a)?.version == writers, "one version per writer, no gaps")
+        }
+    }
+
+    static func idempotency(_ factory: @escaping Factory) async throws {
+        try await factory { store in
+            let a = name("alpha")
+            func request(_ n: Int) -> CommitRequest {
+                CommitRequest(services: [a], audit: audit(services: [a]),
+                              idempotency: IdempotencyRecord(key: "key-1", requestHash: "hash-1") { outcomes in
+                                  "answer \(outcomes.map(\.version.version))"
+                              }) { _ in [PlannedChange(version: new(a, ["n": .integer(n)]), overrideLayer: nil)] }
+            }
+            _ = try await store.commit(request(1))
+            do {
+                _ = try await store.commit(request(2))
+                try expect(false, "a second commit with the key should replay")
+            } catch let replay as IdempotentReplay {
+                try expect(replay.requestHash == "hash-1" && replay.answer == "answer [1]", "the replay carries the first answer")
+            }
+            try expect(try await store.latest(a)?.version == 1, "the replay committed nothing")
+            let stored = try await store.idempotentAnswer("key-1")
+            try expect(stored?.requestHash == "hash-1" && stored?.answer == "answer [1]", "the answer is stored with the key")
+            try expect(try await store.idempotentAnswer("other") == nil, "an unused key has no answer")
+        }
+    }
+
+    static func outbox(_ factory: @escaping Factory) async throws {
+        try await factory { store in
+            let (a, b, c) = (name("alpha"), name("beta"), name("gamma"))
+            try expect(try await store.outboxStatus() == OutboxStatus(backlog: 0, oldestAge: nil), "an empty outbox")
+            try await put(store, a, ["n": 1])
+            try await put(store, b, ["n": 1])
+            try await put(store, a, ["n": 2])
+            try await put(store, c, ["n": 1])
+            let status = try await store.outboxStatus()
+            try expect(status.backlog == 4 && (status.oldestAge ?? -1) >= 0, "every committed version is queued (\(status))")
+            let pending = try await store.pendingOutbox(limit: 10, excluding: [])
+            try expect(pending.map { "\($0.service):\($0.version)" } == ["alpha:2", "beta:1", "gamma:1"],
+                       "the newest per service, longest waiting first: \(pending.map { "\($0.service):\($0.version)" })")
+            try expect(try await store.pendingOutbox(limit: 1, excluding: [a]).map(\.service) == [b], "excluding and limit")
+            guard let lease = try await store.acquireLease(holder: "node-a", ttl: .seconds(30)) else { throw Failure(description: "no lease") }
+            try expect(try await store.markPublished(a, through: 2, lease: lease), "a current lease marks")
+            try expect(try await store.pendingOutbox(limit: 10, excluding: []).map(\.service) == [b, c], "alpha is done")
+            try expect(try await store.outboxStatus().backlog == 2, "both of alpha's entries are gone")
+            try await put(store, b, ["n": 2])
+            _ = try await store.markPublished(b, through: 1, lease: lease)
+            try expect(try await store.pendingOutbox(limit: 10, excluding: []).map { "\($0.service):\($0.version)" } == ["gamma:1", "beta:2"],
+                       "a mark through 1 leaves beta's version 2 queued")
+        }
+    }
+
+    static func lease(_ factory: @escaping Factory) async throws {
+        try await factory { store in
+            let a = name("alpha")
+            try await put(store, a, ["n": 1])
+            guard let first = try await store.acquireLease(holder: "node-a", ttl: .seconds(30)) else { throw Failure(description: "no lease") }
+            try expect(try await store.acquireLease(holder: "node-b", ttl: .seconds(30)) == nil, "another node cannot take a current lease")
+            try expect(try await store.acquireLease(holder: "node-a", ttl: .seconds(30)) == first, "renewing keeps the epoch")
+            try await store.releaseLease(first)
+            guard let second = try await store.acquireLease(holder: "node-b", ttl: .seconds(30)) else {
+                throw Failure(description: "a released lease is free")
+            }
+            try expect(second.epoch > first.epoch, "a takeover raises the epoch")
+            try expect(!(try await store.markPublished(a, through: 1, lease: first)), "the old holder's mark is refused")
+            try expect(try await store.outboxStatus().backlog == 1, "and changes nothing")
+            try expect(try await store.acquireLease(holder: "node-a", ttl: .seconds(30)) == nil, "the old holder cannot take it back")
+        }
+    }
+
+    static func leaseExpiry(_ factory: @escaping Factory) async throws {
+        try await factory { store in
+            guard let first = try await store.acquireLease(holder: "node-a", ttl: .milliseconds(300)) else { throw Failure(description: "no lease") }
+            try await Task.sleep(for: .milliseconds(500))
+            guard let taken = try await store.acquireLease(holder: "node-b", ttl: .seconds(30)) else {
+                throw Failure(description: "a lapsed lease can be taken")
+            }
+            try expect(taken.epoch == first.epoch + 1, "the epoch grows by one on a takeover")
+            try expect(try await store.acquireLease(holder: "node-a", ttl: .seconds(30)) == nil, "the lapsed holder is out")
+        }
+    }
+
+    static func requeue(_ factory: @escaping Factory) async throws {
+        try await factory { store in
+            let a = name("alpha")
+            let v1 = try await put(store, a, ["n": 1]).version
+            try await put(store, a, ["n": 2])
+            guard let lease = try await store.acquireLease(holder: "node-a", ttl: .seconds(30)) else { throw Failure(description: "no lease") }
+            _ = try await store.markPublished(a, through: 2, lease: lease)
+            try await store.requeue([v1])
+            let pending = try await store.pendingOutbox(limit: 10, excluding: [])
+            try expect(pending.map(\.version) == [2], "requeue queued the latest, not version 1: \(pending.map(\.version))")
+            try await store.requeue([v1, v1])
+            try expect(try await store.outboxStatus().backlog == 1, "requeue twice queues it once")
+            try await store.requeue([])
+        }
+    }
+
+    static func instances(_ factory: @escaping Factory) async throws {
+        try await factory { store in
+            let a = name("alpha")
+            try await put(store, a, ["n": 1])
+            try await put(store, a, ["n": 2])
+            try await store.recordRegistration(a, instance: "i-1")
+            try await store.recordRegistration(a, instance: "i-2")
+            try await store.recordAck(a, instance: "i-1", version: 2, status: "applied", detail: nil)
+            try await store.recordAck(a, instance: "i-2", version: 1, status: "applied", detail: nil)
+            try await store.recordAck(a, instance: "i-2", version: 2, status: "rejected", detail: "no")
+            try await store.recordHealth(a, instance: "i-1", status: "healthy")
+            let records = try await store.instances(a)
+            try expect(records.map(\.instance) == ["i-1", "i-2"], "instances by id")
+            try expect(records[0].appliedVersion == 2 && records[0].health == "healthy" && records[0].healthAt != nil, "ack and health recorded")
+            try expect(records[1].appliedVersion == 1 && records[1].ackStatus == "rejected" && records[1].detail == "no",
+                       "a rejection keeps the applied version")
+            let counts = try await store.instanceCounts()[a]
+            try expect(counts?.total == 2 && counts?.lagging == 1, "one of two lags")
+            try expect(try await store.expireInstances(olderThan: .seconds(3600)) == 0, "nobody is an hour silent")
+            try await Task.sleep(for: .milliseconds(300))
+            try await store.recordHealth(a, instance: "i-1", status: "healthy")
+            try expect(try await store.expireInstances(olderThan: .milliseconds(200)) == 1, "the silent one is forgotten")
+            try expect(try await store.instances(a).map(\.instance) == ["i-1"], "only the one heard from is left")
+        }
+    }
+
+    static func audit(_ factory: @escaping Factory) async throws {
+        try await factory { store in
+            let (a, b) = (name("alpha"), name("beta"))
+            try await put(store, a, ["n": 1], action: "override.put")
+            try await put(store, a, ["n": 1], action: "files")
+            try await put(store, b, ["n": 1], action: "files")
+            try await store.recordRefusal(AuditRecord(actor: "op", requestID: "r", action: "override.patch", outcome: "refused",
+                                                      services: ["alpha"], detail: "/n: must be a string"))
+            let all = try await store.auditLog(service: nil, limit: 10)
+            try expect(all.map(\.action) == ["override.patch", "files", "override.put"],
+                       "newest first; files that change nothing are not audited: \(all.map(\.action))")
+            try expect(all[0].outcome == "refused" && all[0].detail == "/n: must be a string" && all[0].at != nil, "the refusal as recorded")
+            try expect(all[2].changes == [["service": "alpha", "old_version": 0, "new_version": 1,
+                                           "checksum": .string(JSONValue.object(["n": 1]).checksum)]],
+                       "the commit's changes: \(all[2].changes)")
+            try expect(try await store.auditLog(service: a, limit: 10).map(\.action) == ["override.patch", "override.put"], "by service")
+            try expect(try await store.auditLog(service: nil, limit: 1).count == 1, "limit")
+        }
+    }
+
+    static func archive(_ factory: @escaping Factory) async throws {
+        try await factory { source in
+            let (a, b) = (name("alpha"), name("beta"))
+            try await put(source, a, ["n": 1])
+            try await put(source, a, ["n": 2], layer: ["n": 2])
+            try await put(source, b, ["s": "x"])
+            let full = try await source.exportAll(history: true)
+            try expect(full.map(\.service) == [a, b] && full[0].versions.map(\.stored.version) == [1, 2], "export with history")
+            try expect(full[0].overrideLayer == ["n": 2] && full[0].versions[1].overrideLayer == ["n": 2], "layers exported")
+            try expect(try await source.exportAll(history: false)[0].versions.map(\.stored.version) == [2], "without history, the latest only")
+            do {
+                try await source.importAll(full, audit: audit("import", services: [a, b]))
+                try expect(false, "importing over existing services is refused")
+            } catch let error as ConfbusError {
+                try expect(error.code == .alreadyExists, "refused as already_exists, not \(error.code)")
+            }
+            try expect(try await source.latest(a)?.version == 2, "the refused import changed nothing")
+            try await factory { target in
+                try await target.importAll(full, audit: audit("import", services: [a, b]))
+                let again = try await target.exportAll(history: true)
+                try expect(again == full, "an imported export exports the same")
+                let queued = try await target.pendingOutbox(limit: 10, excluding: []).map { "\($0.service):\($0.version)" }
+                try expect(queued.sorted() == ["alpha:2", "beta:1"], "each service's latest is queued: \(queued)")
+                try await put(target, a, ["n": 3])
+                try expect(try await target.latest(a)?.version == 3, "numbering goes on after an import")
+                try expect(try await target.auditLog(service: nil, limit: 10).contains { $0.action == "import" }, "the import is audited")
+            }
+        }
+    }
+}
+
+/// A value a `@Sendable` closure sets and the check reads afterwards.
+final class Box<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ value: T) { self.value = value }
+    func set(_ new: T) { lock.withLock { value = new } }
+    func get() -> T { lock.withLock { value } }
+}
