@@ -17,6 +17,10 @@ public final class MQTTGateway: Service, UpdatePublisher {
         public var reconcileInterval: Duration
         /// How long retained messages may take to arrive after a subscribe.
         public var retainedSettle: Duration = .milliseconds(500)
+        /// A broker that answers no PUBACK for this long is not ready, though the TCP connection
+        /// stands (a paused or wedged broker; libmosquitto's keepalive notices only after 7.5 s).
+        public var livenessTimeout: Duration = .seconds(2)
+        public var livenessInterval: Duration = .seconds(1)
 
         public init(node: String, healthInterval: Duration, reconcileInterval: Duration) {
             self.node = node
@@ -95,6 +99,7 @@ public final class MQTTGateway: Service, UpdatePublisher {
                 }
             }
             group.addTask { await self.periodic(self.options.reconcileInterval) { await self.refreshRetainedAndReconcile() } }
+            group.addTask { await self.periodic(self.options.livenessInterval) { await self.probeLiveness() } }
             try? await gracefulShutdown()
             group.cancelAll()
         }
@@ -159,6 +164,32 @@ public final class MQTTGateway: Service, UpdatePublisher {
         }
         seenOnBroker.withLock { seen in
             if (seen[service]?.version ?? 0) <= version { seen[service] = (version, checksum) }
+        }
+    }
+
+    // MARK: Liveness
+
+    /// A QoS 1 publish the broker must acknowledge within `livenessTimeout`: any PUBACK, even a
+    /// refusal, shows it alive; none marks MQTT down for `/readyz` and health until one comes.
+    func probeLiveness() async {
+        guard client.isConnected else { return }
+        do {
+            try await client.publish([], to: topics.liveness(options.node), retain: false, timeout: options.livenessTimeout)
+            answered()
+        } catch MQTTError.timedOut {
+            if status.mqtt { logger.warning("the MQTT broker does not acknowledge; not ready until it does") }
+            status.setMQTT(false)
+        } catch MQTTError.refused {
+            answered()
+        } catch {
+            // Not connected: the connection events say so.
+        }
+    }
+
+    private func answered() {
+        if !status.mqtt, client.isConnected {
+            logger.info("the MQTT broker acknowledges again")
+            status.setMQTT(true)
         }
     }
 

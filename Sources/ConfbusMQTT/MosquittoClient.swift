@@ -117,7 +117,8 @@ public final class MosquittoClient: Sendable {
         return n > 0 ? n : nil
     }
 
-    /// How often another client with our id took the session over (reason 0x8E).
+    /// How often another client with our id took the session over: reason 0x8E, or (as mosquitto
+    /// 2.0 shows it) a connection closed within seconds, again.
     public var sessionTakeovers: Int { takeoverCount.load(ordering: .relaxed) }
 
     private func connectProperties() -> OpaquePointer? {
@@ -171,6 +172,7 @@ public final class MosquittoClient: Sendable {
         var socketOpen = false
         var everConnected = false
         var connectedSince: ContinuousClock.Instant?
+        var shortLived = 0
         while runningFlag.load(ordering: .acquiring) {
             if !socketOpen {
                 if everConnected { resetForNextConnection() }
@@ -198,6 +200,15 @@ public final class MosquittoClient: Sendable {
             }
             if rc != MOSQ_ERR_SUCCESS.rawValue {
                 socketOpen = false
+                if let since = connectedSince, ContinuousClock.now - since < .seconds(10) {
+                    // mosquitto 2.0 closes a taken-over connection before its DISCONNECT 0x8E is
+                    // sent, so the client sees only "connection lost": two short-lived connections
+                    // in a row are the same takeover loop, and are counted and logged as one.
+                    shortLived += 1
+                    if shortLived >= 2 { tookOver("connections closed again and again soon after connecting") }
+                } else {
+                    shortLived = 0
+                }
                 connectedSince = nil
                 connectionLost(reason: rc)
                 if runningFlag.load(ordering: .acquiring) {
@@ -264,8 +275,9 @@ public final class MosquittoClient: Sendable {
         }
     }
 
-    /// Publishes at QoS 1 and returns once the broker's PUBACK arrives with a success reason code.
-    public func publish(_ payload: [UInt8], to topic: String, retain: Bool) async throws {
+    /// Publishes at QoS 1 and returns once the broker's PUBACK arrives with a success reason code;
+    /// `timeout` (default `publishTimeout`) bounds the wait.
+    public func publish(_ payload: [UInt8], to topic: String, retain: Bool, timeout: Duration? = nil) async throws {
         guard isConnected else { throw MQTTError.notConnected }
         let mid = MessageIDBox()
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -300,7 +312,7 @@ public final class MosquittoClient: Sendable {
                 }
             }
             group.addTask {
-                try await Task.sleep(for: self.configuration.publishTimeout)
+                try await Task.sleep(for: timeout ?? self.configuration.publishTimeout)
                 throw MQTTError.timedOut
             }
             defer { group.cancelAll() }
@@ -329,11 +341,14 @@ public final class MosquittoClient: Sendable {
     }
 
     fileprivate func disconnected(reason: Int32) {
-        if reason == 0x8E {
-            takeoverCount.wrappingAdd(1, ordering: .relaxed)
-            logger.error("MQTT session taken over: another client uses the id \(configuration.clientID)")
-        }
+        if reason == 0x8E { tookOver("DISCONNECT 0x8E") }
         connectionLost(reason: reason)
+    }
+
+    private func tookOver(_ evidence: String) {
+        takeoverCount.wrappingAdd(1, ordering: .relaxed)
+        logger.error("MQTT session taken over: another client may use the id \(configuration.clientID); backing off",
+                     metadata: ["mqtt.evidence": "\(evidence)"])
     }
 
     fileprivate func published(mid: Int32, reason: Int32) {

@@ -18,6 +18,9 @@ public struct TopicCodec: Sendable {
     public func error(_ service: ServiceName) -> String { "\(prefix)/error/\(service.rawValue)" }
     public func nodeHealth(_ node: String) -> String { "\(prefix)/health/_confbus/\(node)" }
 
+    /// The liveness probe's topic: outside every family instances and monitoring subscribe to.
+    public func liveness(_ node: String) -> String { "\(prefix)/_confbus/liveness/\(node)" }
+
     public var subscriptions: [String] {
         ["\(prefix)/register/+", "\(prefix)/ack/+/+", "\(prefix)/health/+/+"]
     }

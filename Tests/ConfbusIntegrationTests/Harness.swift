@@ -132,7 +132,7 @@ final class Broker: @unchecked Sendable {
     let persistence: Bool
     /// More mosquitto.conf lines (an ACL, a max_packet_size).
     let extra: String
-    private var process: Process?
+    private(set) var process: Process?
 
     init(persistence: Bool = false, extra: String = "") throws {
         port = try Harness.freePort()
@@ -299,6 +299,7 @@ final class Confbus: @unchecked Sendable {
         var headers: [String: String]
         var body: Data
         var json: JSONValue? { try? JSONParser().parse([UInt8](body)) }
+        var text: String { String(decoding: body, as: UTF8.self) }
     }
 
     func request(_ method: String, _ path: String, headers: [String: String] = [:], body: Data? = nil) async throws -> HTTPResult {
@@ -333,6 +334,7 @@ final class MQTTProbe: Sendable {
         var payload: [UInt8]
         var retained: Bool
         var json: JSONValue? { try? JSONParser().parse(payload) }
+        var text: String { String(decoding: payload, as: UTF8.self) }
     }
 
     final class Inbox: Sendable {
@@ -343,9 +345,10 @@ final class MQTTProbe: Sendable {
     private let received = Inbox()
     private let pump: Task<Void, Never>
 
-    init(url: String, name: String = "probe") async throws {
+    /// `clientID` takes another client's session over (MQTT reason 0x8E for the other one).
+    init(url: String, name: String = "probe", clientID: String? = nil) async throws {
         _ = MosquittoClient.libraryInitialized
-        var configuration = MosquittoClient.Configuration(url: try MQTTURL(url), clientID: "\(name)-\(UUID().uuidString.prefix(8))")
+        var configuration = MosquittoClient.Configuration(url: try MQTTURL(url), clientID: clientID ?? "\(name)-\(UUID().uuidString.prefix(8))")
         configuration.maximumBackoff = .milliseconds(500)
         let client = try MosquittoClient(configuration: configuration, logger: Harness.logger)
         self.client = client
