@@ -102,3 +102,56 @@ struct BrokerFaultTests {
         #expect(!(try await confbus.get("/v1/services/billing-api/instances").text.contains("big-1")))
     }
 }
+
+/// The MQTT inbox: one service whose database writes are stuck (its instance row locked by
+/// another transaction) holds up no other service, and its own messages are handled in order
+/// once the lock goes.
+@Suite(.requiresPostgres, .requiresMQTT)
+struct InboxIsolationTests {
+    @Test(.timeLimit(.minutes(2)))
+    func aStuckServiceHoldsUpNoOther() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let probe = try await MQTTProbe(url: broker)
+        defer { Task { await probe.shutdown() } }
+        func instances(_ service: String) async throws -> [JSONValue] {
+            guard case .array(let list)? = try await confbus.get("/v1/services/\(service)/instances").json?["instances"] else { return [] }
+            return list
+        }
+        try await probe.publish(confbus.topic("register", "billing-api"), #"{"instance": "stuck-1"}"#)
+        try await FaultIsolationTests.eventually("the first registration") { try await instances("billing-api").count == 1 }
+
+        let locked = AsyncStream<Void>.makeStream()
+        let release = AsyncStream<Void>.makeStream()
+        let holder = Task {
+            try await Harness.withPostgres(confbus.databaseURL) { client in
+                try await client.withTransaction(logger: Harness.logger) { connection in
+                    try await connection.query("SELECT 1 FROM instances WHERE service = 'billing-api' FOR UPDATE", logger: Harness.logger)
+                    locked.continuation.yield()
+                    for await _ in release.stream { break }
+                }
+            }
+        }
+        defer { release.continuation.yield(); holder.cancel() }
+        for await _ in locked.stream { break }
+
+        // billing-api's next messages wait on the lock; report-worker's go straight through.
+        try await probe.publish(confbus.topic("health", "billing-api/stuck-1"), #"{"status": "degraded"}"#)
+        try await probe.publish(confbus.topic("register", "billing-api"), #"{"instance": "stuck-2"}"#)
+        let sent = ContinuousClock.now
+        try await probe.publish(confbus.topic("register", "report-worker"), #"{"instance": "free-1"}"#)
+        try await FaultIsolationTests.eventually("the other service's registration", timeout: .seconds(5)) {
+            try await instances("report-worker").count == 1
+        }
+        print("fault timing: another service's registration recorded \(ContinuousClock.now - sent) after it was sent, one service stuck")
+        #expect(try await instances("billing-api").count == 1, "the stuck service's registration is still waiting")
+
+        release.continuation.yield()
+        _ = try await holder.value
+        try await FaultIsolationTests.eventually("the stuck service catches up, in order") {
+            let list = try await instances("billing-api")
+            return list.count == 2 && list.first?["health"] == "degraded"
+        }
+    }
+}
