@@ -45,5 +45,5 @@ async def main():
     print(f"all {len(results)} answered ({ok} with 200) {(last - started) * 1000:.0f} ms after the reload request")
 
 import resource
-resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
+resource.setrlimit(resource.RLIMIT_NOFILE, (n + 1024, max(n + 1024, resource.getrlimit(resource.RLIMIT_NOFILE)[1])))
 asyncio.run(main())

@@ -24,6 +24,29 @@ enum BatchBench {
                 held[String(topic.split(separator: "/").last ?? "")] = v
             }
         }
+        // The floor: the same number of topics published at once from one client (QoS 1, all in
+        // flight) and received by this one.
+        let publisher = try MosquittoClient(configuration: .init(url: try MQTTURL(mqtt), clientID: "bench-fan-\(UUID().uuidString.prefix(6))"),
+                                            logger: Logger(label: "bench"))
+        publisher.start()
+        for await event in publisher.events { if case .connected = event { break } }
+        let fanPrefix = "bench-fan/\(UUID().uuidString.prefix(6))"
+        try client.subscribe(["\(fanPrefix)/+"])
+        try await Task.sleep(for: .milliseconds(300))
+        let fanStart = Date()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for n in 0..<services.count {
+                group.addTask { try await publisher.publish(Array(#"{"version": 1}"#.utf8), to: "\(fanPrefix)/\(n)", retain: false) }
+            }
+            try await group.waitForAll()
+        }
+        var fanned = 0
+        while fanned < services.count, let event = await events.next() {
+            if case .message(let topic, _, _) = event, topic.hasPrefix(fanPrefix) { fanned += 1 }
+        }
+        print(String(format: "floor  %d topics published at once, all received after %.0f ms", services.count, Date().timeIntervalSince(fanStart) * 1000))
+        await publisher.shutdown()
+
         let updates: [JSONValue] = services.enumerated().map { n, name in
             let patch: JSONValue = name.hasSuffix("billing-api") ? ["database": ["pool_size": .integer(20 + n % 100)]]
                 : name.hasSuffix("feature-flags") ? ["refresh_seconds": .integer(30 + n % 100)]

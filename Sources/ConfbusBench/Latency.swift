@@ -7,7 +7,7 @@ import PostgresNIO
 import FoundationNetworking
 #endif
 
-/// Commit → receipt on a subscribed MQTT client, next to the floors measured in the same run:
+/// PUT override → receipt on a subscribed MQTT client, next to the floors measured in the same run:
 /// a bare mosquitto publish → receive hop, and a bare PostgreSQL commit.
 enum LatencyBench {
     struct Options {
@@ -72,15 +72,11 @@ enum LatencyBench {
         }
         print("floor  PostgreSQL commit               \(percentiles(commits))")
 
-        // confbus: reload request → update received, and commit (updated_at) → update received.
+        // confbus: PUT of the override layer → the new version received on MQTT, then the PUT alone.
         let service = "billing-api"
         let topic = "\(o.prefix)/update/\(service)"
         try sub.subscribe([topic])
         try await Task.sleep(for: .milliseconds(300))
-        let file = URL(fileURLWithPath: o.configDir).appendingPathComponent("services/\(service)/defaults.yaml")
-        let original = try String(contentsOf: file, encoding: .utf8)
-        defer { try? original.write(to: file, atomically: true, encoding: .utf8) }
-        var requestToReceipt: [Double] = []
         var lastVersion = Int.max
         // The version held now (the retained message delivered on subscribe) is not a sample.
         while let event = await events.next() {
@@ -89,34 +85,33 @@ enum LatencyBench {
                 break
             }
         }
-        for i in 0..<o.count {
-            try original.replacingOccurrences(of: "pool_size: 10", with: "pool_size: \(11 + i % 150)").write(to: file, atomically: true, encoding: .utf8)
-            var request = URLRequest(url: URL(string: "\(o.http)/v1/reload")!)
-            request.httpMethod = "POST"
+        func put(_ pool: Int) async throws -> Int {
+            var request = URLRequest(url: URL(string: "\(o.http)/v1/config/\(service)/override")!)
+            request.httpMethod = "PUT"
             request.setValue("Bearer \(o.token)", forHTTPHeaderField: "Authorization")
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.setValue("bench", forHTTPHeaderField: "X-Confbus-Reason")
+            request.httpBody = Data(#"{"database": {"pool_size": \#(pool)}}"#.utf8)
+            let (_, response) = try await URLSession.shared.data(for: request)
+            return (response as? HTTPURLResponse)?.statusCode ?? 0
+        }
+        var putToReceipt: [Double] = []
+        var putAlone: [Double] = []
+        for i in 0..<o.count {
             let start = Date()
-            _ = try await URLSession.shared.data(for: request)
+            let status = try await put(11 + i % 150)
+            putAlone.append(Date().timeIntervalSince(start))
+            guard status == 200 else { fatalError("PUT answered \(status)") }
             while let event = await events.next() {
                 guard case .message(let t, let payload, _) = event, t == topic, let doc = try? JSONParser().parse(payload),
                       case .integer(let v)? = doc["version"], v > lastVersion else { continue }
                 lastVersion = v
-                requestToReceipt.append(Date().timeIntervalSince(start))
+                putToReceipt.append(Date().timeIntervalSince(start))
                 break
             }
         }
-        // The same request when nothing changed: reading and resolving the tree plus the HTTP round
-        // trip, the part of the figure above that comes before the commit.
-        var unchanged: [Double] = []
-        for _ in 0..<max(20, o.count / 4) {
-            var request = URLRequest(url: URL(string: "\(o.http)/v1/reload")!)
-            request.httpMethod = "POST"
-            request.setValue("Bearer \(o.token)", forHTTPHeaderField: "Authorization")
-            let start = Date()
-            _ = try await URLSession.shared.data(for: request)
-            unchanged.append(Date().timeIntervalSince(start))
-        }
-        print("confbus reload request→MQTT receipt   \(percentiles(requestToReceipt))   (resolve + commit + outbox + publish + hop)")
-        print("confbus unchanged reload round trip   \(percentiles(unchanged))   (resolve + HTTP, no commit)")
+        print("confbus PUT override→MQTT receipt     \(percentiles(putToReceipt))   (validate + commit + outbox + publish + hop)")
+        print("confbus PUT override answer            \(percentiles(putAlone))")
         pgTask.cancel()
         await sub.shutdown()
         await pub.shutdown()

@@ -7,12 +7,18 @@ public struct LoadedDocument: Sendable {
     public var value: JSONValue
     public var locations: [JSONPointer: SourceLocation]
     public var modified: Date?
+    /// What identifies this version of the file (device, inode, size, modification and change
+    /// times), when the source knows it: equal identities mean equal contents, so a resolution
+    /// made from them can be reused.
+    public var identity: String?
 
-    public init(file: String, value: JSONValue, locations: [JSONPointer: SourceLocation] = [:], modified: Date? = nil) {
+    public init(file: String, value: JSONValue, locations: [JSONPointer: SourceLocation] = [:], modified: Date? = nil,
+                identity: String? = nil) {
         self.file = file
         self.value = value
         self.locations = locations
         self.modified = modified
+        self.identity = identity
     }
 
     /// The place of the value at `pointer`, or of its nearest ancestor that has one.
@@ -27,6 +33,18 @@ public struct ServiceFiles: Sendable {
     public var defaults: LoadedDocument?
     public var environment: LoadedDocument?
     public var errors: [ConfbusError]
+
+    /// Equal for two loads of unchanged files; nil when the source cannot tell (nothing is reused then).
+    public var identity: String? {
+        guard errors.isEmpty else { return nil }
+        var parts: [String] = []
+        for document in [schema, defaults, environment] {
+            guard let document else { parts.append("-"); continue }
+            guard let identity = document.identity else { return nil }
+            parts.append(identity)
+        }
+        return parts.joined(separator: "|")
+    }
 
     public init(name: ServiceName, schema: LoadedDocument? = nil, defaults: LoadedDocument? = nil,
                 environment: LoadedDocument? = nil, errors: [ConfbusError] = []) {

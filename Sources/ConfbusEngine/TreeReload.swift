@@ -19,6 +19,9 @@ public struct TreeReload: Sendable {
     let definitions: ServiceDefinitions
     let store: any VersionStore
     let invalid: InvalidServices
+    /// What each service last resolved to, by the identity of its files and override layer: a
+    /// reload of an unchanged tree stats the files and resolves nothing.
+    let memo = ResolutionMemo()
 
     public init(pipeline: CommitPipeline, definitions: ServiceDefinitions, store: any VersionStore, invalid: InvalidServices) {
         self.pipeline = pipeline
@@ -35,12 +38,24 @@ public struct TreeReload: Sendable {
             // A first resolution with the layers as they are now finds what may have changed; the
             // commit below resolves again only when the layer under the lock is another one.
             let hints = try await store.overrideLayers()
-            let resolutions = await tree.compute { [definitions] in
-                allFiles.concurrentMap { definitions.resolve($0, layer: hints[$0.name]) }
-            }
             var report = Report(treeErrors: treeErrors)
+            // Services whose files and layer are what they were when they last resolved to the
+            // version served now are unchanged without resolving again.
+            let keys = allFiles.map { ResolutionMemo.key($0, layer: hints[$0.name]) }
+            var toResolve: [ServiceFiles] = []
+            for (files, key) in zip(allFiles, keys) {
+                if let key, let checksum = memo.checksum(files.name, key: key), pipeline.cache.latest(files.name)?.checksum == checksum {
+                    report.unchanged.append(files.name)
+                } else {
+                    toResolve.append(files)
+                }
+            }
+            let keyByService = Dictionary(uniqueKeysWithValues: zip(allFiles.map(\.name), keys))
+            let resolutions = await tree.compute { [definitions, toResolve] in
+                toResolve.concurrentMap { definitions.resolve($0, layer: hints[$0.name]) }
+            }
             var nowInvalid: [ServiceName: [ConfbusError]] = [:]
-            for (files, resolution) in zip(allFiles, resolutions) {
+            for (files, resolution) in zip(toResolve, resolutions) {
                 let service = files.name
                 guard let resolved = resolution.resolved else {
                     nowInvalid[service] = resolution.errors
@@ -48,13 +63,18 @@ public struct TreeReload: Sendable {
                     logInvalid(service, resolution.errors)
                     continue
                 }
+                let key = keyByService[service] ?? nil
                 if let latest = pipeline.cache.latest(service), latest.checksum == resolved.checksum {
+                    if let key { memo.record(service, key: key, checksum: resolved.checksum) }
                     report.unchanged.append(service)
                     continue
                 }
                 do {
-                    switch try await commitFiles(files, author: author ?? pipeline.options.author, reason: reason,
-                                                 resolvedWith: (hints[service], resolved)) {
+                    let outcome = try await commitFiles(files, author: author ?? pipeline.options.author, reason: reason,
+                                                        resolvedWith: (hints[service], resolved))
+                    // The memo holds only what was resolved with the layer the commit saw.
+                    if let key, outcome.version.checksum == resolved.checksum { memo.record(service, key: key, checksum: resolved.checksum) }
+                    switch outcome {
                     case .committed(let version): report.committed.append(version)
                     case .unchanged: report.unchanged.append(service)
                     }
@@ -119,3 +139,23 @@ public struct TreeReload: Sendable {
         }
     }
 }
+
+/// The checksum each service last resolved to, by the identity of its files and override layer.
+final class ResolutionMemo: Sendable {
+    private let entries = Mutex<[ServiceName: (key: String, checksum: String)]>([:])
+
+    /// nil when the files' identity is unknown (a source that cannot tell, or a file just written).
+    static func key(_ files: ServiceFiles, layer: JSONValue?) -> String? {
+        files.identity.map { "\($0)#\(layer?.checksum ?? "-")" }
+    }
+
+    func checksum(_ service: ServiceName, key: String) -> String? {
+        entries.withLock { $0[service] }.flatMap { $0.key == key ? $0.checksum : nil }
+    }
+
+    func record(_ service: ServiceName, key: String, checksum: String) {
+        entries.withLock { $0[service] = (key, checksum) }
+    }
+}
+
+import Synchronization

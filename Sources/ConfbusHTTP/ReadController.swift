@@ -3,6 +3,8 @@ import ConfbusEngine
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOCore
+import Synchronization
 
 /// The read routes of CONTRACT.md §5: pull (with long-poll, `?version`, `?pointer`), history,
 /// diff, services, instances, schemas. Pull is served from memory.
@@ -10,6 +12,7 @@ struct ReadController: Sendable {
     let reads: ConfigReads
     let readiness: Readiness
     let maxWait: Int = 60
+    let encoded = EncodedDocuments()
 
     func addRoutes(to group: RouterGroup<ConfbusRequestContext>) {
         group.get("/v1/config/:service", use: config)
@@ -84,7 +87,8 @@ struct ReadController: Sendable {
         if let match = request.headers[.ifNoneMatch], Self.etagMatches(match, etag) {
             return Response(status: .notModified, headers: headers)
         }
-        return Response.json(version.document, headers: headers)
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: encoded.body(of: version)))
     }
 
     static func etagMatches(_ header: String, _ etag: String) -> Bool {
@@ -193,5 +197,24 @@ struct ReadController: Sendable {
         let service = try context.requireService()
         guard let schema = await reads.schema(service) else { throw Problem(.notFound, code: "not_found", detail: "\(service) has no schema") }
         return Response.json(schema)
+    }
+}
+
+/// Each service's latest document, encoded once: a pull copies a reference to these bytes.
+final class EncodedDocuments: Sendable {
+    private let bodies = Mutex<[ServiceName: (version: Int, checksum: String, body: ByteBuffer)]>([:])
+
+    func body(of version: StoredVersion) -> ByteBuffer {
+        if let held = bodies.withLock({ $0[version.service] }), held.version == version.version, held.checksum == version.checksum {
+            return held.body
+        }
+        var bytes = version.document.serializedBytes()
+        bytes.append(0x0A)
+        let body = ByteBuffer(bytes: bytes)
+        bodies.withLock { all in
+            // Only the newest version of a service is kept (a `?version=` read of an old one is encoded each time).
+            if (all[version.service]?.version ?? 0) <= version.version { all[version.service] = (version.version, version.checksum, body) }
+        }
+        return body
     }
 }

@@ -48,10 +48,7 @@ public struct PostgresVersionStore: VersionStore {
             }
             let bases = try await Self.lockBases(request.services, on: connection, logger: logger)
             let changes = try request.plan(bases)
-            var outcomes: [CommitOutcome] = []
-            for (change, base) in zip(changes, bases) {
-                outcomes.append(try await Self.commitOne(change, base: base, on: connection, logger: logger))
-            }
+            let outcomes = try await Self.write(changes, bases: bases, on: connection, logger: logger)
             var record = request.audit
             record.changes = .array(outcomes.map { outcome in
                 switch outcome {
@@ -62,15 +59,10 @@ public struct PostgresVersionStore: VersionStore {
                 }
             })
             // Versions made from the files are audited only when they make a version.
-            if record.action != "files" || outcomes.contains(where: \.isCommitted) {
-                try await Self.insertAudit(record, on: connection, logger: logger)
-            }
-            if let idempotency = request.idempotency {
-                let answer = idempotency.answer(outcomes)
-                try await connection.query("""
-                    INSERT INTO idempotency_keys (key, request_hash, answer) VALUES (\(idempotency.key), \(idempotency.requestHash), \(answer))
-                    """, logger: logger)
-            }
+            let audited = record.action != "files" || outcomes.contains(where: \.isCommitted)
+            try await Self.queueAndAudit(outcomes, audit: audited ? record : nil,
+                                         idempotency: request.idempotency.map { ($0.key, $0.requestHash, $0.answer(outcomes)) },
+                                         on: connection, logger: logger)
             return outcomes
         } }
         if outcomes.contains(where: \.isCommitted) { try failpoints.hit("after_commit") }
@@ -89,13 +81,23 @@ public struct PostgresVersionStore: VersionStore {
         }
     }
 
-    /// Creates the services' rows if needed and locks them in name order (so two commits over
-    /// the same services cannot deadlock); returns their bases in the order asked.
+    /// Locks the services' rows in name order (so two commits over the same services cannot
+    /// deadlock), creating the missing ones first; returns their bases in the order asked. Rows
+    /// that exist, the usual case, take one statement.
     static func lockBases(_ services: [ServiceName], on connection: PostgresConnection, logger: Logger) async throws -> [CommitBase] {
         let names = services.map(\.rawValue).sorted()
-        try await connection.query("""
-            INSERT INTO services (name) SELECT unnest(\(names)::text[]) ORDER BY 1 ON CONFLICT (name) DO NOTHING
-            """, logger: logger)
+        var found = try await selectForUpdate(names, on: connection, logger: logger)
+        let missing = names.filter { found[$0] == nil }
+        if !missing.isEmpty {
+            try await connection.query("""
+                INSERT INTO services (name) SELECT unnest(\(missing)::text[]) ORDER BY 1 ON CONFLICT (name) DO NOTHING
+                """, logger: logger)
+            found.merge(try await selectForUpdate(missing, on: connection, logger: logger)) { $1 }
+        }
+        return services.map { found[$0.rawValue] ?? CommitBase(service: $0, latestVersion: 0, latestChecksum: nil, overrideLayer: nil) }
+    }
+
+    private static func selectForUpdate(_ names: [String], on connection: PostgresConnection, logger: Logger) async throws -> [String: CommitBase] {
         var found: [String: CommitBase] = [:]
         for try await (name, latest, checksum, layer) in try await connection.query("""
             SELECT name, latest_version, latest_checksum, override_layer FROM services
@@ -105,51 +107,122 @@ public struct PostgresVersionStore: VersionStore {
             found[name] = CommitBase(service: service, latestVersion: latest, latestChecksum: latest > 0 ? checksum : nil,
                                      overrideLayer: try layer.map { try JSONParser().parse($0) })
         }
-        return services.map { found[$0.rawValue] ?? CommitBase(service: $0, latestVersion: 0, latestChecksum: nil, overrideLayer: nil) }
+        return found
     }
 
-    /// One service's change inside the caller's transaction, its row already locked.
-    static func commitOne(_ change: PlannedChange, base: CommitBase, on connection: PostgresConnection, logger: Logger) async throws -> CommitOutcome {
-        let new = change.version
-        let name = new.service.rawValue
-        let checksum = new.checksum
-        let latest = base.latestVersion
-        let layerText: String?? = change.overrideLayer.map { layer in
-            layer.isNull || layer == .object([:]) ? nil : layer.serialized(.canonical)
-        }
-        if base.latestChecksum == checksum, latest > 0 {
-            if let layerText {
-                try await connection.query("UPDATE services SET override_layer = \(layerText) WHERE name = \(name)", logger: logger)
+    /// Every change inside the caller's transaction, the rows already locked, in two statements
+    /// however many services: layers of unchanged services, then the services' rows and the new
+    /// versions together. Changes are matched to their bases by service.
+    static func write(_ changes: [PlannedChange], bases: [CommitBase], on connection: PostgresConnection,
+                      logger: Logger) async throws -> [CommitOutcome] {
+        let byService = Dictionary(bases.map { ($0.service, $0) }, uniquingKeysWith: { first, _ in first })
+        var layerUpdates: [JSONValue] = []
+        var unchanged: [(index: Int, name: String, version: Int)] = []
+        var inserts: [JSONValue] = []
+        var inserted: [Int] = []
+        for (index, change) in changes.enumerated() {
+            let new = change.version
+            guard let base = byService[new.service] else { continue }
+            // nil keeps the stored layer; an empty object or null clears it.
+            let layer: JSONValue? = change.overrideLayer.map { layer in
+                layer.isNull || layer == .object([:]) ? .null : .string(layer.serialized(.canonical))
             }
-            let rows = try await connection.query(
-                "SELECT \(unescaped: versionColumns) FROM config_versions WHERE service = \(name) AND version = \(latest)",
-                logger: logger).collect()
-            return .unchanged(try decodeVersion(rows[0]))
+            if base.latestVersion > 0, base.latestChecksum == new.checksum {
+                if let layer { layerUpdates.append(["name": .string(new.service.rawValue), "layer": layer]) }
+                unchanged.append((index, new.service.rawValue, base.latestVersion))
+                continue
+            }
+            inserts.append([
+                "service": .string(new.service.rawValue), "version": .integer(base.latestVersion + 1),
+                "config": .string(new.config.serialized(.canonical)), "checksum": .string(new.checksum),
+                "source": .string(new.source.rawValue), "author": .string(new.author), "reason": new.reason.map(JSONValue.string) ?? .null,
+                "environment": .string(new.environment), "layers": new.layers.isNull ? .null : .string(new.layers.serialized(.canonical)),
+                "batch_id": new.batchID.map { .string($0.uuidString.lowercased()) } ?? .null,
+                "keep_layer": .bool(layer == nil), "layer": layer ?? .null,
+            ])
+            inserted.append(index)
         }
-        let next = latest + 1
-        let config = new.config.serialized(.canonical)
-        let layers = new.layers.isNull ? nil : new.layers.serialized(.canonical)
-        // The service row first (latest version, and the new layer when one is given), then the version
-        // with that layer, then the outbox row and the notification.
-        let keepLayer = layerText == nil
-        let newLayer: String? = layerText ?? nil
+        var outcomes = [CommitOutcome?](repeating: nil, count: changes.count)
+        if !layerUpdates.isEmpty {
+            let records = JSONValue.array(layerUpdates).serialized(.canonical)
+            try await connection.query("""
+                UPDATE services s SET override_layer = x.layer
+                FROM jsonb_to_recordset(\(records)::jsonb) AS x(name text, layer text) WHERE s.name = x.name
+                """, logger: logger)
+        }
+        if !unchanged.isEmpty {
+            let names = unchanged.map(\.name)
+            let numbers = unchanged.map(\.version)
+            var stored: [String: StoredVersion] = [:]
+            for row in try await connection.query("""
+                SELECT \(unescaped: qualifiedColumns) FROM config_versions v
+                JOIN unnest(\(names)::text[], \(numbers)::integer[]) AS u(service, version) ON v.service = u.service AND v.version = u.version
+                """, logger: logger).collect() {
+                let version = try decodeVersion(row)
+                stored[version.service.rawValue] = version
+            }
+            for entry in unchanged { outcomes[entry.index] = stored[entry.name].map(CommitOutcome.unchanged) }
+        }
+        if !inserts.isEmpty {
+            let records = JSONValue.array(inserts).serialized(.canonical)
+            // The service row first (latest version, and the new layer when one is given), then the
+            // version with the layer now in force.
+            var stored: [String: StoredVersion] = [:]
+            for row in try await connection.query("""
+                WITH x AS (
+                    SELECT * FROM jsonb_to_recordset(\(records)::jsonb) AS x(service text, version integer, config text, checksum text,
+                        source text, author text, reason text, environment text, layers text, batch_id uuid, keep_layer boolean, layer text)
+                ), s AS (
+                    UPDATE services s SET latest_version = x.version, latest_checksum = x.checksum,
+                        override_layer = CASE WHEN x.keep_layer THEN s.override_layer ELSE x.layer END
+                    FROM x WHERE s.name = x.service
+                    RETURNING s.name, s.override_layer
+                )
+                INSERT INTO config_versions (service, version, config, checksum, source, author, reason, environment, layers, override_layer, batch_id)
+                SELECT x.service, x.version, x.config, x.checksum, x.source, x.author, x.reason, x.environment, x.layers, s.override_layer, x.batch_id
+                FROM x JOIN s ON s.name = x.service
+                RETURNING \(unescaped: versionColumns)
+                """, logger: logger).collect() {
+                let version = try decodeVersion(row)
+                stored[version.service.rawValue] = version
+            }
+            for index in inserted {
+                outcomes[index] = stored[changes[index].version.service.rawValue].map(CommitOutcome.committed)
+            }
+        }
+        return try outcomes.map { outcome in
+            guard let outcome else { throw PostgresCommitError(message: "a planned change had no row") }
+            return outcome
+        }
+    }
+
+    /// The outbox rows and their notifications for the new versions, the audit row and the
+    /// idempotency answer: one statement.
+    static func queueAndAudit(_ outcomes: [CommitOutcome], audit: AuditRecord?, idempotency: (key: String, hash: String, answer: String)?,
+                              on connection: PostgresConnection, logger: Logger) async throws {
+        let committed = outcomes.compactMap { outcome -> StoredVersion? in
+            if case .committed(let v) = outcome { return v }
+            return nil
+        }
+        let names = committed.map(\.service.rawValue)
+        let numbers = committed.map(\.version)
+        let withAudit = audit != nil
+        let record = audit ?? AuditRecord(actor: "", requestID: "", action: "", outcome: "accepted", services: [])
+        let changes = record.changes.serialized(.canonical)
+        let withKey = idempotency != nil
         try await connection.query("""
-            UPDATE services SET latest_version = \(next), latest_checksum = \(checksum),
-                override_layer = CASE WHEN \(keepLayer) THEN override_layer ELSE \(newLayer) END
-            WHERE name = \(name)
+            WITH queued AS (
+                INSERT INTO outbox (service, version) SELECT * FROM unnest(\(names)::text[], \(numbers)::integer[]) RETURNING service, version
+            ), audited AS (
+                INSERT INTO audit (actor, request_id, action, outcome, services, changes, reason, detail)
+                SELECT \(record.actor), \(record.requestID), \(record.action), \(record.outcome), \(record.services), \(changes),
+                       \(record.reason), \(record.detail) WHERE \(withAudit)
+            ), answered AS (
+                INSERT INTO idempotency_keys (key, request_hash, answer)
+                SELECT \(idempotency?.key ?? ""), \(idempotency?.hash ?? ""), \(idempotency?.answer ?? "") WHERE \(withKey)
+            )
+            SELECT pg_notify(\(notificationChannel), service || ':' || version) FROM queued
             """, logger: logger)
-        let rows = try await connection.query("""
-            INSERT INTO config_versions (service, version, config, checksum, source, author, reason, environment, layers, override_layer, batch_id)
-            VALUES (\(name), \(next), \(config), \(checksum), \(new.source.rawValue), \(new.author), \(new.reason), \(new.environment), \(layers),
-                    (SELECT override_layer FROM services WHERE name = \(name)), \(new.batchID))
-            RETURNING \(unescaped: versionColumns)
-            """, logger: logger).collect()
-        let payload = "\(name):\(next)"
-        try await connection.query("""
-            WITH queued AS (INSERT INTO outbox (service, version) VALUES (\(name), \(next)) RETURNING id)
-            SELECT pg_notify(\(notificationChannel), \(payload)) FROM queued
-            """, logger: logger)
-        return .committed(try decodeVersion(rows[0]))
     }
 
     static func insertAudit(_ record: AuditRecord, on connection: PostgresConnection, logger: Logger) async throws {
@@ -359,4 +432,9 @@ public struct PostgresVersionStore: VersionStore {
             try await Self.insertAudit(audit, on: connection, logger: logger)
         } }
     }
+}
+
+struct PostgresCommitError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
 }

@@ -1,12 +1,19 @@
 import ConfbusCore
 import ConfbusEngine
 import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The config tree on disk (CONTRACT.md §2): `services/<service>/schema.yaml` (or `schema.json`),
 /// `defaults.yaml` and `<environment>.yaml`.
 public struct FileConfigSource: ConfigSource {
     public let root: String
     public let loader: YAMLLoader
+    /// Parsed files by path, with the identity they were parsed at: a file is read and parsed
+    /// again only when its identity changes, so a reload of an unchanged tree only stats files.
+    private let cache = ParsedFiles()
 
     public init(root: String, limits: YAMLLoader.Limits = .init()) {
         self.root = root
@@ -49,20 +56,32 @@ public struct FileConfigSource: ConfigSource {
         var files = ServiceFiles(name: service)
         func read(_ name: String, json: Bool = false) -> LoadedDocument? {
             let path = (dir as NSString).appendingPathComponent(name)
-            guard FileManager.default.fileExists(atPath: path) else { return nil }
-            let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
-            do {
-                let document = json ? try loadJSON(path) : try loader.load(contentsOf: path)
-                return LoadedDocument(file: path, value: document.value, locations: document.locations, modified: modified)
-            } catch {
-                files.errors.append(error)
+            guard let identity = FileIdentity(path) else {
+                cache.forget(path)
                 return nil
+            }
+            let parsed = cache.lookup(path, identity) {
+                do throws(ConfbusError) {
+                    let document = json ? try loadJSON(path) : try loader.load(contentsOf: path)
+                    return .success(LoadedDocument(file: path, value: document.value, locations: document.locations,
+                                                   modified: identity.modified, identity: identity.description))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            switch parsed {
+            case .success(var document):
+                // A file written within the last second may change again within the timestamp's
+                // granularity: nothing made from it is reused.
+                if identity.isFresh { document.identity = nil }
+                return document
+            case .failure(let error): files.errors.append(error); return nil
             }
         }
         let yamlSchema = (dir as NSString).appendingPathComponent("schema.yaml")
-        if FileManager.default.fileExists(atPath: yamlSchema) {
+        if FileIdentity(yamlSchema) != nil {
             files.schema = read("schema.yaml")
-            if FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("schema.json")) {
+            if FileIdentity((dir as NSString).appendingPathComponent("schema.json")) != nil {
                 files.errors.append(ConfbusError(code: .invalidSchema, message: "both schema.yaml and schema.json exist; keep one",
                                                  location: SourceLocation(file: yamlSchema, line: 1, column: 1)))
             }
@@ -95,5 +114,54 @@ public struct FileConfigSource: ConfigSource {
         } catch {
             throw ConfbusError(code: .invalidJSON, message: error.message, location: SourceLocation(file: path, line: error.line, column: error.column))
         }
+    }
+}
+
+/// A file's identity from `stat`: a change of contents changes at least one of these (an editor's
+/// rename-over changes the inode, an in-place write the size or the times).
+struct FileIdentity: Equatable, CustomStringConvertible {
+    var device: UInt64
+    var inode: UInt64
+    var size: Int64
+    var modifiedNanoseconds: Int64
+    var changedNanoseconds: Int64
+
+    /// nil when there is no regular file at `path`.
+    init?(_ path: String) {
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        modifiedNanoseconds = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+        changedNanoseconds = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
+    }
+
+    var modified: Date { Date(timeIntervalSince1970: Double(modifiedNanoseconds) / 1e9) }
+
+    /// Changed within the last second: it may change again without its times moving (file systems
+    /// with coarse timestamps), so it is parsed again rather than trusted.
+    var isFresh: Bool {
+        let newest = max(modifiedNanoseconds, changedNanoseconds)
+        return Double(newest) / 1e9 > Date().timeIntervalSince1970 - 1
+    }
+
+    var description: String { "\(device):\(inode):\(size):\(modifiedNanoseconds):\(changedNanoseconds)" }
+}
+
+/// Parsed documents (or their errors) by path and identity.
+final class ParsedFiles: Sendable {
+    private let entries = Mutex<[String: (identity: FileIdentity, result: Result<LoadedDocument, ConfbusError>)]>([:])
+
+    func lookup(_ path: String, _ identity: FileIdentity,
+                parse: () -> Result<LoadedDocument, ConfbusError>) -> Result<LoadedDocument, ConfbusError> {
+        if let entry = entries.withLock({ $0[path] }), entry.identity == identity { return entry.result }
+        let result = parse()
+        entries.withLock { $0[path] = identity.isFresh ? nil : (identity, result) }
+        return result
+    }
+
+    func forget(_ path: String) {
+        _ = entries.withLock { $0.removeValue(forKey: path) }
     }
 }
