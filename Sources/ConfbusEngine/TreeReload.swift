@@ -55,6 +55,7 @@ public struct TreeReload: Sendable {
                 toResolve.concurrentMap { definitions.resolve($0, layer: hints[$0.name]) }
             }
             var nowInvalid: [ServiceName: [ConfbusError]] = [:]
+            var changed: [(files: ServiceFiles, resolved: ResolvedService)] = []
             for (files, resolution) in zip(toResolve, resolutions) {
                 let service = files.name
                 guard let resolved = resolution.resolved else {
@@ -63,22 +64,49 @@ public struct TreeReload: Sendable {
                     logInvalid(service, resolution.errors)
                     continue
                 }
-                let key = keyByService[service] ?? nil
                 if let latest = pipeline.cache.latest(service), latest.checksum == resolved.checksum {
-                    if let key { memo.record(service, key: key, checksum: resolved.checksum) }
+                    if let key = keyByService[service] ?? nil { memo.record(service, key: key, checksum: resolved.checksum) }
                     report.unchanged.append(service)
                     continue
                 }
+                changed.append((files, resolved))
+            }
+            // The changed services commit in groups, each group in one transaction of a few
+            // statements; a service that turns out invalid under the lock is left out of its
+            // group, and a group the database refuses is committed again one service at a time,
+            // so one failure never aborts the rest.
+            let author = author ?? pipeline.options.author
+            for start in stride(from: 0, to: changed.count, by: Self.groupSize) {
+                let group = Array(changed[start..<min(start + Self.groupSize, changed.count)])
+                let entries = group.map { (files: $0.files, earlier: (layer: hints[$0.files.name], resolved: $0.resolved)) }
+                var outcomes: [CommitOutcome] = []
+                var refused: [ServiceName: ConfbusError] = [:]
                 do {
-                    let outcome = try await commitFiles(files, author: author ?? pipeline.options.author, reason: reason,
-                                                        resolvedWith: (hints[service], resolved))
+                    (outcomes, refused) = try await commitGroup(entries, author: author, reason: reason)
+                } catch where group.count > 1 {
+                    for entry in entries {
+                        do {
+                            outcomes.append(try await commitFiles(entry.files, author: author, reason: reason, resolvedWith: entry.earlier))
+                        } catch let error as ConfbusError {
+                            refused[entry.files.name] = error
+                        }
+                    }
+                } catch let error as ConfbusError {
+                    refused[group[0].files.name] = error
+                }
+                let resolvedBy = Dictionary(uniqueKeysWithValues: group.map { ($0.files.name, $0.resolved.checksum) })
+                for outcome in outcomes {
+                    let service = outcome.version.service
                     // The memo holds only what was resolved with the layer the commit saw.
-                    if let key, outcome.version.checksum == resolved.checksum { memo.record(service, key: key, checksum: resolved.checksum) }
+                    if let key = keyByService[service] ?? nil, outcome.version.checksum == resolvedBy[service] {
+                        memo.record(service, key: key, checksum: outcome.version.checksum)
+                    }
                     switch outcome {
                     case .committed(let version): report.committed.append(version)
                     case .unchanged: report.unchanged.append(service)
                     }
-                } catch let error as ConfbusError {
+                }
+                for (service, error) in refused {
                     nowInvalid[service] = [error]
                     report.failed[service] = [error]
                     logInvalid(service, [error])
@@ -120,6 +148,43 @@ public struct TreeReload: Sendable {
             return [try pipeline.change(resolved, base: base, source: .files, author: author, reason: reason, overrideLayer: nil)]
         })
         return outcomes[0]
+    }
+
+    static let groupSize = 256
+
+    /// Commits a group of services in one transaction, each resolved again under its row lock
+    /// unless its stored layer is the one it was resolved with; the ones that turn out invalid
+    /// are left out and returned with their refusal.
+    func commitGroup(_ entries: [(files: ServiceFiles, earlier: (layer: JSONValue?, resolved: ResolvedService))], author: String,
+                     reason: String?) async throws -> ([CommitOutcome], [ServiceName: ConfbusError]) {
+        let (pipeline, definitions) = (self.pipeline, self.definitions)
+        let services = entries.map(\.files.name)
+        let byService = Dictionary(uniqueKeysWithValues: entries.map { ($0.files.name, $0) })
+        let refused = Mutex<[ServiceName: ConfbusError]>([:])
+        let audit = AuditRecord(actor: author, requestID: "files", action: "files", outcome: "accepted",
+                                services: services.map(\.rawValue), reason: reason)
+        let outcomes = try await pipeline.commit(CommitRequest(services: services, audit: audit) { bases in
+            bases.compactMap { base -> PlannedChange? in
+                guard let entry = byService[base.service] else { return nil }
+                do throws(ConfbusError) {
+                    let resolved: ResolvedService
+                    if entry.earlier.layer == base.overrideLayer {
+                        resolved = entry.earlier.resolved
+                    } else {
+                        let resolution = definitions.resolve(entry.files, layer: base.overrideLayer)
+                        guard let fresh = resolution.resolved else {
+                            throw resolution.errors.first ?? ConfbusError(code: .schemaViolation, service: base.service.rawValue, message: "the config is invalid")
+                        }
+                        resolved = fresh
+                    }
+                    return try pipeline.change(resolved, base: base, source: .files, author: author, reason: reason, overrideLayer: nil)
+                } catch {
+                    refused.withLock { $0[base.service] = error }
+                    return nil
+                }
+            }
+        })
+        return (outcomes, refused.withLock { $0 })
     }
 
     /// The first registration of a service with files but no version stores its version 1.

@@ -50,6 +50,8 @@ public struct PostgresVersionStore: VersionStore {
             let changes = try request.plan(bases)
             let outcomes = try await Self.write(changes, bases: bases, on: connection, logger: logger)
             var record = request.audit
+            // The services the commit changed or confirmed (a plan may leave some out).
+            if !outcomes.isEmpty { record.services = outcomes.map(\.version.service.rawValue) }
             record.changes = .array(outcomes.map { outcome in
                 switch outcome {
                 case .committed(let v): ["service": .string(v.service.rawValue), "new_version": .integer(v.version),

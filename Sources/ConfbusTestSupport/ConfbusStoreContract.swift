@@ -29,6 +29,7 @@ public enum ConfbusStoreContract {
         Check(name: "a config equal to the latest makes no version but stores its layer", run: unchanged),
         Check(name: "the plan sees what the store holds, in the order asked", run: bases),
         Check(name: "a plan that throws stores nothing and its error arrives as itself", run: throwingPlan),
+        Check(name: "a plan may leave services out; changes are matched by service", run: partialPlan),
         Check(name: "concurrent commits never lose each other's edits", run: concurrentEdits),
         Check(name: "an idempotency key answers the first request's answer", run: idempotency),
         Check(name: "every version is queued; the outbox gives each service's newest", run: outbox),
@@ -140,6 +141,21 @@ public enum ConfbusStoreContract {
             try expect(latestA?.version == 1 && latestB == nil, "nothing was committed")
             try expect(try await store.outboxStatus().backlog == backlog, "nothing was queued")
             try expect(try await store.auditLog(service: nil, limit: 100).count == auditRows, "nothing was audited")
+        }
+    }
+
+    static func partialPlan(_ factory: @escaping Factory) async throws {
+        try await factory { store in
+            let (a, b, c) = (name("alpha"), name("beta"), name("gamma"))
+            let outcomes = try await store.commit(CommitRequest(services: [a, b, c], audit: audit("files", services: [a, b, c])) { _ in
+                // Out of order, and without beta.
+                [PlannedChange(version: new(c, ["n": 3]), overrideLayer: nil), PlannedChange(version: new(a, ["n": 1]), overrideLayer: nil)]
+            })
+            try expect(outcomes.map(\.version.service) == [c, a], "one outcome per change, in the plan's order")
+            let (latestA, latestB, latestC) = (try await store.latest(a), try await store.latest(b), try await store.latest(c))
+            try expect(latestA?.config == ["n": 1] && latestB == nil && latestC?.config == ["n": 3], "each change went to its own service")
+            let row = try await store.auditLog(service: nil, limit: 1).first
+            try expect(row?.services.sorted() == ["alpha", "gamma"], "the audit row names the services changed: \(row?.services ?? [])")
         }
     }
 

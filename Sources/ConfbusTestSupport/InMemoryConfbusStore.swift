@@ -69,7 +69,9 @@ public actor InMemoryConfbusStore: ConfbusStore {
         let changes = try request.plan(bases)
         var outcomes: [CommitOutcome] = []
         let now = Date()
-        for (change, base) in zip(changes, bases) {
+        let byService = Dictionary(bases.map { ($0.service, $0) }, uniquingKeysWith: { first, _ in first })
+        for change in changes {
+            guard let base = byService[change.version.service] else { continue }
             let service = base.service
             var row = next.services[service]!
             if let layer = change.overrideLayer { row.overrideLayer = layer.isNull || layer == .object([:]) ? JSONValue?.none : layer }
@@ -90,6 +92,7 @@ public actor InMemoryConfbusStore: ConfbusStore {
         }
         var record = request.audit
         record.at = now
+        if !outcomes.isEmpty { record.services = outcomes.map(\.version.service.rawValue) }
         record.changes = .array(outcomes.map { outcome in
             let v = outcome.version
             return ["service": .string(v.service.rawValue), "old_version": .integer(outcome.isCommitted ? v.version - 1 : v.version),
