@@ -54,7 +54,8 @@ public struct OutboxRelay: Service {
         public var leaseTTL: Duration = .seconds(5)
         public var pollInterval: Duration = .seconds(1)
         public var batchSize = 256
-        public var concurrency = 32
+        /// Publishes in flight at once; libmosquitto queues past the broker's Receive Maximum.
+        public var concurrency = 256
         public var backoff = OutboxStateMachine<ContinuousClock.Instant>.Backoff()
 
         public init(node: String) { self.node = node }
@@ -161,29 +162,46 @@ public struct OutboxRelay: Service {
             logger.debug("outbox not read; will retry", metadata: ["error.type": "\(type(of: error))"])
             return 0
         }
-        var published = 0
-        await withTaskGroup(of: Bool.self) { group in
+        // Everything due is published at once (each tracked to its own PUBACK), then marked
+        // done in one statement.
+        var marks: [ServiceName: Int] = [:]
+        await withTaskGroup(of: (ServiceName, Int)?.self) { group in
             var running = 0
             for action in actions {
                 if running >= options.concurrency {
-                    if await group.next() == true { published += 1 }
+                    if let mark = await group.next() ?? nil { marks[mark.0] = max(marks[mark.0] ?? 0, mark.1) }
                     running -= 1
                 }
                 running += 1
-                group.addTask { await self.perform(action, lease: lease, machine: machine) }
+                group.addTask { await self.perform(action, machine: machine) }
             }
-            for await ok in group where ok { published += 1 }
+            for await mark in group {
+                if let mark { marks[mark.0] = max(marks[mark.0] ?? 0, mark.1) }
+            }
         }
         status.setFailing(machine.state.withLock { $0.failing })
+        if !marks.isEmpty {
+            do {
+                try failpoints.hit("after_publish_before_mark")
+                if try await !store.markPublished(marks, lease: lease) {
+                    logger.warning("the relay lease was lost; another node relays now")
+                    status.setLease(nil)
+                    machine.state.withLock { $0.leadershipLost() }
+                }
+                try failpoints.hit("after_mark")
+            } catch {
+                logger.debug("publishes not marked; the next pass marks them", metadata: ["error.type": "\(type(of: error))"])
+            }
+        }
         if actions.count >= options.batchSize { signal.signal() }
-        return published
+        return marks.count
     }
 
-    private func perform(_ action: OutboxStateMachine<ContinuousClock.Instant>.Action, lease: RelayLease, machine: Machine) async -> Bool {
+    /// Publishes one version (or only marks one done); returns what to mark.
+    private func perform(_ action: OutboxStateMachine<ContinuousClock.Instant>.Action, machine: Machine) async -> (ServiceName, Int)? {
         switch action {
         case .markDone(let service, let version):
-            _ = try? await store.markPublished(service, through: version, lease: lease)
-            return false
+            return (service, version)
         case .publish(let version):
             do {
                 try failpoints.hit("before_publish")
@@ -195,22 +213,11 @@ public struct OutboxRelay: Service {
                 logger.warning("publish failed; this service retries with backoff, the others go on",
                                metadata: ["confbus.service": "\(version.service)", "confbus.version": "\(version.version)",
                                           "confbus.reason": "\(reason)", "confbus.retry_in": "\(delay)"])
-                return false
+                return nil
             }
             machine.state.withLock { $0.published(version.service, version: version.version) }
             onPublished(version)
-            do {
-                try failpoints.hit("after_publish_before_mark")
-                if try await !store.markPublished(version.service, through: version.version, lease: lease) {
-                    logger.warning("the relay lease was lost; another node relays now")
-                    status.setLease(nil)
-                    machine.state.withLock { $0.leadershipLost() }
-                }
-                try failpoints.hit("after_mark")
-            } catch {
-                logger.debug("publish not marked; the next pass marks it", metadata: ["error.type": "\(type(of: error))"])
-            }
-            return true
+            return (version.service, version.version)
         }
     }
 }

@@ -295,13 +295,19 @@ public protocol OutboxStore: Sendable {
     /// Per service, the newest queued version, the longest-waiting services first; services in
     /// `excluding` are skipped.
     func pendingOutbox(limit: Int, excluding: [ServiceName]) async throws -> [StoredVersion]
-    /// Removes the service's queued versions up to `version`, only while `lease` is current;
-    /// returns false (and changes nothing) when it is not.
-    func markPublished(_ service: ServiceName, through version: Int, lease: RelayLease) async throws -> Bool
+    /// Removes each service's queued versions up to its version, in one statement, only while
+    /// `lease` is current; returns false (and changes nothing) when it is not.
+    func markPublished(_ marks: [ServiceName: Int], lease: RelayLease) async throws -> Bool
     func outboxStatus() async throws -> OutboxStatus
     /// Queues these services' latest versions again (reconcile found the broker without them or
     /// holding another); always the latest at that moment, never an older one.
     func requeue(_ versions: [StoredVersion]) async throws
+}
+
+extension OutboxStore {
+    public func markPublished(_ service: ServiceName, through version: Int, lease: RelayLease) async throws -> Bool {
+        try await markPublished([service: version], lease: lease)
+    }
 }
 
 /// What instances report: registrations, acks, health.

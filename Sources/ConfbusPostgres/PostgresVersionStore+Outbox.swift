@@ -44,13 +44,17 @@ extension PostgresVersionStore: OutboxStore {
         return try rows.map(Self.decodeVersion)
     }
 
-    public func markPublished(_ service: ServiceName, through version: Int, lease: RelayLease) async throws -> Bool {
+    public func markPublished(_ marks: [ServiceName: Int], lease: RelayLease) async throws -> Bool {
+        let services = marks.keys.map(\.rawValue)
+        let versions = marks.keys.map { marks[$0]! }
         // The guarded update of RELIABILITY P21(c): nothing changes unless the lease is still this one.
         for try await current in try await client.query("""
             WITH lease AS (SELECT 1 FROM relay_lease WHERE id = 1 AND holder = \(lease.holder) AND epoch = \(lease.epoch) AND expires_at > now()),
-                 done AS (DELETE FROM outbox WHERE service = \(service.rawValue) AND version <= \(version) AND EXISTS (SELECT 1 FROM lease) RETURNING 1),
-                 marked AS (UPDATE services SET published_version = \(version), publisher_epoch = \(lease.epoch)
-                            WHERE name = \(service.rawValue) AND published_version < \(version) AND EXISTS (SELECT 1 FROM lease) RETURNING 1)
+                 m AS (SELECT * FROM unnest(\(services)::text[], \(versions)::integer[]) AS m(service, version)),
+                 done AS (DELETE FROM outbox o USING m WHERE o.service = m.service AND o.version <= m.version
+                          AND EXISTS (SELECT 1 FROM lease) RETURNING 1),
+                 marked AS (UPDATE services s SET published_version = m.version, publisher_epoch = \(lease.epoch)
+                            FROM m WHERE s.name = m.service AND s.published_version < m.version AND EXISTS (SELECT 1 FROM lease) RETURNING 1)
             SELECT EXISTS (SELECT 1 FROM lease)
             """, logger: logger).decode(Bool.self) {
             return current

@@ -179,12 +179,14 @@ public actor InMemoryConfbusStore: ConfbusStore {
         return waiting.prefix(limit).compactMap { row($0.service, $0.newest)?.stored }
     }
 
-    public func markPublished(_ service: ServiceName, through version: Int, lease held: RelayLease) async throws -> Bool {
+    public func markPublished(_ marks: [ServiceName: Int], lease held: RelayLease) async throws -> Bool {
         try available()
         guard isCurrent(held) else { return false }
-        state.outbox[service] = state.outbox[service]?.filter { $0.key > version }
-        if let published = state.services[service]?.publishedVersion, published < version {
-            state.services[service]?.publishedVersion = version
+        for (service, version) in marks {
+            state.outbox[service] = state.outbox[service]?.filter { $0.key > version }
+            if let published = state.services[service]?.publishedVersion, published < version {
+                state.services[service]?.publishedVersion = version
+            }
         }
         return true
     }
