@@ -9,51 +9,53 @@ extension JSONValue {
     }
 
     public func serialized(_ style: Style = .canonical) -> String {
-        var out = ""
+        String(decoding: serializedBytes(style), as: UTF8.self)
+    }
+
+    /// The UTF-8 bytes, written directly (no intermediate String).
+    public func serializedBytes(_ style: Style = .canonical) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
         write(into: &out, style: style, indent: 0)
         return out
     }
 
-    public func serializedBytes(_ style: Style = .canonical) -> [UInt8] {
-        Array(serialized(style).utf8)
-    }
-
-    private func write(into out: inout String, style: Style, indent: Int) {
+    private func write(into out: inout [UInt8], style: Style, indent: Int) {
         switch self {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .integer(let i): out += JSONValue.formatInteger(i)
-        case .number(let d): out += JSONValue.formatNumber(d)
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .integer(let i): out.append(contentsOf: JSONValue.formatInteger(i).utf8)
+        case .number(let d): out.append(contentsOf: JSONValue.formatNumber(d).utf8)
         case .string(let s): JSONValue.writeString(s, into: &out)
         case .array(let a):
-            if a.isEmpty { out += "[]"; return }
-            out += "["
+            if a.isEmpty { out.append(contentsOf: "[]".utf8); return }
+            out.append(UInt8(ascii: "["))
             for (n, element) in a.enumerated() {
-                if n > 0 { out += "," }
+                if n > 0 { out.append(UInt8(ascii: ",")) }
                 newline(&out, style, indent + 1)
                 element.write(into: &out, style: style, indent: indent + 1)
             }
             newline(&out, style, indent)
-            out += "]"
+            out.append(UInt8(ascii: "]"))
         case .object(let o):
-            if o.isEmpty { out += "{}"; return }
-            out += "{"
+            if o.isEmpty { out.append(contentsOf: "{}".utf8); return }
+            out.append(UInt8(ascii: "{"))
             for (n, key) in JSONValue.sortedKeys(o).enumerated() {
-                if n > 0 { out += "," }
+                if n > 0 { out.append(UInt8(ascii: ",")) }
                 newline(&out, style, indent + 1)
                 JSONValue.writeString(key, into: &out)
-                out += style == .pretty ? ": " : ":"
+                if style == .pretty { out.append(contentsOf: ": ".utf8) } else { out.append(UInt8(ascii: ":")) }
                 o[key]!.write(into: &out, style: style, indent: indent + 1)
             }
             newline(&out, style, indent)
-            out += "}"
+            out.append(UInt8(ascii: "}"))
         }
     }
 
-    private func newline(_ out: inout String, _ style: Style, _ indent: Int) {
+    private func newline(_ out: inout [UInt8], _ style: Style, _ indent: Int) {
         guard style == .pretty else { return }
-        out += "\n"
-        out += String(repeating: "  ", count: indent)
+        out.append(UInt8(ascii: "\n"))
+        out.append(contentsOf: repeatElement(UInt8(ascii: " "), count: 2 * indent))
     }
 
     /// RFC 8785 §3.2.3: keys ordered by their UTF-16 code units.
@@ -61,27 +63,36 @@ extension JSONValue {
         object.keys.sorted { $0.utf16.lexicographicallyPrecedes($1.utf16) }
     }
 
-    static func writeString(_ s: String, into out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    /// A string with `"`, `\\` and the control characters escaped (the short forms where JSON has
+    /// them); every other character is written as its UTF-8 bytes.
+    static func writeString(_ s: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        var s = s
+        s.withUTF8 { bytes in
+            var runStart = 0
+            for (index, byte) in bytes.enumerated() where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
+                runStart = index + 1
+                out.append(UInt8(ascii: "\\"))
+                switch byte {
+                case UInt8(ascii: "\""): out.append(UInt8(ascii: "\""))
+                case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\"))
+                case 0x08: out.append(UInt8(ascii: "b"))
+                case 0x0C: out.append(UInt8(ascii: "f"))
+                case 0x0A: out.append(UInt8(ascii: "n"))
+                case 0x0D: out.append(UInt8(ascii: "r"))
+                case 0x09: out.append(UInt8(ascii: "t"))
+                default:
+                    out.append(contentsOf: "u00".utf8)
+                    out.append(hexDigits[Int(byte >> 4)])
+                    out.append(hexDigits[Int(byte & 0x0F)])
                 }
             }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...]))
         }
-        out += "\""
+        out.append(UInt8(ascii: "\""))
     }
 
     /// Integers are IEEE doubles in RFC 8785; within ±2^53 that is the plain decimal form.

@@ -61,16 +61,17 @@ public final class CommitPipeline: Sendable {
 
     /// Refuses a config that would make a new version on top of `base` and could not be
     /// published (§6b); one that equals the latest makes no version and needs no check.
-    func checkPublishable(_ config: JSONValue, on base: CommitBase) throws(ConfbusError) {
-        guard config.checksum != base.latestChecksum else { return }
+    func checkPublishable(_ config: JSONValue, checksum: String? = nil, on base: CommitBase) throws(ConfbusError) {
+        guard (checksum ?? config.checksum) != base.latestChecksum else { return }
         try limits.check(config, service: base.service, version: base.latestVersion + 1, environment: options.environment)
     }
 
     /// The change one resolution makes on top of `base`, checked for publishability (§6b).
     func change(_ resolved: ResolvedService, base: CommitBase, source: VersionSource, author: String, reason: String?,
                 overrideLayer: JSONValue?) throws(ConfbusError) -> PlannedChange {
-        try checkPublishable(resolved.config, on: base)
-        return PlannedChange(version: NewVersion(service: base.service, config: resolved.config, source: source, author: author,
+        try checkPublishable(resolved.config, checksum: resolved.checksum, on: base)
+        return PlannedChange(version: NewVersion(service: base.service, config: resolved.config, checksum: resolved.checksum,
+                                                 source: source, author: author,
                                                  reason: reason, environment: options.environment,
                                                  layers: Self.provenanceJSON(resolved)),
                              overrideLayer: overrideLayer)

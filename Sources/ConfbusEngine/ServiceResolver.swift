@@ -72,7 +72,7 @@ public struct ServiceResolver: Sendable {
         var schema: CompiledSchema?
         if let schemaFile = files.schema {
             do {
-                schema = try compiled.schema(for: name, document: schemaFile.value) { () throws(CompiledSchemaError) -> CompiledSchema in
+                schema = try compiled.schema(for: name, document: schemaFile.value, identity: schemaFile.identity) { () throws(CompiledSchemaError) -> CompiledSchema in
                     try CompiledSchema(schemaFile.value, uri: "urn:confbus:service:\(name.rawValue)", options: options.validator)
                 }
             } catch {
@@ -138,7 +138,7 @@ public struct ServiceResolver: Sendable {
     /// The redaction of the service's secret properties, from its current schema.
     public func redaction(files: ServiceFiles) -> Redaction {
         guard let schemaFile = files.schema,
-              let schema = try? compiled.schema(for: files.name, document: schemaFile.value, compile: { () throws(CompiledSchemaError) -> CompiledSchema in
+              let schema = try? compiled.schema(for: files.name, document: schemaFile.value, identity: schemaFile.identity, compile: { () throws(CompiledSchemaError) -> CompiledSchema in
                   try CompiledSchema(schemaFile.value, uri: "urn:confbus:service:\(files.name.rawValue)", options: options.validator)
               })
         else { return Redaction(paths: []) }
@@ -151,7 +151,7 @@ public struct ServiceResolver: Sendable {
             return options.allowSchemaless ? [] : [ConfbusError(code: .missingSchema, service: files.name.rawValue, message: "no schema")]
         }
         do {
-            let schema = try compiled.schema(for: files.name, document: schemaFile.value) { () throws(CompiledSchemaError) -> CompiledSchema in
+            let schema = try compiled.schema(for: files.name, document: schemaFile.value, identity: schemaFile.identity) { () throws(CompiledSchemaError) -> CompiledSchema in
                 try CompiledSchema(schemaFile.value, uri: "urn:confbus:service:\(files.name.rawValue)", options: options.validator)
             }
             return schema.validate(config).map {
@@ -218,9 +218,11 @@ public enum Timestamp {
 final class SchemaCache: Sendable {
     private let entries = Mutex<[ServiceName: (checksum: String, schema: CompiledSchema)]>([:])
 
-    func schema(for service: ServiceName, document: JSONValue,
+    /// `identity` names this version of the schema file when the source knows it; else the
+    /// document's checksum does (the whole schema serialized and hashed on every call).
+    func schema(for service: ServiceName, document: JSONValue, identity: String? = nil,
                 compile: () throws(CompiledSchemaError) -> CompiledSchema) throws(CompiledSchemaError) -> CompiledSchema {
-        let checksum = document.checksum
+        let checksum = identity ?? document.checksum
         if let hit = entries.withLock({ $0[service] }), hit.checksum == checksum { return hit.schema }
         let schema = try compile()
         entries.withLock { $0[service] = (checksum, schema) }

@@ -49,7 +49,9 @@ public struct StoredVersion: Sendable, Equatable {
 /// A version about to be committed.
 public struct NewVersion: Sendable {
     public var service: ServiceName
-    public var config: JSONValue
+    public let config: JSONValue
+    /// The config's checksum, computed once.
+    public let checksum: String
     public var source: VersionSource
     public var author: String
     public var reason: String?
@@ -59,19 +61,18 @@ public struct NewVersion: Sendable {
     /// The batch this version belongs to, if any.
     public var batchID: UUID?
 
-    public init(service: ServiceName, config: JSONValue, source: VersionSource, author: String, reason: String?,
+    public init(service: ServiceName, config: JSONValue, checksum: String? = nil, source: VersionSource, author: String, reason: String?,
                 environment: String, layers: JSONValue = .null, batchID: UUID? = nil) {
         self.batchID = batchID
         self.service = service
         self.config = config
+        self.checksum = checksum ?? config.checksum
         self.source = source
         self.author = author
         self.reason = reason
         self.environment = environment
         self.layers = layers
     }
-
-    public var checksum: String { config.checksum }
 }
 
 public enum CommitOutcome: Sendable, Equatable {
