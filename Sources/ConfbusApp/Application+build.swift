@@ -43,7 +43,8 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
                                              reconcileInterval: settings.reconcileInterval),
                               logger: logger)
     let relay = OutboxRelay(store: store, publisher: gateway, signal: outboxSignal, status: relayStatus,
-                            readiness: readiness, options: .init(node: settings.nodeID), failpoints: failpoints, logger: logger)
+                            readiness: readiness, options: .init(node: settings.nodeID), failpoints: failpoints, logger: logger,
+                            handoff: distributor.pipeline.handoff)
 
     let router = Router(context: ConfbusRequestContext.self)
     ConfbusAPI(distributor: distributor, readiness: readiness, adminTokens: settings.adminTokens, readTokens: settings.readTokens,

@@ -27,6 +27,9 @@ public final class CommitPipeline: Sendable {
     let cache: LiveCache
     public let limits: PublishLimits
     public let signal: WakeSignal
+    /// The versions this node just committed, for the relay to publish without reading the
+    /// outbox first (the outbox rows are written all the same, and read when this misses).
+    public let handoff = OutboxHandoff()
     let logger: Logger
     /// Reloads and imports run one at a time on a node (commits are serialised by the row locks).
     let treeLock = AsyncLock()
@@ -49,14 +52,17 @@ public final class CommitPipeline: Sendable {
 
     /// What follows every commit: count it, serve it from memory at once, wake the outbox relay.
     func committed(_ outcomes: [CommitOutcome]) {
-        var any = false
+        var handed: [StoredVersion] = []
         for case .committed(let version) in outcomes {
-            any = true
+            handed.append(version)
             Counter(label: "confbus_versions_committed_total", dimensions: [("service", version.service.rawValue)]).increment()
             cache.offer(version)
             logger.info("committed a new version", metadata: ["confbus.service": "\(version.service)", "confbus.version": "\(version.version)"])
         }
-        if any { signal.signal() }
+        if !handed.isEmpty {
+            handoff.offer(handed)
+            signal.signal()
+        }
     }
 
     /// Refuses a config that would make a new version on top of `base` and could not be
@@ -131,3 +137,26 @@ public final class CommitPipeline: Sendable {
         return await definitions.tree.hasService(service)
     }
 }
+
+/// Committed versions on their way from the commit pipeline to this node's relay.
+public final class OutboxHandoff: Sendable {
+    private let versions = Mutex<[ServiceName: StoredVersion]>([:])
+    /// Bounded: a relay that does not take them (another node relays) leaves them to the outbox.
+    private let capacity = 10_000
+
+    public init() {}
+
+    func offer(_ committed: [StoredVersion]) {
+        versions.withLock { held in
+            guard held.count < capacity else { return }
+            for version in committed where (held[version.service]?.version ?? 0) < version.version { held[version.service] = version }
+        }
+    }
+
+    /// Everything handed over since the last call, the newest version of each service.
+    public func take() -> [StoredVersion] {
+        versions.withLock { held in defer { held = [:] }; return Array(held.values) }
+    }
+}
+
+import Synchronization

@@ -71,10 +71,13 @@ public struct OutboxRelay: Service {
     public let failpoints: Failpoints
     public let logger: Logger
     public let onPublished: @Sendable (StoredVersion) -> Void
+    /// This node's fresh commits, published before the outbox is read (nil: read the outbox only).
+    public let handoff: OutboxHandoff?
 
     public init(store: any OutboxStore, publisher: any UpdatePublisher, signal: WakeSignal, status: RelayStatus = RelayStatus(),
                 readiness: Readiness, options: Options, failpoints: Failpoints = Failpoints(), logger: Logger,
-                onPublished: @escaping @Sendable (StoredVersion) -> Void = { _ in }) {
+                handoff: OutboxHandoff? = nil, onPublished: @escaping @Sendable (StoredVersion) -> Void = { _ in }) {
+        self.handoff = handoff
         self.store = store
         self.publisher = publisher
         self.signal = signal
@@ -105,7 +108,12 @@ public struct OutboxRelay: Service {
                     await renewLease(machine)
                     lastRenewal = .now
                 }
-                if status.isRelaying { await pass(machine) }
+                if status.isRelaying {
+                    await pass(machine)
+                } else {
+                    // Another node relays: it reads these from the outbox.
+                    _ = handoff?.take()
+                }
                 let retry = machine.state.withLock { $0.nextRetry }
                 var wait = options.pollInterval
                 if let retry { wait = max(.milliseconds(10), min(wait, retry - .now)) }
@@ -131,6 +139,8 @@ public struct OutboxRelay: Service {
             try failpoints.hit("after_lease_check")
             if lease != before {
                 machine.state.withLock { $0.leadershipLost() }
+                // A new tenure knows nothing of what was published before it: the outbox decides.
+                _ = handoff?.take()
                 if let lease {
                     logger.info("holding the relay lease", metadata: ["confbus.epoch": "\(lease.epoch)"])
                 } else if before != nil {
@@ -153,9 +163,19 @@ public struct OutboxRelay: Service {
         let requeued = status.takeRequeued()
         if !requeued.isEmpty { machine.state.withLock { m in for service in requeued { m.forget(service) } } }
         let actions: [OutboxStateMachine<ContinuousClock.Instant>.Action]
+        // This node's fresh commits go out without a look at the outbox; a pass that read the
+        // outbox follows, so nothing the handoff missed waits for the poll.
+        let handed = handoff?.take() ?? []
+        if !handed.isEmpty { signal.signal() }
         do {
             let blocked = machine.state.withLock { $0.blocked(at: .now) }
-            let pending = try await store.pendingOutbox(limit: options.batchSize, excluding: blocked)
+            let pending: [StoredVersion]
+            if handed.isEmpty {
+                pending = try await store.pendingOutbox(limit: options.batchSize, excluding: blocked)
+            } else {
+                let skipped = Set(blocked)
+                pending = handed.filter { !skipped.contains($0.service) }
+            }
             try failpoints.hit("after_outbox_claim")
             actions = machine.state.withLock { $0.schedule(pending, at: .now) }
         } catch {

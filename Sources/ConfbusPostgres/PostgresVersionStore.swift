@@ -169,7 +169,7 @@ public struct PostgresVersionStore: VersionStore {
             let records = JSONValue.array(inserts).serialized(.canonical)
             // The service row first (latest version, and the new layer when one is given), then the
             // version with the layer now in force.
-            var stored: [String: StoredVersion] = [:]
+            var stored: [String: (version: Int, createdAt: Date)] = [:]
             for row in try await connection.query("""
                 WITH x AS (
                     SELECT * FROM jsonb_to_recordset(\(records)::jsonb) AS x(service text, version integer, config text, checksum text,
@@ -183,13 +183,19 @@ public struct PostgresVersionStore: VersionStore {
                 INSERT INTO config_versions (service, version, config, checksum, source, author, reason, environment, layers, override_layer, batch_id)
                 SELECT x.service, x.version, x.config, x.checksum, x.source, x.author, x.reason, x.environment, x.layers, s.override_layer, x.batch_id
                 FROM x JOIN s ON s.name = x.service
-                RETURNING \(unescaped: versionColumns)
+                RETURNING service, version, created_at
                 """, logger: logger).collect() {
-                let version = try decodeVersion(row)
-                stored[version.service.rawValue] = version
+                // The config is the one just sent: no need to read it back and parse it again.
+                let (service, number, createdAt) = try row.decode((String, Int, Date).self)
+                stored[service] = (number, createdAt)
             }
             for index in inserted {
-                outcomes[index] = stored[changes[index].version.service.rawValue].map(CommitOutcome.committed)
+                let new = changes[index].version
+                outcomes[index] = stored[new.service.rawValue].map { row in
+                    .committed(StoredVersion(service: new.service, version: row.version, config: new.config, checksum: new.checksum,
+                                             source: new.source, author: new.author, reason: new.reason, createdAt: row.createdAt,
+                                             environment: new.environment, batchID: new.batchID?.uuidString.lowercased()))
+                }
             }
         }
         return try outcomes.map { outcome in
