@@ -47,19 +47,11 @@ extension PostgresVersionStore: OutboxStore {
     public func markPublished(_ marks: [ServiceName: Int], lease: RelayLease) async throws -> Bool {
         let services = marks.keys.map(\.rawValue)
         let versions = marks.keys.map { marks[$0]! }
-        // The guarded update of RELIABILITY P21(c): nothing changes unless the lease is still this one.
-        for try await current in try await client.query("""
-            WITH lease AS (SELECT 1 FROM relay_lease WHERE id = 1 AND holder = \(lease.holder) AND epoch = \(lease.epoch) AND expires_at > now()),
-                 m AS (SELECT * FROM unnest(\(services)::text[], \(versions)::integer[]) AS m(service, version)),
-                 done AS (DELETE FROM outbox o USING m WHERE o.service = m.service AND o.version <= m.version
-                          AND EXISTS (SELECT 1 FROM lease) RETURNING 1),
-                 marked AS (UPDATE services s SET published_version = m.version, publisher_epoch = \(lease.epoch)
-                            FROM m WHERE s.name = m.service AND s.published_version < m.version AND EXISTS (SELECT 1 FROM lease) RETURNING 1)
-            SELECT EXISTS (SELECT 1 FROM lease)
-            """, logger: logger).decode(Bool.self) {
-            return current
+        let statement = Prepared.MarkPublished(holder: lease.holder, epoch: lease.epoch, services: services, versions: versions)
+        return try await client.withConnection { connection in
+            for try await current in try await connection.execute(statement, logger: logger) { return current }
+            return false
         }
-        return false
     }
 
     public func requeue(_ versions: [StoredVersion]) async throws {

@@ -101,10 +101,7 @@ public struct PostgresVersionStore: VersionStore {
 
     private static func selectForUpdate(_ names: [String], on connection: PostgresConnection, logger: Logger) async throws -> [String: CommitBase] {
         var found: [String: CommitBase] = [:]
-        for try await (name, latest, checksum, layer) in try await connection.query("""
-            SELECT name, latest_version, latest_checksum, override_layer FROM services
-            WHERE name = ANY(\(names)::text[]) ORDER BY name FOR UPDATE
-            """, logger: logger).decode((String, Int, String?, String?).self) {
+        for try await (name, latest, checksum, layer) in try await connection.execute(Prepared.LockServices(names: names), logger: logger) {
             let service = try ServiceName(validating: name)
             found[name] = CommitBase(service: service, latestVersion: latest, latestChecksum: latest > 0 ? checksum : nil,
                                      overrideLayer: try layer.map { try JSONParser().parse($0) })
@@ -170,23 +167,8 @@ public struct PostgresVersionStore: VersionStore {
             // The service row first (latest version, and the new layer when one is given), then the
             // version with the layer now in force.
             var stored: [String: (version: Int, createdAt: Date)] = [:]
-            for row in try await connection.query("""
-                WITH x AS (
-                    SELECT * FROM jsonb_to_recordset(\(records)::jsonb) AS x(service text, version integer, config text, checksum text,
-                        source text, author text, reason text, environment text, layers text, batch_id uuid, keep_layer boolean, layer text)
-                ), s AS (
-                    UPDATE services s SET latest_version = x.version, latest_checksum = x.checksum,
-                        override_layer = CASE WHEN x.keep_layer THEN s.override_layer ELSE x.layer END
-                    FROM x WHERE s.name = x.service
-                    RETURNING s.name, s.override_layer
-                )
-                INSERT INTO config_versions (service, version, config, checksum, source, author, reason, environment, layers, override_layer, batch_id)
-                SELECT x.service, x.version, x.config, x.checksum, x.source, x.author, x.reason, x.environment, x.layers, s.override_layer, x.batch_id
-                FROM x JOIN s ON s.name = x.service
-                RETURNING service, version, created_at
-                """, logger: logger).collect() {
+            for try await (service, number, createdAt) in try await connection.execute(Prepared.InsertVersions(records: records), logger: logger) {
                 // The config is the one just sent: no need to read it back and parse it again.
-                let (service, number, createdAt) = try row.decode((String, Int, Date).self)
                 stored[service] = (number, createdAt)
             }
             for index in inserted {
@@ -212,25 +194,11 @@ public struct PostgresVersionStore: VersionStore {
             if case .committed(let v) = outcome { return v }
             return nil
         }
-        let names = committed.map(\.service.rawValue)
-        let numbers = committed.map(\.version)
-        let withAudit = audit != nil
-        let record = audit ?? AuditRecord(actor: "", requestID: "", action: "", outcome: "accepted", services: [])
-        let changes = record.changes.serialized(.canonical)
-        let withKey = idempotency != nil
-        try await connection.query("""
-            WITH queued AS (
-                INSERT INTO outbox (service, version) SELECT * FROM unnest(\(names)::text[], \(numbers)::integer[]) RETURNING service, version
-            ), audited AS (
-                INSERT INTO audit (actor, request_id, action, outcome, services, changes, reason, detail)
-                SELECT \(record.actor), \(record.requestID), \(record.action), \(record.outcome), \(record.services), \(changes),
-                       \(record.reason), \(record.detail) WHERE \(withAudit)
-            ), answered AS (
-                INSERT INTO idempotency_keys (key, request_hash, answer)
-                SELECT \(idempotency?.key ?? ""), \(idempotency?.hash ?? ""), \(idempotency?.answer ?? "") WHERE \(withKey)
-            )
-            SELECT pg_notify(\(notificationChannel), service || ':' || version) FROM queued
-            """, logger: logger)
+        let statement = Prepared.QueueAndAudit(
+            names: committed.map(\.service.rawValue), numbers: committed.map(\.version),
+            audit: audit.map { ($0.actor, $0.requestID, $0.action, $0.outcome, $0.services, $0.changes.serialized(.canonical), $0.reason, $0.detail) },
+            idempotency: idempotency)
+        for try await _ in try await connection.execute(statement, logger: logger) {}
     }
 
     static func insertAudit(_ record: AuditRecord, on connection: PostgresConnection, logger: Logger) async throws {

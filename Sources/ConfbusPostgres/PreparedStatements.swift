@@ -1,0 +1,125 @@
+import Foundation
+import PostgresNIO
+
+/// The statements of the write path and the relay, prepared once per connection: each commit
+/// then skips parsing and planning, which cost more than executing them.
+enum Prepared {
+    /// Locks existing service rows in name order and reads their bases.
+    struct LockServices: PostgresPreparedStatement {
+        static let sql = """
+            SELECT name, latest_version, latest_checksum, override_layer FROM services
+            WHERE name = ANY($1::text[]) ORDER BY name FOR UPDATE
+            """
+        typealias Row = (String, Int, String?, String?)
+        var names: [String]
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings()
+            bindings.append(names)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
+    /// The services' rows and the new versions, from one JSON array of records.
+    struct InsertVersions: PostgresPreparedStatement {
+        static let sql = """
+            WITH x AS (
+                SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS x(service text, version integer, config text, checksum text,
+                    source text, author text, reason text, environment text, layers text, batch_id uuid, keep_layer boolean, layer text)
+            ), s AS (
+                UPDATE services s SET latest_version = x.version, latest_checksum = x.checksum,
+                    override_layer = CASE WHEN x.keep_layer THEN s.override_layer ELSE x.layer END
+                FROM x WHERE s.name = x.service
+                RETURNING s.name, s.override_layer
+            )
+            INSERT INTO config_versions (service, version, config, checksum, source, author, reason, environment, layers, override_layer, batch_id)
+            SELECT x.service, x.version, x.config, x.checksum, x.source, x.author, x.reason, x.environment, x.layers, s.override_layer, x.batch_id
+            FROM x JOIN s ON s.name = x.service
+            RETURNING service, version, created_at
+            """
+        typealias Row = (String, Int, Date)
+        var records: String
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings()
+            bindings.append(records)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
+    /// The outbox rows with their notifications, the audit row and the idempotency answer.
+    struct QueueAndAudit: PostgresPreparedStatement {
+        static let sql = """
+            WITH queued AS (
+                INSERT INTO outbox (service, version) SELECT * FROM unnest($1::text[], $2::integer[]) RETURNING service, version
+            ), audited AS (
+                INSERT INTO audit (actor, request_id, action, outcome, services, changes, reason, detail)
+                SELECT $3, $4, $5, $6, $7::text[], $8, $9, $10 WHERE $11::boolean
+            ), answered AS (
+                INSERT INTO idempotency_keys (key, request_hash, answer) SELECT $12, $13, $14 WHERE $15::boolean
+            )
+            SELECT pg_notify('\(PostgresVersionStore.notificationChannel)', service || ':' || version) IS NULL FROM queued
+            """
+        typealias Row = Bool
+        var names: [String]
+        var numbers: [Int]
+        var audit: (actor: String, requestID: String, action: String, outcome: String, services: [String], changes: String,
+                    reason: String?, detail: String?)?
+        var idempotency: (key: String, hash: String, answer: String)?
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings()
+            bindings.append(names)
+            bindings.append(numbers)
+            bindings.append(audit?.actor ?? "")
+            bindings.append(audit?.requestID ?? "")
+            bindings.append(audit?.action ?? "")
+            bindings.append(audit?.outcome ?? "accepted")
+            bindings.append(audit?.services ?? [])
+            bindings.append(audit?.changes ?? "[]")
+            bindings.append(audit?.reason)
+            bindings.append(audit?.detail)
+            bindings.append(audit != nil)
+            bindings.append(idempotency?.key ?? "")
+            bindings.append(idempotency?.hash ?? "")
+            bindings.append(idempotency?.answer ?? "")
+            bindings.append(idempotency != nil)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
+    /// The guarded mark of RELIABILITY P21(c): nothing changes unless the lease is still this one.
+    struct MarkPublished: PostgresPreparedStatement {
+        static let sql = """
+            WITH lease AS (SELECT 1 FROM relay_lease WHERE id = 1 AND holder = $1 AND epoch = $2 AND expires_at > now()),
+                 m AS (SELECT * FROM unnest($3::text[], $4::integer[]) AS m(service, version)),
+                 done AS (DELETE FROM outbox o USING m WHERE o.service = m.service AND o.version <= m.version
+                          AND EXISTS (SELECT 1 FROM lease) RETURNING 1),
+                 marked AS (UPDATE services s SET published_version = m.version, publisher_epoch = $2
+                            FROM m WHERE s.name = m.service AND s.published_version < m.version AND EXISTS (SELECT 1 FROM lease) RETURNING 1)
+            SELECT EXISTS (SELECT 1 FROM lease)
+            """
+        typealias Row = Bool
+        var holder: String
+        var epoch: Int64
+        var services: [String]
+        var versions: [Int]
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings()
+            bindings.append(holder)
+            bindings.append(epoch)
+            bindings.append(services)
+            bindings.append(versions)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+}
