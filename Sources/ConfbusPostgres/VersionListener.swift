@@ -27,6 +27,9 @@ public struct VersionListener: Service {
                             guard let colon = notification.payload.lastIndex(of: ":"),
                                   let service = try? ServiceName(validating: String(notification.payload[..<colon]))
                             else { continue }
+                            // This node's own commits (and anything older) are held already.
+                            if let version = Int(notification.payload[notification.payload.index(after: colon)...]),
+                               (reads.latest(service)?.version ?? 0) >= version { continue }
                             try await reads.refresh(service)
                         }
                     }
