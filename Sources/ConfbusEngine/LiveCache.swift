@@ -8,13 +8,19 @@ import Synchronization
 public final class LiveCache: Sendable {
     private struct Waiter {
         var after: Int
+        var deadline: ContinuousClock.Instant
         var continuation: CheckedContinuation<StoredVersion?, Never>
     }
 
     private struct State {
         var latest: [ServiceName: StoredVersion] = [:]
         var waiters: [ServiceName: [UUID: Waiter]] = [:]
+        /// Whether the one task that times waiters out is running.
+        var sweeping = false
     }
+
+    /// How often waiters past their deadline are answered (a long-poll's timeout is this late at most).
+    private static let sweepInterval: Duration = .milliseconds(100)
 
     private let state = Mutex(State())
 
@@ -48,33 +54,50 @@ public final class LiveCache: Sendable {
         return true
     }
 
-    /// Waits up to `timeout` for a version of `service` above `after`; nil on timeout.
+    /// Waits up to `timeout` for a version of `service` above `after`; nil on timeout. A waiter is
+    /// one continuation in a table: no task and no timer of its own (one sweeper times them all out),
+    /// so ten thousand of them cost little more than their connections.
     public func wait(for service: ServiceName, after: Int, timeout: Duration) async -> StoredVersion? {
         if let held = latest(service), held.version > after { return held }
         let id = UUID()
-        return await withTaskGroup(of: StoredVersion?.self) { group in
-            group.addTask {
-                await withTaskCancellationHandler {
-                    await withCheckedContinuation { (continuation: CheckedContinuation<StoredVersion?, Never>) in
-                        let immediate: StoredVersion?? = self.state.withLock { state in
-                            if let held = state.latest[service], held.version > after { return .some(held) }
-                            if Task.isCancelled { return .some(nil) }
-                            state.waiters[service, default: [:]][id] = Waiter(after: after, continuation: continuation)
-                            return .none
-                        }
-                        if case .some(let value) = immediate { continuation.resume(returning: value) }
-                    }
-                } onCancel: {
-                    self.cancel(id, service: service)
+        let deadline = ContinuousClock.now + timeout
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<StoredVersion?, Never>) in
+                let (immediate, startSweeper): (StoredVersion??, Bool) = self.state.withLock { state in
+                    if let held = state.latest[service], held.version > after { return (.some(held), false) }
+                    if Task.isCancelled { return (.some(nil), false) }
+                    state.waiters[service, default: [:]][id] = Waiter(after: after, deadline: deadline, continuation: continuation)
+                    defer { state.sweeping = true }
+                    return (.none, !state.sweeping)
                 }
+                if case .some(let value) = immediate { continuation.resume(returning: value) }
+                if startSweeper { Task.detached { await self.sweep() } }
             }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
+        } onCancel: {
+            self.cancel(id, service: service)
+        }
+    }
+
+    /// Answers nil to every waiter past its deadline, until none is left.
+    private func sweep() async {
+        while true {
+            try? await Task.sleep(for: Self.sweepInterval)
+            let now = ContinuousClock.now
+            let (expired, done): ([CheckedContinuation<StoredVersion?, Never>], Bool) = state.withLock { state in
+                var expired: [CheckedContinuation<StoredVersion?, Never>] = []
+                for (service, waiting) in state.waiters {
+                    var kept = waiting
+                    for (id, waiter) in waiting where waiter.deadline <= now {
+                        expired.append(waiter.continuation)
+                        kept.removeValue(forKey: id)
+                    }
+                    state.waiters[service] = kept.isEmpty ? nil : kept
+                }
+                if state.waiters.isEmpty { state.sweeping = false }
+                return (expired, !state.sweeping)
             }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
+            for continuation in expired { continuation.resume(returning: nil) }
+            if done { return }
         }
     }
 
