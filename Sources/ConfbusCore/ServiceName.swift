@@ -12,12 +12,16 @@ public struct ServiceName: Sendable, Hashable, Comparable, CustomStringConvertib
     }
 
     public static func isValid(_ text: String) -> Bool {
-        let bytes = Array(text.utf8)
+        let bytes = text.utf8
         guard (1...64).contains(bytes.count) else { return false }
         func alnum(_ b: UInt8) -> Bool { (b >= 97 && b <= 122) || (b >= 48 && b <= 57) }
-        guard alnum(bytes.first!), alnum(bytes.last!) else { return false }
-        for b in bytes where !(alnum(b) || b == 46 || b == 95 || b == 45) { return false }
-        return !text.contains("..")
+        var previous: UInt8 = 0
+        for b in bytes {
+            guard alnum(b) || b == 46 || b == 95 || b == 45 else { return false }
+            if b == 46 && previous == 46 { return false }
+            previous = b
+        }
+        return alnum(bytes.first!) && alnum(previous)
     }
 
     /// Quotes a name for an error message, escaping control characters so no log line can be forged.

@@ -47,7 +47,8 @@ public struct AccessPolicy: Sendable {
 func pathService(_ context: ConfbusRequestContext) throws -> ServiceName? {
     guard let raw = context.parameters.get("service") else { return nil }
     do {
-        return try ServiceName(validating: raw.removingPercentEncoding ?? raw)
+        // Percent-decoding goes through Foundation: only for names that have a %.
+        return try ServiceName(validating: raw.utf8.contains(UInt8(ascii: "%")) ? (raw.removingPercentEncoding ?? String(raw)) : String(raw))
     } catch {
         throw Problem(.badRequest, code: "invalid_name", detail: "invalid service name in the URL")
     }
