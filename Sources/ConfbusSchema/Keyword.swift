@@ -9,6 +9,28 @@ enum Vocabulary: String, Hashable, Sendable {
     case content = "https://json-schema.org/draft/2020-12/vocab/content"
 
     static let formatAssertionURI = "https://json-schema.org/draft/2020-12/vocab/format-assertion"
+
+    /// One bit per vocabulary: checked for every keyword of every schema object evaluated, where
+    /// hashing the URI (as a `Set<Vocabulary>` does) cost a tenth of all validation.
+    var bit: VocabularySet {
+        switch self {
+        case .core: VocabularySet(rawValue: 1 << 0)
+        case .applicator: VocabularySet(rawValue: 1 << 1)
+        case .unevaluated: VocabularySet(rawValue: 1 << 2)
+        case .validation: VocabularySet(rawValue: 1 << 3)
+        case .metaData: VocabularySet(rawValue: 1 << 4)
+        case .format: VocabularySet(rawValue: 1 << 5)
+        case .content: VocabularySet(rawValue: 1 << 6)
+        }
+    }
+}
+
+/// A set of vocabularies as bits.
+struct VocabularySet: OptionSet, Sendable {
+    let rawValue: UInt8
+
+    func contains(_ vocabulary: Vocabulary) -> Bool { contains(vocabulary.bit) }
+    mutating func insert(_ vocabulary: Vocabulary) { insert(vocabulary.bit) }
 }
 
 enum Keyword {

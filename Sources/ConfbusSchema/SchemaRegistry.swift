@@ -9,7 +9,7 @@ public struct SchemaRegistry: Sendable {
         var anchors: [String: JSONValue] = [:]
         var dynamicAnchors: Set<String> = []
         /// Vocabularies this resource's `$schema` turns on; nil means all of 2020-12.
-        var vocabularies: Set<Vocabulary>? = nil
+        var vocabularies: VocabularySet? = nil
         var formatAssertion = false
         /// One of the embedded metaschemas: validators share their precomputed tables.
         var isStandard = false
@@ -78,7 +78,7 @@ public struct SchemaRegistry: Sendable {
                   let meta = resources[URIReference(metaURI).withoutFragment.description],
                   case .object(let declared) = meta.root["$vocabulary"]
             else { continue }
-            var vocabularies: Set<Vocabulary> = []
+            var vocabularies: VocabularySet = []
             var assertFormat = false
             for (uri, _) in declared {
                 if let v = Vocabulary(rawValue: uri) { vocabularies.insert(v) }
