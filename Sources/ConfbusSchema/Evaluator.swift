@@ -206,7 +206,7 @@ struct Evaluator {
 
     func matches(_ pattern: String, _ text: String, _ c: KeywordContext, _ out: inout Outcome) -> Bool {
         let regex: ECMARegex
-        if let cached = validator.patterns[pattern] {
+        if let cached = validator.pattern(pattern) {
             regex = cached
         } else if let compiled = try? ECMARegex(pattern) {
             regex = compiled

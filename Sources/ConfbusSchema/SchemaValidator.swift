@@ -42,7 +42,11 @@ public struct SchemaValidator: Sendable {
         self.registry = registry
         self.rootURI = URIReference(uri).withoutFragment.description
         self.options = options
-        var (patterns, references, ids) = Self.standardTables
+        // Only this schema's own entries: the metaschemas' tables are shared by every validator, not
+        // copied into each (a copy per service was most of a compiled schema's memory).
+        var patterns: [String: ECMARegex] = [:]
+        var references: [ReferenceKey: ResolvedReference] = [:]
+        var ids: [ReferenceKey: String] = [:]
         for (uri, resource) in registry.resources where !resource.isStandard {
             Self.collectPatterns(resource.root, into: &patterns)
             Self.collectReferences(resource.root, base: uri, registry: registry, references: &references, ids: &ids)
@@ -86,11 +90,18 @@ public struct SchemaValidator: Sendable {
     }
 
     func reference(_ ref: String, base: String) -> ResolvedReference? {
-        references[ReferenceKey(base: base, reference: ref)] ?? Self.resolveReference(ref, base: base, registry: registry)
+        let key = ReferenceKey(base: base, reference: ref)
+        return references[key] ?? Self.standardTables.1[key] ?? Self.resolveReference(ref, base: base, registry: registry)
     }
 
     func base(forID id: String, in base: String) -> String {
-        ids[ReferenceKey(base: base, reference: id)] ?? URIReference(base).resolving(URIReference(id)).withoutFragment.description
+        let key = ReferenceKey(base: base, reference: id)
+        return ids[key] ?? Self.standardTables.2[key] ?? URIReference(base).resolving(URIReference(id)).withoutFragment.description
+    }
+
+    /// The compiled regex of a `pattern` or `patternProperties` key of this schema or a metaschema.
+    func pattern(_ source: String) -> ECMARegex? {
+        patterns[source] ?? Self.standardTables.0[source]
     }
 
     /// The tables of the embedded metaschemas, computed once per process.
