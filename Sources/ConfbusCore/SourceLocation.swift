@@ -12,3 +12,56 @@ public struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { "\(file):\(line):\(column)" }
 }
+
+/// Where each value of one document was written, kept compactly: the pointer as its string and the
+/// line and column packed in one word, with the file name once for the document. A parsed tree
+/// keeps these for every value of every file, and a dictionary keyed by `JSONPointer` (an array of
+/// tokens per value) was most of a large tree's memory.
+public struct SourceLocations: Sendable, Equatable, ExpressibleByDictionaryLiteral {
+    private var file: String?
+    private var packed: [String: UInt64] = [:]
+    /// Locations in another file than the first one set (not seen from the YAML loader).
+    private var elsewhere: [String: SourceLocation] = [:]
+
+    public init() {}
+
+    public init(dictionaryLiteral elements: (JSONPointer, SourceLocation)...) {
+        for (pointer, location) in elements { self[pointer] = location }
+    }
+
+    public var isEmpty: Bool { packed.isEmpty && elsewhere.isEmpty }
+    public var count: Int { packed.count + elsewhere.count }
+
+    public subscript(pointer: JSONPointer) -> SourceLocation? {
+        get { location(at: pointer.description) }
+        set {
+            let key = pointer.description
+            packed[key] = nil
+            elsewhere[key] = nil
+            guard let location = newValue else { return }
+            if file == nil { file = location.file }
+            if location.file == file, let line = UInt32(exactly: location.line), let column = UInt32(exactly: location.column) {
+                packed[key] = UInt64(line) << 32 | UInt64(column)
+            } else {
+                elsewhere[key] = location
+            }
+        }
+    }
+
+    private func location(at key: String) -> SourceLocation? {
+        if let word = packed[key], let file {
+            return SourceLocation(file: file, line: Int(word >> 32), column: Int(word & 0xFFFF_FFFF))
+        }
+        return elsewhere[key]
+    }
+
+    /// The location of the value at `pointer`, or of its nearest ancestor that has one.
+    public func nearest(to pointer: JSONPointer) -> SourceLocation? {
+        var current: JSONPointer? = pointer
+        while let p = current {
+            if let location = self[p] { return location }
+            current = p.parent
+        }
+        return nil
+    }
+}

@@ -5,14 +5,14 @@ import Foundation
 public struct LoadedDocument: Sendable {
     public var file: String
     public var value: JSONValue
-    public var locations: [JSONPointer: SourceLocation]
+    public var locations: SourceLocations
     public var modified: Date?
     /// What identifies this version of the file (device, inode, size, modification and change
     /// times), when the source knows it: equal identities mean equal contents, so a resolution
     /// made from them can be reused.
     public var identity: String?
 
-    public init(file: String, value: JSONValue, locations: [JSONPointer: SourceLocation] = [:], modified: Date? = nil,
+    public init(file: String, value: JSONValue, locations: SourceLocations = [:], modified: Date? = nil,
                 identity: String? = nil) {
         self.file = file
         self.value = value

@@ -41,9 +41,9 @@ public struct LayerPatch: Sendable {
     public var source: String
     public var patch: JSONValue
     /// Places of values in the patch, for files.
-    public var locations: [JSONPointer: SourceLocation]
+    public var locations: SourceLocations
 
-    public init(layer: Layer, source: String, patch: JSONValue, locations: [JSONPointer: SourceLocation] = [:]) {
+    public init(layer: Layer, source: String, patch: JSONValue, locations: SourceLocations = [:]) {
         self.layer = layer
         self.source = source
         self.patch = patch

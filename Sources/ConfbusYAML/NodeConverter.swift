@@ -7,7 +7,7 @@ import Yams
 struct NodeConverter {
     let file: String
     let limits: YAMLLoader.Limits
-    var locations: [JSONPointer: SourceLocation] = [:]
+    var locations: SourceLocations = [:]
     private var nodes = 0
 
     init(file: String, limits: YAMLLoader.Limits) {

@@ -6,9 +6,9 @@ import Yams
 public struct YAMLDocument: Sendable {
     public var value: JSONValue
     /// Line and column of each value, by JSON pointer (the key's place for object members).
-    public var locations: [JSONPointer: SourceLocation]
+    public var locations: SourceLocations
 
-    public init(value: JSONValue, locations: [JSONPointer: SourceLocation] = [:]) {
+    public init(value: JSONValue, locations: SourceLocations = [:]) {
         self.value = value
         self.locations = locations
     }
