@@ -48,23 +48,24 @@ public struct PostgresVersionStore: VersionStore {
             }
             let bases = try await Self.lockBases(request.services, on: connection, logger: logger)
             let changes = try request.plan(bases)
-            let outcomes = try await Self.write(changes, bases: bases, on: connection, logger: logger)
+            // What the commit does is known before it runs (the rows are locked): the audit row
+            // goes into the same statement as the versions.
+            let planned = Self.planned(changes, bases: bases)
             var record = request.audit
-            // The services the commit changed or confirmed (a plan may leave some out).
-            if !outcomes.isEmpty { record.services = outcomes.map(\.version.service.rawValue) }
-            record.changes = .array(outcomes.map { outcome in
-                switch outcome {
-                case .committed(let v): ["service": .string(v.service.rawValue), "new_version": .integer(v.version),
-                                         "old_version": .integer(v.version - 1), "checksum": .string(v.checksum)]
-                case .unchanged(let v): ["service": .string(v.service.rawValue), "old_version": .integer(v.version),
-                                         "new_version": .integer(v.version), "checksum": .string(v.checksum)]
-                }
+            // The services the commit changes or confirms (a plan may leave some out).
+            if !planned.isEmpty { record.services = planned.map(\.service) }
+            record.changes = .array(planned.map { p in
+                ["service": .string(p.service), "old_version": .integer(p.old), "new_version": .integer(p.new), "checksum": .string(p.checksum)]
             })
             // Versions made from the files are audited only when they make a version.
-            let audited = record.action != "files" || outcomes.contains(where: \.isCommitted)
-            try await Self.queueAndAudit(outcomes, audit: audited ? record : nil,
-                                         idempotency: request.idempotency.map { ($0.key, $0.requestHash, $0.answer(outcomes)) },
-                                         on: connection, logger: logger)
+            let audited = record.action != "files" || planned.contains { $0.new > $0.old }
+            let outcomes = try await Self.write(changes, bases: bases, audit: audited ? record : nil, on: connection, logger: logger)
+            if let idempotency = request.idempotency {
+                let answer = idempotency.answer(outcomes)
+                try await connection.query("""
+                    INSERT INTO idempotency_keys (key, request_hash, answer) VALUES (\(idempotency.key), \(idempotency.requestHash), \(answer))
+                    """, logger: logger)
+            }
             return outcomes
         } }
         if outcomes.contains(where: \.isCommitted) { try failpoints.hit("after_commit") }
@@ -109,10 +110,22 @@ public struct PostgresVersionStore: VersionStore {
         return found
     }
 
-    /// Every change inside the caller's transaction, the rows already locked, in two statements
-    /// however many services: layers of unchanged services, then the services' rows and the new
-    /// versions together. Changes are matched to their bases by service.
-    static func write(_ changes: [PlannedChange], bases: [CommitBase], on connection: PostgresConnection,
+    /// Each change's service, the version it starts from and the one it leaves (equal when the
+    /// config does not change), and its checksum.
+    static func planned(_ changes: [PlannedChange], bases: [CommitBase]) -> [(service: String, old: Int, new: Int, checksum: String)] {
+        let byService = Dictionary(bases.map { ($0.service, $0) }, uniquingKeysWith: { first, _ in first })
+        return changes.compactMap { change in
+            guard let base = byService[change.version.service] else { return nil }
+            let same = base.latestVersion > 0 && base.latestChecksum == change.version.checksum
+            return (change.version.service.rawValue, base.latestVersion, same ? base.latestVersion : base.latestVersion + 1, change.version.checksum)
+        }
+    }
+
+    /// Every change inside the caller's transaction, the rows already locked, in one statement
+    /// however many services (the services' rows, the versions, their outbox rows and
+    /// notifications, and `audit`), plus one for the layers of unchanged services. Changes are
+    /// matched to their bases by service.
+    static func write(_ changes: [PlannedChange], bases: [CommitBase], audit: AuditRecord?, on connection: PostgresConnection,
                       logger: Logger) async throws -> [CommitOutcome] {
         let byService = Dictionary(bases.map { ($0.service, $0) }, uniquingKeysWith: { first, _ in first })
         var layerUpdates: [JSONValue] = []
@@ -167,7 +180,8 @@ public struct PostgresVersionStore: VersionStore {
             // The service row first (latest version, and the new layer when one is given), then the
             // version with the layer now in force.
             var stored: [String: (version: Int, createdAt: Date)] = [:]
-            for try await (service, number, createdAt) in try await connection.execute(Prepared.InsertVersions(records: records), logger: logger) {
+            for try await (service, number, createdAt, _) in try await connection.execute(Prepared.WriteVersions(records: records, audit: audit),
+                                                                                             logger: logger) {
                 // The config is the one just sent: no need to read it back and parse it again.
                 stored[service] = (number, createdAt)
             }
@@ -180,25 +194,11 @@ public struct PostgresVersionStore: VersionStore {
                 }
             }
         }
+        if inserts.isEmpty, let audit { try await insertAudit(audit, on: connection, logger: logger) }
         return try outcomes.map { outcome in
             guard let outcome else { throw PostgresCommitError(message: "a planned change had no row") }
             return outcome
         }
-    }
-
-    /// The outbox rows and their notifications for the new versions, the audit row and the
-    /// idempotency answer: one statement.
-    static func queueAndAudit(_ outcomes: [CommitOutcome], audit: AuditRecord?, idempotency: (key: String, hash: String, answer: String)?,
-                              on connection: PostgresConnection, logger: Logger) async throws {
-        let committed = outcomes.compactMap { outcome -> StoredVersion? in
-            if case .committed(let v) = outcome { return v }
-            return nil
-        }
-        let statement = Prepared.QueueAndAudit(
-            names: committed.map(\.service.rawValue), numbers: committed.map(\.version),
-            audit: audit.map { ($0.actor, $0.requestID, $0.action, $0.outcome, $0.services, $0.changes.serialized(.canonical), $0.reason, $0.detail) },
-            idempotency: idempotency)
-        for try await _ in try await connection.execute(statement, logger: logger) {}
     }
 
     static func insertAudit(_ record: AuditRecord, on connection: PostgresConnection, logger: Logger) async throws {

@@ -1,3 +1,4 @@
+import ConfbusEngine
 import Foundation
 import PostgresNIO
 
@@ -22,8 +23,9 @@ enum Prepared {
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
 
-    /// The services' rows and the new versions, from one JSON array of records.
-    struct InsertVersions: PostgresPreparedStatement {
+    /// The services' rows, the new versions, their outbox rows and notifications, and the audit row:
+    /// one statement (the outbox's foreign key is checked at its end, when the versions exist).
+    struct WriteVersions: PostgresPreparedStatement {
         static let sql = """
             WITH x AS (
                 SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS x(service text, version integer, config text, checksum text,
@@ -33,61 +35,35 @@ enum Prepared {
                     override_layer = CASE WHEN x.keep_layer THEN s.override_layer ELSE x.layer END
                 FROM x WHERE s.name = x.service
                 RETURNING s.name, s.override_layer
+            ), v AS (
+                INSERT INTO config_versions (service, version, config, checksum, source, author, reason, environment, layers, override_layer, batch_id)
+                SELECT x.service, x.version, x.config, x.checksum, x.source, x.author, x.reason, x.environment, x.layers, s.override_layer, x.batch_id
+                FROM x JOIN s ON s.name = x.service
+                RETURNING service, version, created_at
+            ), queued AS (
+                INSERT INTO outbox (service, version) SELECT service, version FROM v
+            ), audited AS (
+                INSERT INTO audit (actor, request_id, action, outcome, services, changes, reason, detail)
+                SELECT $2, $3, $4, $5, $6::text[], $7, $8, $9 WHERE $10::boolean
             )
-            INSERT INTO config_versions (service, version, config, checksum, source, author, reason, environment, layers, override_layer, batch_id)
-            SELECT x.service, x.version, x.config, x.checksum, x.source, x.author, x.reason, x.environment, x.layers, s.override_layer, x.batch_id
-            FROM x JOIN s ON s.name = x.service
-            RETURNING service, version, created_at
+            SELECT service, version, created_at, pg_notify('\(PostgresVersionStore.notificationChannel)', service || ':' || version) IS NULL FROM v
             """
-        typealias Row = (String, Int, Date)
+        typealias Row = (String, Int, Date, Bool)
         var records: String
+        var audit: AuditRecord?
 
         func makeBindings() throws -> PostgresBindings {
             var bindings = PostgresBindings()
             bindings.append(records)
-            return bindings
-        }
-
-        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
-    }
-
-    /// The outbox rows with their notifications, the audit row and the idempotency answer.
-    struct QueueAndAudit: PostgresPreparedStatement {
-        static let sql = """
-            WITH queued AS (
-                INSERT INTO outbox (service, version) SELECT * FROM unnest($1::text[], $2::integer[]) RETURNING service, version
-            ), audited AS (
-                INSERT INTO audit (actor, request_id, action, outcome, services, changes, reason, detail)
-                SELECT $3, $4, $5, $6, $7::text[], $8, $9, $10 WHERE $11::boolean
-            ), answered AS (
-                INSERT INTO idempotency_keys (key, request_hash, answer) SELECT $12, $13, $14 WHERE $15::boolean
-            )
-            SELECT pg_notify('\(PostgresVersionStore.notificationChannel)', service || ':' || version) IS NULL FROM queued
-            """
-        typealias Row = Bool
-        var names: [String]
-        var numbers: [Int]
-        var audit: (actor: String, requestID: String, action: String, outcome: String, services: [String], changes: String,
-                    reason: String?, detail: String?)?
-        var idempotency: (key: String, hash: String, answer: String)?
-
-        func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings()
-            bindings.append(names)
-            bindings.append(numbers)
             bindings.append(audit?.actor ?? "")
             bindings.append(audit?.requestID ?? "")
             bindings.append(audit?.action ?? "")
             bindings.append(audit?.outcome ?? "accepted")
             bindings.append(audit?.services ?? [])
-            bindings.append(audit?.changes ?? "[]")
+            bindings.append(audit?.changes.serialized(.canonical) ?? "[]")
             bindings.append(audit?.reason)
             bindings.append(audit?.detail)
             bindings.append(audit != nil)
-            bindings.append(idempotency?.key ?? "")
-            bindings.append(idempotency?.hash ?? "")
-            bindings.append(idempotency?.answer ?? "")
-            bindings.append(idempotency != nil)
             return bindings
         }
 
