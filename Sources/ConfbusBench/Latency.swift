@@ -110,6 +110,14 @@ enum LatencyBench {
                 break
             }
         }
+        // The HTTP client's own share: the same client, the same connection reuse, an endpoint that does nothing.
+        var healthz: [Double] = []
+        for _ in 0..<o.count {
+            let start = Date()
+            _ = try await URLSession.shared.data(for: URLRequest(url: URL(string: "\(o.http)/healthz")!))
+            healthz.append(Date().timeIntervalSince(start))
+        }
+        print("floor  this HTTP client, GET /healthz   \(percentiles(healthz))")
         print("confbus PUT override→MQTT receipt     \(percentiles(putToReceipt))   (validate + commit + outbox + publish + hop)")
         print("confbus PUT override answer            \(percentiles(putAlone))")
         pgTask.cancel()
