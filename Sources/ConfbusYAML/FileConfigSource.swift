@@ -20,6 +20,9 @@ public struct FileConfigSource: ConfigSource {
         self.loader = YAMLLoader(limits: limits)
     }
 
+    /// How many parsed files are kept (for tests).
+    var cachedFileCount: Int { cache.count }
+
     var servicesDirectory: String { (root as NSString).appendingPathComponent("services") }
 
     public func listServices() -> (services: [ServiceName], errors: [ConfbusError]) {
@@ -42,6 +45,8 @@ public struct FileConfigSource: ConfigSource {
                 errors.append(e)
             }
         }
+        // Files of services that are gone are forgotten.
+        cache.keep(directories: Set(services.map { (servicesDirectory as NSString).appendingPathComponent($0.rawValue) }))
         return (services, errors)
     }
 
@@ -161,7 +166,20 @@ final class ParsedFiles: Sendable {
         return result
     }
 
+    var count: Int { entries.withLock { $0.count } }
+
     func forget(_ path: String) {
         _ = entries.withLock { $0.removeValue(forKey: path) }
+    }
+
+    private let directories = Mutex<Set<String>>([])
+
+    /// Drops the files that are not directly in one of `directories` (only when the set of service
+    /// directories changed since the last call: most listings find the same services).
+    func keep(directories current: Set<String>) {
+        guard directories.withLock({ held in defer { held = current }; return held != current }) else { return }
+        entries.withLock { all in
+            all = all.filter { current.contains(($0.key as NSString).deletingLastPathComponent) }
+        }
     }
 }
