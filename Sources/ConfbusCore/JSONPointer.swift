@@ -31,7 +31,12 @@ public struct JSONPointer: Sendable, Hashable, Comparable, CustomStringConvertib
     public static let root = JSONPointer()
 
     public var description: String {
-        tokens.map { "/" + $0.replacingAll("~", with: "~0").replacingAll("/", with: "~1") }.joined()
+        tokens.map { "/" + Self.escape($0) }.joined()
+    }
+
+    /// A token as it is written in a pointer's string form (RFC 6901: `~` is `~0`, `/` is `~1`).
+    public static func escape(_ token: String) -> String {
+        token.replacingAll("~", with: "~0").replacingAll("/", with: "~1")
     }
 
     public func appending(_ token: String) -> JSONPointer { JSONPointer(tokens: tokens + [token]) }

@@ -34,8 +34,14 @@ public struct SourceLocations: Sendable, Equatable, ExpressibleByDictionaryLiter
 
     public subscript(pointer: JSONPointer) -> SourceLocation? {
         get { location(at: pointer.description) }
+        set { self[path: pointer.description] = newValue }
+    }
+
+    /// The same by the pointer's string form (`JSONPointer.description`), for a parser that builds
+    /// it as it descends instead of once per lookup.
+    public subscript(path key: String) -> SourceLocation? {
+        get { location(at: key) }
         set {
-            let key = pointer.description
             packed[key] = nil
             elsewhere[key] = nil
             guard let location = newValue else { return }

@@ -47,13 +47,14 @@ struct NodeConverter {
         return count
     }
 
-    mutating func convert(_ node: Node, pointer: JSONPointer, depth: Int) throws(ConfbusError) -> JSONValue {
+    /// `path` is the node's JSON pointer in its string form, built as the conversion descends.
+    mutating func convert(_ node: Node, path: String = "", depth: Int) throws(ConfbusError) -> JSONValue {
         nodes += 1
         if nodes > limits.maxNodes {
             throw fail("document expands to more than \(limits.maxNodes) values (aliases expand past the limit)", node.mark)
         }
-        if let mark = node.mark, locations[pointer] == nil {
-            locations[pointer] = SourceLocation(file: file, line: mark.line, column: mark.column)
+        if let mark = node.mark, locations[path: path] == nil {
+            locations[path: path] = SourceLocation(file: file, line: mark.line, column: mark.column)
         }
         switch node {
         case .scalar(let scalar):
@@ -64,7 +65,7 @@ struct NodeConverter {
             var array: [JSONValue] = []
             array.reserveCapacity(sequence.count)
             for (index, element) in sequence.enumerated() {
-                array.append(try convert(element, pointer: pointer.appending(index), depth: depth + 1))
+                array.append(try convert(element, path: path + "/" + String(index), depth: depth + 1))
             }
             return .array(array)
         case .mapping(let mapping):
@@ -83,12 +84,12 @@ struct NodeConverter {
                 if name == "<<", keyScalar.style == .plain {
                     throw fail("merge keys ('<<') are not part of YAML 1.2; use layers (defaults, environment, overrides) instead", keyScalar.mark)
                 }
-                let memberPointer = pointer.appending(name)
+                let memberPath = path + "/" + JSONPointer.escape(name)
                 guard object[name] == nil else { throw fail("duplicate key \"\(name)\" in mapping", keyScalar.mark) }
                 if let mark = keyScalar.mark {
-                    locations[memberPointer] = SourceLocation(file: file, line: mark.line, column: mark.column)
+                    locations[path: memberPath] = SourceLocation(file: file, line: mark.line, column: mark.column)
                 }
-                object[name] = try convert(valueNode, pointer: memberPointer, depth: depth + 1)
+                object[name] = try convert(valueNode, path: memberPath, depth: depth + 1)
             }
             return .object(object)
         case .alias(let alias):

@@ -83,7 +83,7 @@ public struct YAMLLoader: Sendable {
                        root.mark?.line ?? 1, root.mark?.column ?? 1)
         }
         var converter = NodeConverter(file: file, limits: limits)
-        let value = try converter.convert(root, pointer: .root, depth: 0)
+        let value = try converter.convert(root, depth: 0)
         if requireMapping {
             if case .null = value { return YAMLDocument(value: .object([:]), locations: converter.locations) }
             guard case .object = value else {
