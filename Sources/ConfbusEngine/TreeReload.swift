@@ -124,40 +124,43 @@ public struct TreeReload: Sendable {
         }
     }
 
-    /// Commits what `files` resolve to with the override layer stored under the row lock.
-    /// Throws the resolution's first error (or a §6b refusal) when the result is invalid.
-    /// `earlier` is a resolution made before the lock with some layer: reused when the stored
-    /// layer is still that one, so a reload resolves each changed service once, not twice.
-    func commitFiles(_ files: ServiceFiles, author: String, reason: String?,
-                     resolvedWith earlier: (layer: JSONValue?, resolved: ResolvedService)? = nil) async throws -> CommitOutcome {
-        let (pipeline, definitions) = (self.pipeline, self.definitions)
+    /// A resolution made before the lock, with the override layer it was made with.
+    typealias Earlier = (layer: JSONValue?, resolved: ResolvedService)
+
+    /// What `files` resolve to on top of `base` (the row locked): `earlier` is reused when the
+    /// stored layer is still the one it was made with, so a reload resolves each changed service
+    /// once, not twice. Throws the resolution's first error, or a §6b refusal.
+    private func change(_ files: ServiceFiles, base: CommitBase, earlier: Earlier?, author: String,
+                        reason: String?) throws(ConfbusError) -> PlannedChange {
+        let resolved: ResolvedService
+        if let earlier, earlier.layer == base.overrideLayer {
+            resolved = earlier.resolved
+        } else {
+            let resolution = definitions.resolve(files, layer: base.overrideLayer)
+            guard let fresh = resolution.resolved else {
+                throw resolution.errors.first ?? ConfbusError(code: .schemaViolation, service: files.name.rawValue, message: "the config is invalid")
+            }
+            resolved = fresh
+        }
+        return try pipeline.change(resolved, base: base, source: .files, author: author, reason: reason, overrideLayer: nil)
+    }
+
+    /// Commits what `files` resolve to with the override layer stored under the row lock; throws
+    /// the refusal when the result is invalid.
+    func commitFiles(_ files: ServiceFiles, author: String, reason: String?, resolvedWith earlier: Earlier? = nil) async throws -> CommitOutcome {
         let audit = AuditRecord(actor: author, requestID: "files", action: "files", outcome: "accepted",
                                 services: [files.name.rawValue], reason: reason)
-        let outcomes = try await pipeline.commit(CommitRequest(services: [files.name], audit: audit) { bases in
-            let base = bases[0]
-            let resolved: ResolvedService
-            if let earlier, earlier.layer == base.overrideLayer {
-                resolved = earlier.resolved
-            } else {
-                let resolution = definitions.resolve(files, layer: base.overrideLayer)
-                guard let fresh = resolution.resolved else {
-                    throw resolution.errors.first ?? ConfbusError(code: .schemaViolation, service: files.name.rawValue, message: "the config is invalid")
-                }
-                resolved = fresh
-            }
-            return [try pipeline.change(resolved, base: base, source: .files, author: author, reason: reason, overrideLayer: nil)]
-        })
-        return outcomes[0]
+        return try await pipeline.commit(CommitRequest(services: [files.name], audit: audit) { bases in
+            [try self.change(files, base: bases[0], earlier: earlier, author: author, reason: reason)]
+        })[0]
     }
 
     static let groupSize = 256
 
-    /// Commits a group of services in one transaction, each resolved again under its row lock
-    /// unless its stored layer is the one it was resolved with; the ones that turn out invalid
-    /// are left out and returned with their refusal.
-    func commitGroup(_ entries: [(files: ServiceFiles, earlier: (layer: JSONValue?, resolved: ResolvedService))], author: String,
+    /// Commits a group of services in one transaction, each planned as `commitFiles` plans one; the
+    /// ones that turn out invalid under the lock are left out and returned with their refusal.
+    func commitGroup(_ entries: [(files: ServiceFiles, earlier: Earlier)], author: String,
                      reason: String?) async throws -> ([CommitOutcome], [ServiceName: ConfbusError]) {
-        let (pipeline, definitions) = (self.pipeline, self.definitions)
         let services = entries.map(\.files.name)
         let byService = Dictionary(uniqueKeysWithValues: entries.map { ($0.files.name, $0) })
         let refused = Mutex<[ServiceName: ConfbusError]>([:])
@@ -167,17 +170,7 @@ public struct TreeReload: Sendable {
             bases.compactMap { base -> PlannedChange? in
                 guard let entry = byService[base.service] else { return nil }
                 do throws(ConfbusError) {
-                    let resolved: ResolvedService
-                    if entry.earlier.layer == base.overrideLayer {
-                        resolved = entry.earlier.resolved
-                    } else {
-                        let resolution = definitions.resolve(entry.files, layer: base.overrideLayer)
-                        guard let fresh = resolution.resolved else {
-                            throw resolution.errors.first ?? ConfbusError(code: .schemaViolation, service: base.service.rawValue, message: "the config is invalid")
-                        }
-                        resolved = fresh
-                    }
-                    return try pipeline.change(resolved, base: base, source: .files, author: author, reason: reason, overrideLayer: nil)
+                    return try self.change(entry.files, base: base, earlier: entry.earlier, author: author, reason: reason)
                 } catch {
                     refused.withLock { $0[base.service] = error }
                     return nil
