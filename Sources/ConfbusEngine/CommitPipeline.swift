@@ -140,15 +140,13 @@ public final class CommitPipeline: Sendable {
 
 /// Committed versions on their way from the commit pipeline to this node's relay.
 public final class OutboxHandoff: Sendable {
+    /// The newest per service: never more entries than services.
     private let versions = Mutex<[ServiceName: StoredVersion]>([:])
-    /// Bounded: a relay that does not take them (another node relays) leaves them to the outbox.
-    private let capacity = 10_000
 
     public init() {}
 
     func offer(_ committed: [StoredVersion]) {
         versions.withLock { held in
-            guard held.count < capacity else { return }
             for version in committed where (held[version.service]?.version ?? 0) < version.version { held[version.service] = version }
         }
     }
