@@ -59,9 +59,10 @@ public struct FileConfigSource: ConfigSource {
     public func load(_ service: ServiceName, environment: String) -> ServiceFiles {
         let dir = (servicesDirectory as NSString).appendingPathComponent(service.rawValue)
         var files = ServiceFiles(name: service)
-        func read(_ name: String, json: Bool = false) -> LoadedDocument? {
-            let path = (dir as NSString).appendingPathComponent(name)
-            guard let identity = FileIdentity(path) else {
+        func path(_ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
+        /// `identity` is the file's `stat`, taken once by the caller (nil: no such file).
+        func read(_ path: String, _ identity: FileIdentity?, json: Bool = false) -> LoadedDocument? {
+            guard let identity else {
                 cache.forget(path)
                 return nil
             }
@@ -83,19 +84,22 @@ public struct FileConfigSource: ConfigSource {
             case .failure(let error): files.errors.append(error); return nil
             }
         }
-        let yamlSchema = (dir as NSString).appendingPathComponent("schema.yaml")
-        if FileIdentity(yamlSchema) != nil {
-            files.schema = read("schema.yaml")
-            if FileIdentity((dir as NSString).appendingPathComponent("schema.json")) != nil {
+        let (yamlSchema, jsonSchema) = (path("schema.yaml"), path("schema.json"))
+        let (yamlIdentity, jsonIdentity) = (FileIdentity(yamlSchema), FileIdentity(jsonSchema))
+        if yamlIdentity != nil {
+            files.schema = read(yamlSchema, yamlIdentity)
+            if jsonIdentity != nil {
                 files.errors.append(ConfbusError(code: .invalidSchema, message: "both schema.yaml and schema.json exist; keep one",
                                                  location: SourceLocation(file: yamlSchema, line: 1, column: 1)))
             }
         } else {
-            files.schema = read("schema.json", json: true)
+            files.schema = read(jsonSchema, jsonIdentity, json: true)
         }
-        files.defaults = read("defaults.yaml")
+        let defaults = path("defaults.yaml")
+        files.defaults = read(defaults, FileIdentity(defaults))
         if ServiceName.isValid(environment), environment != "defaults", environment != "schema" {
-            files.environment = read("\(environment).yaml")
+            let overlay = path("\(environment).yaml")
+            files.environment = read(overlay, FileIdentity(overlay))
         } else {
             files.errors.append(ConfbusError(code: .invalidName, message: "environment \"\(environment)\" is not a valid environment name"))
         }
