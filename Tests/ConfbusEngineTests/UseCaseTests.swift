@@ -212,4 +212,31 @@ struct UseCaseTests {
         #expect(published[Self.name("alpha")] == nil && published[Self.name("beta")] == 1, "only what the broker took is marked")
         #expect(try await f.store.outboxStatus().backlog == 1, "alpha stays queued for its retry")
     }
+
+    /// The handoff of this node's commits is dropped when the relay takes the lease: another node
+    /// may have committed (and published) a newer version meanwhile, and the outbox decides.
+    @Test func aNewTenureNeverPublishesAStaleHandoff() async throws {
+        let f = Fixture()
+        f.tree.set("alpha", defaults: "pool: 5")
+        _ = try await f.distributor.reloader.reload()   // version 1, handed to this node's relay
+        let alpha = Self.name("alpha")
+        // Another node commits version 2 (straight to the store, not through this node's pipeline).
+        _ = try await f.store.commit(CommitRequest(services: [alpha], audit: AuditRecord(actor: "b", requestID: "r", action: "test",
+                                                                                           outcome: "accepted", services: ["alpha"])) { _ in
+            [PlannedChange(version: NewVersion(service: alpha, config: ["pool": 6], source: .override, author: "b", reason: nil,
+                                               environment: "test"), overrideLayer: nil)]
+        })
+        let publisher = RefusingPublisher(refused: Self.name("nobody"))
+        let readiness = Readiness()
+        readiness.setLoaded()
+        let relay = OutboxRelay(store: f.store, publisher: publisher, signal: f.distributor.pipeline.signal, readiness: readiness,
+                                options: .init(node: "n1"), logger: Logger(label: "relay"), handoff: f.distributor.pipeline.handoff)
+        let task = Task { try await relay.run() }
+        defer { task.cancel() }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while await f.store.publishedVersions()[alpha] != 2, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(publisher.published.withLock { $0 } == ["alpha:2"], "version 1 was never sent over version 2")
+    }
 }
