@@ -9,7 +9,6 @@ import Synchronization
 public final class RelayStatus: Sendable {
     private struct State {
         var lease: RelayLease?
-        var takeovers = 0
         var failing: [ServiceName: String] = [:]
         var outbox = OutboxStatus()
         var requeued: Set<ServiceName> = []
@@ -23,14 +22,9 @@ public final class RelayStatus: Sendable {
     /// Services whose last publish failed, with the reason.
     public var failing: [ServiceName: String] { state.withLock { $0.failing } }
     public var outbox: OutboxStatus { state.withLock { $0.outbox } }
-    /// How often this node took the lease over from another holder or a lapsed epoch.
-    public var takeovers: Int { state.withLock { $0.takeovers } }
 
     func setLease(_ lease: RelayLease?) {
-        state.withLock { s in
-            if let lease, lease != s.lease { s.takeovers += 1 }
-            s.lease = lease
-        }
+        state.withLock { $0.lease = lease }
     }
 
     /// Reconcile queued these services again: the relay must send them even if it sent them before.

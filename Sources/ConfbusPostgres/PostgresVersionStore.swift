@@ -9,7 +9,6 @@ import PostgresNIO
 /// outbox row is written in the same transaction as the version. Every query uses binds.
 public struct PostgresVersionStore: VersionStore {
     public static let notificationChannel = "confbus_versions"
-    static let drainLockKey: Int64 = 0x636F_6E66_6275_7302
 
     let client: PostgresClient
     let logger: Logger
