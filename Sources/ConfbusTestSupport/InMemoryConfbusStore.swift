@@ -47,6 +47,11 @@ public actor InMemoryConfbusStore: ConfbusStore {
     /// Makes every call fail (true) or work again (false).
     public func setUnavailable(_ down: Bool) { unavailable = down }
 
+    /// Commits whose services this says no to fail as a database error would (nothing stored).
+    private var refuseCommit: @Sendable ([ServiceName]) -> Bool = { _ in false }
+
+    public func refuseCommits(where refuse: @escaping @Sendable ([ServiceName]) -> Bool) { refuseCommit = refuse }
+
     private func available() throws {
         if unavailable { throw Unavailable() }
     }
@@ -55,6 +60,7 @@ public actor InMemoryConfbusStore: ConfbusStore {
 
     public func commit(_ request: CommitRequest) async throws -> [CommitOutcome] {
         try available()
+        if refuseCommit(request.services) { throw Unavailable() }
         if let idempotency = request.idempotency, let earlier = state.idempotency[idempotency.key] {
             throw IdempotentReplay(requestHash: earlier.requestHash, answer: earlier.answer)
         }

@@ -66,6 +66,17 @@ struct UseCaseTests {
         #expect(third.committed.isEmpty && third.unchanged.map(\.rawValue) == ["beta"], "an unchanged tree commits nothing")
     }
 
+    /// A group of services the database refuses as a whole is committed again one service at a time.
+    @Test func aRefusedGroupIsCommittedOneServiceAtATime() async throws {
+        let f = Fixture()
+        for name in ["alpha", "beta", "gamma"] { f.tree.set(name, defaults: "pool: 5") }
+        await f.store.refuseCommits { $0.count > 1 }
+        let report = try await f.distributor.reloader.reload()
+        #expect(report.committed.map(\.service.rawValue).sorted() == ["alpha", "beta", "gamma"])
+        #expect(report.failed.isEmpty)
+        #expect(try await f.store.latestVersions().map(\.version) == [1, 1, 1])
+    }
+
     @Test func concurrentEditsAndReloadsNeverLoseAnEdit() async throws {
         let f = Fixture()
         f.tree.set("alpha", defaults: "pool: 5")
