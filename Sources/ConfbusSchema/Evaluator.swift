@@ -1,300 +1,484 @@
 import ConfbusCore
 
-/// The interpreter behind `SchemaValidator`: one pass over a schema object per instance value,
-/// in-place applicators first, `unevaluated*` last, with the dynamic scope for `$dynamicRef`.
+/// What `unevaluatedProperties`/`unevaluatedItems` need from the keywords evaluated before them:
+/// recorded only when the program uses either.
+struct Annotations {
+    var properties: Set<String> = []
+    var itemsPrefix = 0
+    var itemIndices: Set<Int> = []
+
+    mutating func absorb(_ other: Annotations) {
+        properties.formUnion(other.properties)
+        itemsPrefix = max(itemsPrefix, other.itemsPrefix)
+        itemIndices.formUnion(other.itemIndices)
+    }
+}
+
+/// Runs a `SchemaProgram` against one instance. In a validity-only pass (`collect` off) nothing
+/// is spelled out and the first failure ends the node; when the value turns out invalid, a second
+/// pass with `collect` on gathers every failed assertion with its instance and keyword paths.
+/// Branches whose messages are never shown (`not`, `if`, `contains`) always run validity-only.
 struct Evaluator {
-    let validator: SchemaValidator
+    let program: SchemaProgram
+    private(set) var collect: Bool
+    private(set) var issues: [ValidationIssue] = []
+    private var instanceTokens: [String] = []
+    private var keywordTokens: [String] = []
+    private var scope: [Int32] = []
     private var depth = 0
     private static let maxDepth = 200
 
-    init(validator: SchemaValidator) { self.validator = validator }
+    init(program: SchemaProgram, collect: Bool) {
+        self.program = program
+        self.collect = collect
+    }
 
-    /// `base` is the base URI around `schema`; `idApplied` says it already includes the schema's
-    /// own `$id` (as a resolved reference's base does).
-    mutating func evaluate(_ schema: JSONValue, base: String, idApplied: Bool = false, scope: [String],
-                           instance: JSONValue, instancePath: EvalPath, keywordPath: EvalPath) -> Outcome {
-        var outcome = Outcome()
-        switch schema {
-        case .bool(true): return outcome
-        case .bool(false):
-            outcome.fail(instancePath, keywordPath, "no value is allowed here")
-            return outcome
-        case .object(let object):
-            depth += 1
-            defer { depth -= 1 }
-            guard depth < Self.maxDepth else {
-                outcome.fail(instancePath, keywordPath, "schema references nest too deeply (a $ref cycle?)")
-                return outcome
-            }
-            var base = base
-            if !idApplied, case .string(let id) = object["$id"] {
-                base = validator.base(forID: id, in: base)
-            }
-            var scope = scope
-            if scope.last != base { scope.append(base) }
-            let resource = validator.registry.resource(base)
-            let vocabularies = resource?.vocabularies
-            func on(_ kind: KeywordKind) -> Bool {
-                guard let vocabularies, let v = kind.vocabulary else { return true }
-                return vocabularies.contains(v)
-            }
-            var context = KeywordContext(object: object, base: base, scope: scope, instance: instance,
-                                         instancePath: instancePath, keywordPath: keywordPath,
-                                         formatAssertion: validator.options.formatAssertion || resource?.formatAssertion == true)
-            for (keyword, value) in object {
-                guard let kind = KeywordKind.table[keyword], kind != .unevaluatedItems, kind != .unevaluatedProperties,
-                      on(kind) else { continue }
-                apply(kind, value, &context, &outcome)
-            }
-            if on(.unevaluatedItems), let value = object["unevaluatedItems"] {
-                unevaluatedItems(value, &context, &outcome)
-            }
-            if on(.unevaluatedProperties), let value = object["unevaluatedProperties"] {
-                unevaluatedProperties(value, &context, &outcome)
-            }
-            if !outcome.valid {
-                outcome.properties = []
-                outcome.itemsPrefix = 0
-                outcome.itemIndices = []
-            }
-            return outcome
-        default:
-            outcome.fail(instancePath, keywordPath, "the schema is not an object or a boolean")
-            return outcome
+    // MARK: paths and failures
+
+    private mutating func fail(_ message: @autoclosure () -> String, instance extra: String? = nil, keyword: [String] = []) {
+        guard collect else { return }
+        var instancePath = instanceTokens
+        if let extra { instancePath.append(extra) }
+        issues.append(ValidationIssue(instancePath: JSONPointer(tokens: instancePath),
+                                      keywordPath: JSONPointer(tokens: keywordTokens + keyword), message: message()))
+    }
+
+    /// Evaluates node `index` against a member or item of the current instance (`item`), or
+    /// against the instance itself, under the keyword path `keyword`/`second`.
+    private mutating func child(_ index: Int32, _ instance: JSONValue, _ annotations: inout Annotations, _ keyword: String,
+                                _ second: String? = nil, item: String? = nil) -> Bool {
+        let tracking = collect
+        if tracking {
+            keywordTokens.append(keyword)
+            if let second { keywordTokens.append(second) }
+            if let item { instanceTokens.append(item) }
         }
+        let valid = evaluate(index, instance, &annotations)
+        if tracking {
+            keywordTokens.removeLast(second == nil ? 1 : 2)
+            if item != nil { instanceTokens.removeLast() }
+        }
+        return valid
     }
 
-    struct KeywordContext {
-        let object: [String: JSONValue]
-        let base: String
-        let scope: [String]
-        let instance: JSONValue
-        let instancePath: EvalPath
-        let keywordPath: EvalPath
-        let formatAssertion: Bool
-
-        func path(_ keyword: String) -> EvalPath { keywordPath.appending(keyword) }
+    /// A branch whose own failures are never reported: validity only.
+    private mutating func quietly(_ index: Int32, _ instance: JSONValue, _ annotations: inout Annotations) -> Bool {
+        let saved = collect
+        collect = false
+        defer { collect = saved }
+        return evaluate(index, instance, &annotations)
     }
 
-    mutating func sub(_ schema: JSONValue, _ c: KeywordContext, _ keywordPath: EvalPath,
-                      instance: JSONValue? = nil, instancePath: EvalPath? = nil, base: String? = nil) -> Outcome {
-        evaluate(schema, base: base ?? c.base, scope: c.scope, instance: instance ?? c.instance,
-                 instancePath: instancePath ?? c.instancePath, keywordPath: keywordPath)
+    /// The first issue gathered since `mark`, as the "for example" of a summary message; the
+    /// gathered issues are dropped.
+    private mutating func takeReason(since mark: Int) -> String {
+        guard issues.count > mark else { return "" }
+        let reason = " (for example: \(issues[mark].description))"
+        issues.removeSubrange(mark...)
+        return reason
     }
 
-    mutating func apply(_ kind: KeywordKind, _ value: JSONValue, _ c: inout KeywordContext, _ out: inout Outcome) {
-        switch kind {
-        case .ref: reference(value, dynamic: false, &c, &out)
-        case .dynamicRef: reference(value, dynamic: true, &c, &out)
-        case .allOf:
-            for (i, s) in (value.arrayValue ?? []).enumerated() {
-                let r = sub(s, c, c.path("allOf").appending(i))
-                if r.valid { out.absorbAnnotations(r) } else { out.fail(with: r) }
-            }
-        case .anyOf:
-            var any = false
-            var failures: [ValidationIssue] = []
-            for (i, s) in (value.arrayValue ?? []).enumerated() {
-                let r = sub(s, c, c.path("anyOf").appending(i))
-                if r.valid { any = true; out.absorbAnnotations(r) } else { failures += r.issues }
-            }
-            if !any { out.fail(c.instancePath, c.path("anyOf"), "does not match any of the allowed alternatives" + Self.firstReason(failures)) }
-        case .oneOf:
-            var matches: [Int] = []
-            var matched = Outcome()
-            var failures: [ValidationIssue] = []
-            for (i, s) in (value.arrayValue ?? []).enumerated() {
-                let r = sub(s, c, c.path("oneOf").appending(i))
-                if r.valid { matches.append(i); matched = r } else { failures += r.issues }
-            }
-            if matches.count == 1 {
-                out.absorbAnnotations(matched)
-            } else if matches.isEmpty {
-                out.fail(c.instancePath, c.path("oneOf"), "does not match any of the alternatives" + Self.firstReason(failures))
-            } else {
-                out.fail(c.instancePath, c.path("oneOf"), "matches alternatives \(matches.map(String.init).joined(separator: " and ")), but must match exactly one")
-            }
-        case .not_:
-            if sub(value, c, c.path("not")).valid {
-                out.fail(c.instancePath, c.path("not"), "matches a schema it must not match")
-            }
-        case .if_:
-            let r = sub(value, c, c.path("if"))
-            if r.valid {
-                out.absorbAnnotations(r)
-                if let then = c.object["then"] {
-                    let t = sub(then, c, c.path("then"))
-                    if t.valid { out.absorbAnnotations(t) } else { out.fail(with: t) }
-                }
-            } else if let otherwise = c.object["else"] {
-                let e = sub(otherwise, c, c.path("else"))
-                if e.valid { out.absorbAnnotations(e) } else { out.fail(with: e) }
-            }
-        case .then, .else_, .minContains, .maxContains:
+    // MARK: nodes
+
+    /// Whether the instance is valid against node `index`; its annotations join `parent` only when it is.
+    mutating func evaluate(_ index: Int32, _ instance: JSONValue, _ parent: inout Annotations) -> Bool {
+        let node = program.nodes[Int(index)]
+        switch node.kind {
+        case .accept: return true
+        case .reject:
+            fail("no value is allowed here")
+            return false
+        case .notSchema:
+            fail("the schema is not an object or a boolean")
+            return false
+        case .object:
             break
-        case .dependentSchemas:
-            guard case .object(let instance) = c.instance, case .object(let deps) = value else { break }
-            for (name, s) in deps where instance[name] != nil {
-                let r = sub(s, c, c.path("dependentSchemas").appending(name))
-                if r.valid { out.absorbAnnotations(r) } else { out.fail(with: r) }
+        }
+        depth += 1
+        defer { depth -= 1 }
+        guard depth < Self.maxDepth else {
+            fail("schema references nest too deeply (a $ref cycle?)")
+            return false
+        }
+        let entered = scope.last != node.resource
+        if entered { scope.append(node.resource) }
+        defer { if entered { scope.removeLast() } }
+        var valid = true
+        var local = Annotations()
+        for op in node.ops {
+            guard !apply(op, instance, &local) else { continue }
+            valid = false
+            if !collect { break }
+        }
+        if valid && program.tracksAnnotations { parent.absorb(local) }
+        return valid
+    }
+
+    private mutating func apply(_ op: SchemaProgram.Op, _ instance: JSONValue, _ out: inout Annotations) -> Bool {
+        let tracks = program.tracksAnnotations
+        switch op {
+        case .ref(let target):
+            return child(target, instance, &out, "$ref")
+        case .dynamicRef(var target, let anchor):
+            if let anchor {
+                for resource in scope {
+                    if let anchored = program.resources[Int(resource)].dynamicAnchors[anchor] {
+                        target = anchored
+                        break
+                    }
+                }
             }
-        case .prefixItems:
-            guard case .array(let items) = c.instance, case .array(let schemas) = value else { break }
-            for (i, s) in schemas.enumerated() where i < items.count {
-                let r = sub(s, c, c.path("prefixItems").appending(i), instance: items[i], instancePath: c.instancePath.appending(i))
-                if !r.valid { out.fail(with: r) }
+            return child(target, instance, &out, "$dynamicRef")
+        case .unresolved(let keyword, let reference):
+            fail("cannot resolve \(keyword) \"\(reference)\"", keyword: [keyword])
+            return false
+        case .allOf(let schemas):
+            var valid = true
+            for (i, schema) in schemas.enumerated() {
+                guard !child(schema, instance, &out, "allOf", String(i)) else { continue }
+                valid = false
+                if !collect { break }
             }
-            out.itemsPrefix = max(out.itemsPrefix, min(schemas.count, items.count))
-        case .items:
-            guard case .array(let items) = c.instance else { break }
-            let start = c.object["prefixItems"]?.arrayValue?.count ?? 0
-            guard start < items.count else { break }
+            return valid
+        case .anyOf(let schemas):
+            let mark = issues.count
+            var any = false
+            for (i, schema) in schemas.enumerated() {
+                guard child(schema, instance, &out, "anyOf", String(i)) else { continue }
+                any = true
+                if !tracks { break }
+            }
+            let reason = takeReason(since: mark)
+            if !any { fail("does not match any of the allowed alternatives" + reason, keyword: ["anyOf"]) }
+            return any
+        case .oneOf(let schemas):
+            let mark = issues.count
+            var matches: [Int] = []
+            var matched = Annotations()
+            for (i, schema) in schemas.enumerated() {
+                var branch = Annotations()
+                guard child(schema, instance, &branch, "oneOf", String(i)) else { continue }
+                matches.append(i)
+                matched = branch
+                if matches.count > 1 && !collect { break }
+            }
+            let reason = takeReason(since: mark)
+            if matches.count == 1 {
+                out.absorb(matched)
+                return true
+            }
+            if matches.isEmpty {
+                fail("does not match any of the alternatives" + reason, keyword: ["oneOf"])
+            } else {
+                fail("matches alternatives \(matches.map(String.init).joined(separator: " and ")), but must match exactly one", keyword: ["oneOf"])
+            }
+            return false
+        case .not(let schema):
+            var scratch = Annotations()
+            if quietly(schema, instance, &scratch) {
+                fail("matches a schema it must not match", keyword: ["not"])
+                return false
+            }
+            return true
+        case .ifThenElse(let condition, let then, let otherwise):
+            if quietly(condition, instance, &out) {
+                if let then { return child(then, instance, &out, "then") }
+            } else if let otherwise {
+                return child(otherwise, instance, &out, "else")
+            }
+            return true
+        case .dependentSchemas(let schemas):
+            guard case .object(let members) = instance else { return true }
+            var valid = true
+            for (name, schema) in schemas where members[name] != nil {
+                guard !child(schema, instance, &out, "dependentSchemas", name) else { continue }
+                valid = false
+                if !collect { break }
+            }
+            return valid
+        case .prefixItems(let schemas):
+            guard case .array(let items) = instance else { return true }
+            var valid = true
+            for (i, schema) in schemas.enumerated() where i < items.count {
+                var scratch = Annotations()
+                if !child(schema, items[i], &scratch, "prefixItems", String(i), item: String(i)) {
+                    valid = false
+                    if !collect { return false }
+                }
+            }
+            if tracks { out.itemsPrefix = max(out.itemsPrefix, min(schemas.count, items.count)) }
+            return valid
+        case .items(let schema, let start):
+            guard case .array(let items) = instance, start < items.count else { return true }
+            var valid = true
             for i in start..<items.count {
-                let r = sub(value, c, c.path("items"), instance: items[i], instancePath: c.instancePath.appending(i))
-                if !r.valid { out.fail(with: r) }
+                var scratch = Annotations()
+                if !child(schema, items[i], &scratch, "items", item: String(i)) {
+                    valid = false
+                    if !collect { return false }
+                }
+            }
+            if tracks { out.itemsPrefix = items.count }
+            return valid
+        case .contains(let schema, let minimum, let maximum, let minimumDeclared):
+            guard case .array(let items) = instance else { return true }
+            var count = 0
+            for (i, item) in items.enumerated() {
+                var scratch = Annotations()
+                if quietly(schema, item, &scratch) {
+                    count += 1
+                    if tracks { out.itemIndices.insert(i) }
+                }
+            }
+            var valid = true
+            if Double(count) < minimum {
+                valid = false
+                fail(minimum <= 1 ? "no item matches the \"contains\" schema"
+                    : "only \(count) items match the \"contains\" schema, at least \(Self.format(minimum)) must",
+                    keyword: [minimumDeclared ? "minContains" : "contains"])
+            }
+            if let maximum, Double(count) > maximum {
+                valid = false
+                fail("\(count) items match the \"contains\" schema, at most \(Self.format(maximum)) may", keyword: ["maxContains"])
+            }
+            return valid
+        case .properties(let schemas):
+            guard case .object(let members) = instance else { return true }
+            var valid = true
+            for (name, schema) in schemas {
+                guard let member = members[name] else { continue }
+                var scratch = Annotations()
+                if !child(schema, member, &scratch, "properties", name, item: name) {
+                    valid = false
+                    if !collect { return false }
+                }
+                if tracks { out.properties.insert(name) }
+            }
+            return valid
+        case .patternProperties(let schemas):
+            guard case .object(let members) = instance else { return true }
+            var valid = true
+            for (source, regex, schema) in schemas {
+                for (name, member) in members {
+                    switch match(source, regex, name) {
+                    case .noMatch: continue
+                    case .failed: valid = false
+                    case .matched:
+                        var scratch = Annotations()
+                        if !child(schema, member, &scratch, "patternProperties", source, item: name) { valid = false }
+                        if tracks { out.properties.insert(name) }
+                    }
+                    if !valid && !collect { return false }
+                }
+            }
+            return valid
+        case .additionalProperties(let schema, let declared, let patterns):
+            guard case .object(let members) = instance else { return true }
+            var valid = true
+            for (name, member) in members where !declared.contains(name) {
+                if patterns.contains(where: { Self.matches($0.1, name, stepLimit: program.regexStepLimit) }) { continue }
+                if let schema {
+                    var scratch = Annotations()
+                    if !child(schema, member, &scratch, "additionalProperties", item: name) { valid = false }
+                } else {
+                    valid = false
+                    fail("property \"\(name)\" is not allowed", instance: name, keyword: ["additionalProperties"])
+                }
+                if !valid && !collect { return false }
+                if tracks { out.properties.insert(name) }
+            }
+            return valid
+        case .propertyNames(let schema):
+            guard case .object(let members) = instance else { return true }
+            var valid = true
+            for name in members.keys {
+                let mark = issues.count
+                var scratch = Annotations()
+                if !child(schema, .string(name), &scratch, "propertyNames", item: name) {
+                    valid = false
+                    let reason = takeReason(since: mark)
+                    fail("property name \"\(name)\" is not allowed" + reason, instance: name, keyword: ["propertyNames"])
+                    if !collect { return false }
+                }
+            }
+            return valid
+        case .unevaluatedItems(let schema):
+            guard case .array(let items) = instance else { return true }
+            var valid = true
+            for i in items.indices where i >= out.itemsPrefix && !out.itemIndices.contains(i) {
+                if let schema {
+                    var scratch = Annotations()
+                    if !child(schema, items[i], &scratch, "unevaluatedItems", item: String(i)) { valid = false }
+                } else {
+                    valid = false
+                    fail("item \(i) is not allowed here", instance: String(i), keyword: ["unevaluatedItems"])
+                }
+                if !valid && !collect { return false }
             }
             out.itemsPrefix = items.count
-        case .contains:
-            containsKeyword(value, &c, &out)
-        case .properties:
-            guard case .object(let instance) = c.instance, case .object(let props) = value else { break }
-            for (name, s) in props {
-                guard let member = instance[name] else { continue }
-                let r = sub(s, c, c.path("properties").appending(name), instance: member, instancePath: c.instancePath.appending(name))
-                if !r.valid { out.fail(with: r) }
-                out.properties.insert(name)
-            }
-        case .patternProperties:
-            guard case .object(let instance) = c.instance, case .object(let patterns) = value else { break }
-            for (pattern, s) in patterns {
-                for (name, member) in instance where matches(pattern, name, c, &out) {
-                    let r = sub(s, c, c.path("patternProperties").appending(pattern), instance: member, instancePath: c.instancePath.appending(name))
-                    if !r.valid { out.fail(with: r) }
-                    out.properties.insert(name)
-                }
-            }
-        case .additionalProperties:
-            guard case .object(let instance) = c.instance else { break }
-            let declared = c.object["properties"]?.objectValue ?? [:]
-            let patterns = c.object["patternProperties"]?.objectValue?.keys.map { $0 } ?? []
-            for (name, member) in instance where declared[name] == nil {
-                var scratch = Outcome()
-                if patterns.contains(where: { matches($0, name, c, &scratch) }) { continue }
-                if value == .bool(false) {
-                    out.fail(c.instancePath.appending(name), c.path("additionalProperties"), "property \"\(name)\" is not allowed")
+            return valid
+        case .unevaluatedProperties(let schema):
+            guard case .object(let members) = instance else { return true }
+            var valid = true
+            for (name, member) in members where !out.properties.contains(name) {
+                if let schema {
+                    var scratch = Annotations()
+                    if !child(schema, member, &scratch, "unevaluatedProperties", item: name) { valid = false }
                 } else {
-                    let r = sub(value, c, c.path("additionalProperties"), instance: member, instancePath: c.instancePath.appending(name))
-                    if !r.valid { out.fail(with: r) }
+                    valid = false
+                    fail("property \"\(name)\" is not allowed", instance: name, keyword: ["unevaluatedProperties"])
                 }
-                out.properties.insert(name)
+                if !valid && !collect { return false }
             }
-        case .propertyNames:
-            guard case .object(let instance) = c.instance else { break }
-            for name in instance.keys {
-                let r = sub(value, c, c.path("propertyNames"), instance: .string(name), instancePath: c.instancePath.appending(name))
-                if !r.valid { out.fail(c.instancePath.appending(name), c.path("propertyNames"), "property name \"\(name)\" is not allowed" + Self.firstReason(r.issues)) }
-            }
-        default:
-            Assertions.check(kind, value, c, &out, regex: { pattern, text, o in self.matches(pattern, text, c, &o) })
-        }
-    }
-
-    static func firstReason(_ issues: [ValidationIssue]) -> String {
-        guard let first = issues.first else { return "" }
-        return " (for example: \(first.description))"
-    }
-
-    func matches(_ pattern: String, _ text: String, _ c: KeywordContext, _ out: inout Outcome) -> Bool {
-        let regex: ECMARegex
-        if let cached = validator.pattern(pattern) {
-            regex = cached
-        } else if let compiled = try? ECMARegex(pattern) {
-            regex = compiled
-        } else {
-            out.fail(c.instancePath, c.keywordPath, "pattern \"\(pattern)\" is not a valid regular expression")
+            out.properties.formUnion(members.keys)
+            return valid
+        case .type(let mask, let message):
+            if mask & SchemaProgram.typeBit(of: instance) != 0 { return true }
+            fail(message + JSONValue.withArticle(instance.typeName), keyword: ["type"])
             return false
+        case .enumeration(let options, let message):
+            if options.contains(instance) { return true }
+            fail(message, keyword: ["enum"])
+            return false
+        case .constant(let value, let message):
+            if instance == value { return true }
+            fail(message, keyword: ["const"])
+            return false
+        case .pattern(let source, let regex):
+            guard case .string(let text) = instance else { return true }
+            switch match(source, regex, text) {
+            case .matched: return true
+            case .failed: return false
+            case .noMatch:
+                fail("must match the pattern \(source)", keyword: ["pattern"])
+                return false
+            }
+        case .format(let name):
+            guard case .string(let text) = instance, let valid = Formats.check(name, text), !valid else { return true }
+            fail("is not a valid \(name)", keyword: ["format"])
+            return false
+        case .assertion(let kind, let value):
+            return assert(kind, value, instance)
         }
-        switch regex.firstMatch(in: text, stepLimit: validator.options.regexStepLimit) {
-        case .matched: return true
-        case .noMatch: return false
+    }
+
+    private enum Match { case matched, noMatch, failed }
+
+    /// Matches a `pattern` or a `patternProperties` key; a pattern that does not compile, or that
+    /// runs out of steps on this value, fails the schema object.
+    private mutating func match(_ source: String, _ regex: ECMARegex?, _ text: String) -> Match {
+        guard let regex else {
+            fail("pattern \"\(source)\" is not a valid regular expression")
+            return .failed
+        }
+        switch regex.firstMatch(in: text, stepLimit: program.regexStepLimit) {
+        case .matched: return .matched
+        case .noMatch: return .noMatch
         case .tooComplex:
-            out.fail(c.instancePath, c.keywordPath, "pattern \"\(pattern)\" took too many steps on this value; the value is refused")
+            fail("pattern \"\(source)\" took too many steps on this value; the value is refused")
+            return .failed
+        }
+    }
+
+    private static func matches(_ regex: ECMARegex?, _ text: String, stepLimit: Int) -> Bool {
+        regex?.firstMatch(in: text, stepLimit: stepLimit) == .matched
+    }
+
+    // MARK: the validation vocabulary
+
+    private mutating func assert(_ kind: KeywordKind, _ value: JSONValue, _ instance: JSONValue) -> Bool {
+        let keyword = [kind.rawValue]
+        switch kind {
+        case .multipleOf:
+            guard let x = instance.doubleValue, let m = value.doubleValue, m > 0 else { return true }
+            if case .integer(let i) = instance, case .integer(let d) = value {
+                if i % d == 0 { return true }
+                fail("must be a multiple of \(d)", keyword: keyword)
+                return false
+            }
+            let q = x / m
+            if q.isFinite && abs(q - q.rounded()) <= 1e-9 * max(1, abs(q)) { return true }
+            fail("must be a multiple of \(Self.format(m))", keyword: keyword)
             return false
-        }
-    }
-
-    mutating func reference(_ value: JSONValue, dynamic: Bool, _ c: inout KeywordContext, _ out: inout Outcome) {
-        guard case .string(let ref) = value else { return }
-        let keyword = dynamic ? "$dynamicRef" : "$ref"
-        guard let target = validator.reference(ref, base: c.base) else {
-            out.fail(c.instancePath, c.path(keyword), "cannot resolve \(keyword) \"\(ref)\"")
-            return
-        }
-        var resolved = (schema: target.schema, base: target.base)
-        if dynamic, let fragment = target.fragment, !fragment.isEmpty, !fragment.hasPrefix("/"),
-           resolved.schema["$dynamicAnchor"] == .string(fragment)
-        {
-            for uri in c.scope {
-                if let resource = validator.registry.resource(uri), resource.dynamicAnchors.contains(fragment),
-                   let anchored = resource.anchors[fragment]
-                {
-                    resolved = (anchored, uri)
-                    break
+        case .maximum:
+            guard let x = instance.doubleValue, let limit = value.doubleValue, Self.compare(instance, value) > 0 || x > limit else { return true }
+            fail("must be at most \(Self.format(limit))", keyword: keyword)
+            return false
+        case .exclusiveMaximum:
+            guard instance.doubleValue != nil, let limit = value.doubleValue, Self.compare(instance, value) >= 0 else { return true }
+            fail("must be less than \(Self.format(limit))", keyword: keyword)
+            return false
+        case .minimum:
+            guard let x = instance.doubleValue, let limit = value.doubleValue, Self.compare(instance, value) < 0 || x < limit else { return true }
+            fail("must be at least \(Self.format(limit))", keyword: keyword)
+            return false
+        case .exclusiveMinimum:
+            guard instance.doubleValue != nil, let limit = value.doubleValue, Self.compare(instance, value) <= 0 else { return true }
+            fail("must be greater than \(Self.format(limit))", keyword: keyword)
+            return false
+        case .maxLength:
+            guard case .string(let s) = instance, let limit = value.doubleValue, Double(s.unicodeScalars.count) > limit else { return true }
+            fail("must be at most \(Self.format(limit)) characters long", keyword: keyword)
+            return false
+        case .minLength:
+            guard case .string(let s) = instance, let limit = value.doubleValue, Double(s.unicodeScalars.count) < limit else { return true }
+            fail("must be at least \(Self.format(limit)) characters long", keyword: keyword)
+            return false
+        case .maxItems:
+            guard case .array(let a) = instance, let limit = value.doubleValue, Double(a.count) > limit else { return true }
+            fail("must have at most \(Self.format(limit)) items", keyword: keyword)
+            return false
+        case .minItems:
+            guard case .array(let a) = instance, let limit = value.doubleValue, Double(a.count) < limit else { return true }
+            fail("must have at least \(Self.format(limit)) items", keyword: keyword)
+            return false
+        case .uniqueItems:
+            guard value == .bool(true), case .array(let a) = instance else { return true }
+            var seen = Set<JSONValue>()
+            for (i, item) in a.enumerated() where !seen.insert(item).inserted {
+                fail("items must be unique; item \(i) repeats an earlier one", instance: String(i), keyword: keyword)
+                return false
+            }
+            return true
+        case .maxProperties:
+            guard case .object(let o) = instance, let limit = value.doubleValue, Double(o.count) > limit else { return true }
+            fail("must have at most \(Self.format(limit)) properties", keyword: keyword)
+            return false
+        case .minProperties:
+            guard case .object(let o) = instance, let limit = value.doubleValue, Double(o.count) < limit else { return true }
+            fail("must have at least \(Self.format(limit)) properties", keyword: keyword)
+            return false
+        case .required:
+            guard case .object(let o) = instance, case .array(let names) = value else { return true }
+            var valid = true
+            for case .string(let name) in names where o[name] == nil {
+                valid = false
+                guard collect else { return false }
+                fail("required property \"\(name)\" is missing", instance: name, keyword: keyword)
+            }
+            return valid
+        case .dependentRequired:
+            guard case .object(let o) = instance, case .object(let deps) = value else { return true }
+            var valid = true
+            for (name, needs) in deps where o[name] != nil {
+                for case .string(let needed) in needs.arrayValue ?? [] where o[needed] == nil {
+                    valid = false
+                    guard collect else { return false }
+                    fail("property \"\(needed)\" is required when \"\(name)\" is present", instance: needed, keyword: [kind.rawValue, name])
                 }
             }
+            return valid
+        default:
+            return true
         }
-        let r = evaluate(resolved.schema, base: resolved.base, idApplied: true, scope: c.scope, instance: c.instance,
-                         instancePath: c.instancePath, keywordPath: c.path(keyword))
-        if r.valid { out.absorbAnnotations(r) } else { out.fail(with: r) }
     }
 
-    mutating func containsKeyword(_ value: JSONValue, _ c: inout KeywordContext, _ out: inout Outcome) {
-        guard case .array(let items) = c.instance else { return }
-        var matched: [Int] = []
-        for (i, item) in items.enumerated() {
-            let r = sub(value, c, c.path("contains"), instance: item, instancePath: c.instancePath.appending(i))
-            if r.valid { matched.append(i) }
-        }
-        let minimum = c.object["minContains"].flatMap { $0.doubleValue } ?? 1
-        let maximum = c.object["maxContains"].flatMap { $0.doubleValue }
-        if Double(matched.count) < minimum {
-            let path = c.object["minContains"] != nil ? c.path("minContains") : c.path("contains")
-            out.fail(c.instancePath, path, minimum <= 1 ? "no item matches the \"contains\" schema"
-                : "only \(matched.count) items match the \"contains\" schema, at least \(Assertions.format(minimum)) must")
-        }
-        if let maximum, Double(matched.count) > maximum {
-            out.fail(c.instancePath, c.path("maxContains"), "\(matched.count) items match the \"contains\" schema, at most \(Assertions.format(maximum)) may")
-        }
-        out.itemIndices.formUnion(matched)
+    /// Exact comparison when both sides are integers, so large values do not round.
+    static func compare(_ a: JSONValue, _ b: JSONValue) -> Int {
+        if case .integer(let x) = a, case .integer(let y) = b { return x < y ? -1 : (x > y ? 1 : 0) }
+        guard let x = a.doubleValue, let y = b.doubleValue else { return 0 }
+        return x < y ? -1 : (x > y ? 1 : 0)
     }
 
-    mutating func unevaluatedItems(_ value: JSONValue, _ c: inout KeywordContext, _ out: inout Outcome) {
-        guard case .array(let items) = c.instance else { return }
-        for i in items.indices where i >= out.itemsPrefix && !out.itemIndices.contains(i) {
-            let r = sub(value, c, c.path("unevaluatedItems"), instance: items[i], instancePath: c.instancePath.appending(i))
-            if !r.valid {
-                if value == .bool(false) {
-                    out.fail(c.instancePath.appending(i), c.path("unevaluatedItems"), "item \(i) is not allowed here")
-                } else {
-                    out.fail(with: r)
-                }
-            }
-        }
-        out.itemsPrefix = items.count
-    }
-
-    mutating func unevaluatedProperties(_ value: JSONValue, _ c: inout KeywordContext, _ out: inout Outcome) {
-        guard case .object(let instance) = c.instance else { return }
-        for (name, member) in instance where !out.properties.contains(name) {
-            let r = sub(value, c, c.path("unevaluatedProperties"), instance: member, instancePath: c.instancePath.appending(name))
-            if !r.valid {
-                if value == .bool(false) {
-                    out.fail(c.instancePath.appending(name), c.path("unevaluatedProperties"), "property \"\(name)\" is not allowed")
-                } else {
-                    out.fail(with: r)
-                }
-            }
-        }
-        out.properties.formUnion(instance.keys)
-    }
+    static func format(_ d: Double) -> String { JSONValue.formatNumber(d) }
 }

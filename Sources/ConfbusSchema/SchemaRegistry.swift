@@ -11,23 +11,30 @@ public struct SchemaRegistry: Sendable {
         /// Vocabularies this resource's `$schema` turns on; nil means all of 2020-12.
         var vocabularies: VocabularySet? = nil
         var formatAssertion = false
-        /// One of the embedded metaschemas: validators share their precomputed tables.
-        var isStandard = false
     }
 
     private(set) var resources: [String: Resource] = [:]
 
     public init() {}
 
-    /// A registry holding the draft 2020-12 metaschema and its vocabulary metaschemas.
-    public static let standard: SchemaRegistry = {
+    /// Whether the embedded metaschemas stand behind `resources`: every registry made from
+    /// `standard` shares one copy of them instead of holding its own.
+    private var includesStandard = false
+
+    private static let metaschemas: [String: Resource] = {
         var registry = SchemaRegistry()
         for (uri, text) in Metaschema.documents {
             // The embedded documents are fixed text; a parse failure would be a build defect.
             guard let document = try? JSONParser().parse(text) else { preconditionFailure("bad metaschema \(uri)") }
             registry.register(document, as: uri)
         }
-        for key in registry.resources.keys { registry.resources[key]?.isStandard = true }
+        return registry.resources
+    }()
+
+    /// A registry holding the draft 2020-12 metaschema and its vocabulary metaschemas.
+    public static let standard: SchemaRegistry = {
+        var registry = SchemaRegistry()
+        registry.includesStandard = true
         return registry
     }()
 
@@ -42,7 +49,7 @@ public struct SchemaRegistry: Sendable {
         return retrieval.description
     }
 
-    public func contains(_ uri: String) -> Bool { resources[URIReference(uri).withoutFragment.description] != nil }
+    public func contains(_ uri: String) -> Bool { resource(URIReference(uri).withoutFragment.description) != nil }
 
     private mutating func index(_ schema: JSONValue, base: URIReference, isResourceRoot: Bool) {
         if isResourceRoot {
@@ -73,9 +80,9 @@ public struct SchemaRegistry: Sendable {
 
     /// Sets each resource's vocabularies from the `$vocabulary` of the metaschema its `$schema` names.
     private mutating func refreshVocabularies() {
-        for (key, resource) in resources {
-            guard case .string(let metaURI) = resource.root["$schema"],
-                  let meta = resources[URIReference(metaURI).withoutFragment.description],
+        for (key, own) in resources {
+            guard case .string(let metaURI) = own.root["$schema"],
+                  let meta = resource(URIReference(metaURI).withoutFragment.description),
                   case .object(let declared) = meta.root["$vocabulary"]
             else { continue }
             var vocabularies: VocabularySet = []
@@ -91,19 +98,19 @@ public struct SchemaRegistry: Sendable {
 
     /// Required vocabularies (`true` in `$vocabulary`) that confbus does not know.
     func unknownRequiredVocabularies(of metaURI: String) -> [String] {
-        guard case .object(let declared) = resources[URIReference(metaURI).withoutFragment.description]?.root["$vocabulary"]
+        guard case .object(let declared) = resource(URIReference(metaURI).withoutFragment.description)?.root["$vocabulary"]
         else { return [] }
         return declared.compactMap { uri, required in
             required == .bool(true) && Vocabulary(rawValue: uri) == nil && uri != Vocabulary.formatAssertionURI ? uri : nil
         }.sorted()
     }
 
-    func resource(_ uri: String) -> Resource? { resources[uri] }
+    func resource(_ uri: String) -> Resource? { resources[uri] ?? (includesStandard ? Self.metaschemas[uri] : nil) }
 
     /// Resolves an absolute URI (with fragment) to a schema and the base URI it is evaluated with.
     func resolve(_ uri: URIReference) -> (schema: JSONValue, base: String)? {
         let key = uri.withoutFragment.description
-        guard let resource = resources[key] else { return nil }
+        guard let resource = resource(key) else { return nil }
         let fragment = URIReference.percentDecoded(uri.fragment ?? "")
         if fragment.isEmpty { return (resource.root, key) }
         if fragment.hasPrefix("/") {

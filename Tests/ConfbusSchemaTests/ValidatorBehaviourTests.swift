@@ -36,6 +36,32 @@ struct ValidatorBehaviourTests {
         #expect(issues.count == 3)
     }
 
+    @Test func issuesComeInTheSameOrderEveryTime() throws {
+        // Dictionary order differs between runs and between equal dictionaries; the compiled
+        // program orders keywords (assertions before applicators) and properties by name.
+        let schema = try compile(#"""
+            {"type": "object", "required": ["z", "a"], "properties": {
+               "m": {"type": "integer"}, "b": {"type": "string"}, "y": {"minimum": 5}, "c": {"const": 1}}}
+            """#)
+        let issues = schema.validate(try JSONParser().parse(#"{"m": "x", "b": 1, "y": 2, "c": 2}"#))
+        #expect(issues.map(\.instancePath.description) == ["/z", "/a", "/b", "/c", "/m", "/y"])
+        #expect(issues.map(\.keywordPath.description) == ["/required", "/required", "/properties/b/type",
+                                                          "/properties/c/const", "/properties/m/type", "/properties/y/minimum"])
+        // A value that is valid takes the validity-only pass alone; an invalid one is reported in full.
+        #expect(schema.validate(try JSONParser().parse(#"{"z": 1, "a": 2}"#)).isEmpty)
+    }
+
+    @Test func aSchemaThatRecursesInManyBranchesCompilesOnce() throws {
+        // Each reference target is compiled once, so a tree-shaped recursion stays linear.
+        let schema = try compile(#"""
+            {"type": "object", "properties": {"left": {"$ref": "#"}, "right": {"$ref": "#"}, "value": {"type": "integer"}}}
+            """#)
+        let bad: JSONValue = ["left": ["left": ["value": "x"]]]
+        let issues = schema.validate(bad)
+        #expect(issues.map(\.instancePath.description) == ["/left/left/value"])
+        #expect(issues.first?.keywordPath.description == "/properties/left/$ref/properties/left/$ref/properties/value/type")
+    }
+
     @Test func referencesAreFollowedInKeywordPaths() throws {
         let schema = try compile(##"{"$defs": {"port": {"type": "integer", "minimum": 1}}, "properties": {"p": {"$ref": "#/$defs/port"}}}"##)
         let issue = try #require(schema.validate(["p": 0]).first)
