@@ -2,8 +2,8 @@
 import PackageDescription
 
 // Imports point one way: Core ← Schema ← Engine ← YAML ← confbus.
-// Core and Schema import nothing but the standard library and Foundation, so
-// `confbus validate` and their tests need no running services.
+// Core and Schema import nothing but the standard library, Foundation and swift-crypto (for the
+// checksum), so `confbus validate` and their tests need no running services.
 let package = Package(
     name: "confbus",
     platforms: [.macOS(.v15)],
@@ -26,9 +26,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
-        .target(name: "ConfbusCore"),
+        .target(name: "ConfbusCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "ConfbusSchema", dependencies: ["ConfbusCore"]),
         .target(name: "ConfbusEngine", dependencies: [
             "ConfbusCore", "ConfbusSchema",

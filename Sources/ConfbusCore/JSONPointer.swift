@@ -31,12 +31,18 @@ public struct JSONPointer: Sendable, Hashable, Comparable, CustomStringConvertib
     public static let root = JSONPointer()
 
     public var description: String {
-        tokens.map { "/" + Self.escape($0) }.joined()
+        var text = ""
+        for token in tokens {
+            text.append("/")
+            text.append(Self.escape(token))
+        }
+        return text
     }
 
     /// A token as it is written in a pointer's string form (RFC 6901: `~` is `~0`, `/` is `~1`).
     public static func escape(_ token: String) -> String {
-        token.replacingAll("~", with: "~0").replacingAll("/", with: "~1")
+        guard token.utf8.contains(where: { $0 == UInt8(ascii: "~") || $0 == UInt8(ascii: "/") }) else { return token }
+        return token.replacingAll("~", with: "~0").replacingAll("/", with: "~1")
     }
 
     public func appending(_ token: String) -> JSONPointer { JSONPointer(tokens: tokens + [token]) }

@@ -61,13 +61,16 @@ public struct SourceLocations: Sendable, Equatable, ExpressibleByDictionaryLiter
         return elsewhere[key]
     }
 
-    /// The location of the value at `pointer`, or of its nearest ancestor that has one.
+    /// The location of the value at `pointer`, or of its nearest ancestor that has one. The
+    /// pointer is spelled out once; each ancestor is its string up to the last `/` (an escaped
+    /// token never holds one).
     public func nearest(to pointer: JSONPointer) -> SourceLocation? {
-        var current: JSONPointer? = pointer
-        while let p = current {
-            if let location = self[p] { return location }
-            current = p.parent
+        guard !isEmpty else { return nil }
+        var key = Substring(pointer.description)
+        while true {
+            if let location = location(at: String(key)) { return location }
+            guard let slash = key.lastIndex(of: "/") else { return nil }
+            key = key[..<slash]
         }
-        return nil
     }
 }
