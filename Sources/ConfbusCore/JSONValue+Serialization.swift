@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Writing JSON. Every style sorts object keys by UTF-16 code units and writes numbers as
 /// ECMAScript does, so `.canonical` is exactly RFC 8785 (JCS) and the others differ only in layout.
 extension JSONValue {
@@ -40,12 +46,12 @@ extension JSONValue {
         case .object(let o):
             if o.isEmpty { out.append(contentsOf: "{}".utf8); return }
             out.append(UInt8(ascii: "{"))
-            for (n, key) in JSONValue.sortedKeys(o).enumerated() {
+            for (n, member) in JSONValue.sortedMembers(o).enumerated() {
                 if n > 0 { out.append(UInt8(ascii: ",")) }
                 newline(&out, style, indent + 1)
-                JSONValue.writeString(key, into: &out)
+                JSONValue.writeString(member.key, into: &out)
                 if style == .pretty { out.append(contentsOf: ": ".utf8) } else { out.append(UInt8(ascii: ":")) }
-                o[key]!.write(into: &out, style: style, indent: indent + 1)
+                member.value.write(into: &out, style: style, indent: indent + 1)
             }
             newline(&out, style, indent)
             out.append(UInt8(ascii: "}"))
@@ -60,7 +66,52 @@ extension JSONValue {
 
     /// RFC 8785 §3.2.3: keys ordered by their UTF-16 code units.
     public static func sortedKeys(_ object: [String: JSONValue]) -> [String] {
-        object.keys.sorted { $0.utf16.lexicographicallyPrecedes($1.utf16) }
+        sortedMembers(object).map(\.key)
+    }
+
+    /// The members in RFC 8785 order. UTF-8 byte order is code point order, which differs from
+    /// UTF-16 order only between U+E000–U+FFFF and the supplementary planes (lead bytes ≥ 0xEE),
+    /// so keys without such bytes, nearly all of them, are compared as bytes.
+    static func sortedMembers(_ object: [String: JSONValue]) -> [(key: String, value: JSONValue)] {
+        guard object.count > 1 else { return Array(object) }
+        let bytewise = object.keys.allSatisfy { !$0.utf8.contains(where: { $0 >= 0xEE }) }
+        if bytewise {
+            return object.sorted { a, b in
+                var (x, y) = (a.key, b.key)
+                return x.withUTF8 { xs in y.withUTF8 { ys in
+                    let common = min(xs.count, ys.count)
+                    let order = common == 0 ? 0 : memcmp(xs.baseAddress!, ys.baseAddress!, common)
+                    return order != 0 ? order < 0 : xs.count < ys.count
+                } }
+            }
+        }
+        return object.sorted { $0.key.utf16.lexicographicallyPrecedes($1.key.utf16) }
+    }
+
+    /// The length of `serializedBytes(.canonical)`, counted without writing anything.
+    public var canonicalSize: Int {
+        switch self {
+        case .null: 4
+        case .bool(let b): b ? 4 : 5
+        case .integer(let i): JSONValue.formatInteger(i).utf8.count
+        case .number(let d): JSONValue.formatNumber(d).utf8.count
+        case .string(let s): JSONValue.stringSize(s)
+        case .array(let a): a.isEmpty ? 2 : a.reduce(a.count + 1) { $0 + $1.canonicalSize }
+        case .object(let o): o.isEmpty ? 2 : o.reduce(2 * o.count + 1) { $0 + JSONValue.stringSize($1.key) + $1.value.canonicalSize }
+        }
+    }
+
+    /// What `writeString` writes, counted.
+    static func stringSize(_ s: String) -> Int {
+        var size = 2
+        for byte in s.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), 0x08, 0x0C, 0x0A, 0x0D, 0x09: size += 2
+            case 0..<0x20: size += 6
+            default: size += 1
+            }
+        }
+        return size
     }
 
     private static let hexDigits = Array("0123456789abcdef".utf8)

@@ -68,8 +68,9 @@ public final class CommitPipeline: Sendable {
     /// Refuses a config that would make a new version on top of `base` and could not be
     /// published (§6b); one that equals the latest makes no version and needs no check.
     func checkPublishable(_ config: JSONValue, checksum: String? = nil, on base: CommitBase) throws(ConfbusError) {
-        guard (checksum ?? config.checksum) != base.latestChecksum else { return }
-        try limits.check(config, service: base.service, version: base.latestVersion + 1, environment: options.environment)
+        let checksum = checksum ?? config.checksum
+        guard checksum != base.latestChecksum else { return }
+        try limits.check(config, checksum: checksum, service: base.service, version: base.latestVersion + 1, environment: options.environment)
     }
 
     /// The change one resolution makes on top of `base`, checked for publishability (§6b).

@@ -37,16 +37,17 @@ public final class PublishLimits: Sendable {
 
     /// Refuses a config that could not be carried: U+0000 in a string or key (422), or a
     /// document larger than can be published (413 `too_large_to_publish`).
-    public func check(_ config: JSONValue, service: ServiceName, version: Int, environment: String) throws(ConfbusError) {
+    public func check(_ config: JSONValue, checksum: String? = nil, service: ServiceName, version: Int,
+                      environment: String) throws(ConfbusError) {
         if let path = config.firstNULCharacter() {
             throw ConfbusError(code: .invalidValue, service: service.rawValue,
                                message: "a string or key at \(path) contains U+0000, which cannot be distributed",
                                issues: [ValidationIssue(instancePath: path, keywordPath: .root, message: "contains U+0000, which cannot be distributed")])
         }
         // The document exactly as it will be published: the timestamp has a fixed width.
-        let document = StoredVersion(service: service, version: version, config: config, checksum: config.checksum, source: .files,
-                                     author: "", reason: nil, createdAt: Date(), environment: environment).document
-        let size = document.serializedBytes().count
+        let document = StoredVersion(service: service, version: version, config: config, checksum: checksum ?? config.checksum,
+                                     source: .files, author: "", reason: nil, createdAt: Date(), environment: environment).document
+        let size = document.canonicalSize
         let limit = maximumPayload(for: service)
         guard size <= limit else {
             let which = limit < maxDocumentBytes ? "the broker's maximum packet size" : "max_document_bytes"

@@ -7,6 +7,8 @@ public struct CompiledSchema: Sendable {
     public let uri: String
     public let registry: SchemaRegistry
     public let validator: SchemaValidator
+    /// Where the schema's `default`s are, laid out once (nil: left to a walk per resolution).
+    private(set) var defaultsPlan: DefaultsPlan?
 
     public static let metaschemaURI = "https://json-schema.org/draft/2020-12/schema"
 
@@ -46,6 +48,8 @@ public struct CompiledSchema: Sendable {
         self.uri = root
         self.registry = registry
         self.validator = SchemaValidator(registry: registry, uri: root, options: options)
+        self.defaultsPlan = nil
+        self.defaultsPlan = SchemaNavigator(self).defaultsPlan()
     }
 
     /// Every `$ref` must resolve in the local registry and every pattern must compile: a schema

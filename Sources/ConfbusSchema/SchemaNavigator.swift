@@ -63,7 +63,48 @@ public struct SchemaNavigator: Sendable {
     /// The schema-defaults layer (CONTRACT.md §2 layer 1): `default`s of properties whose parent
     /// object is present in `present` (the merge of the higher layers) or is itself defaulted.
     public func defaults(present: JSONValue) -> JSONValue {
+        if let plan = schema.defaultsPlan { return .object(plan.defaults(present: present.objectValue ?? [:])) }
+        return defaultsByWalking(present: present)
+    }
+
+    func defaultsByWalking(present: JSONValue) -> JSONValue {
         .object(defaults(in: expand((schema.document, schema.uri)), present: present.objectValue ?? [:]))
+    }
+
+    /// The schema's defaults laid out once (what `defaults(in:present:)` finds by walking the
+    /// schema on every resolution), or nil when a schema recursing in many branches would make
+    /// the layout too large; the walk then stays.
+    func defaultsPlan(budget: Int = 4096) -> DefaultsPlan? {
+        var remaining = budget
+        return plan(expand((schema.document, schema.uri)), depth: 0, remaining: &remaining)
+    }
+
+    private func plan(_ schemas: [Located], depth: Int, remaining: inout Int) -> DefaultsPlan? {
+        remaining -= 1
+        guard remaining >= 0 else { return nil }
+        guard depth < 32 else { return DefaultsPlan(properties: [], additional: nil) }
+        var properties: [String: [Located]] = [:]
+        for located in schemas {
+            for (name, sub) in located.schema["properties"]?.objectValue ?? [:] {
+                properties[name, default: []] += expand((sub, located.base))
+            }
+        }
+        var planned: [DefaultsPlan.Property] = []
+        for (name, subs) in properties.sorted(by: { $0.key < $1.key }) {
+            guard let children = plan(subs, depth: depth + 1, remaining: &remaining) else { return nil }
+            planned.append(DefaultsPlan.Property(name: name, own: subs.lazy.compactMap { $0.schema["default"] }.first,
+                                                 children: children.isEmpty ? nil : children))
+        }
+        let additional = schemas.compactMap { located -> Located? in
+            guard let sub = located.schema["additionalProperties"], case .object = sub else { return nil }
+            return (sub, located.base)
+        }
+        var additionalPlan: DefaultsPlan?
+        if !additional.isEmpty {
+            guard let members = plan(additional.flatMap { expand($0) }, depth: depth + 1, remaining: &remaining) else { return nil }
+            additionalPlan = members
+        }
+        return DefaultsPlan(properties: planned, additional: additionalPlan)
     }
 
     private func defaults(in schemas: [Located], present: [String: JSONValue], depth: Int = 0) -> [String: JSONValue] {
@@ -134,5 +175,65 @@ public struct SchemaNavigator: Sendable {
         }
         for (name, subs) in properties { collectSecrets(subs, path: path + [name], into: &out, depth: depth + 1) }
         if !additional.isEmpty { collectSecrets(additional, path: path + ["*"], into: &out, depth: depth + 1) }
+    }
+}
+
+/// Where a schema puts `default`s, laid out once per compiled schema: for each declared property
+/// its own default and the layout of its members, and the layout that `additionalProperties`
+/// gives to every other member. Applying it to what the higher layers hold is the schema-defaults
+/// layer of CONTRACT.md §2.
+final class DefaultsPlan: Sendable {
+    struct Property: Sendable {
+        let name: String
+        let own: JSONValue?
+        let children: DefaultsPlan?
+    }
+
+    let properties: [Property]
+    let names: Set<String>
+    let additional: DefaultsPlan?
+
+    init(properties: [Property], additional: DefaultsPlan?) {
+        self.properties = properties
+        self.names = Set(properties.map(\.name))
+        self.additional = additional
+    }
+
+    /// Lays out nothing: no property has a default anywhere below.
+    var isEmpty: Bool { additional == nil && properties.allSatisfy { $0.own == nil && $0.children == nil } }
+
+    /// Defaults of properties whose parent object is present in `present` or is itself defaulted.
+    func defaults(present: [String: JSONValue]) -> [String: JSONValue] {
+        var out: [String: JSONValue] = [:]
+        for property in properties {
+            let own = property.own
+            var value = own
+            if let children = property.children {
+                let childPresent: [String: JSONValue]?
+                if case .object(let p) = present[property.name] {
+                    childPresent = p
+                } else if present[property.name] == nil, case .object(let d) = own {
+                    childPresent = d
+                } else {
+                    childPresent = nil
+                }
+                if let childPresent {
+                    let nested = children.defaults(present: childPresent)
+                    if !nested.isEmpty {
+                        // The parent's own default is more specific than its children's.
+                        value = own.map { MergePatch.apply($0, to: .object(nested)) } ?? .object(nested)
+                    }
+                }
+            }
+            if let value { out[property.name] = value }
+        }
+        if let additional {
+            for (name, member) in present where !names.contains(name) {
+                guard case .object(let memberObject) = member else { continue }
+                let nested = additional.defaults(present: memberObject)
+                if !nested.isEmpty { out[name] = .object(nested) }
+            }
+        }
+        return out
     }
 }

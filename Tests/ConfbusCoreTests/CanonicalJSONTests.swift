@@ -35,6 +35,27 @@ struct CanonicalJSONTests {
         ])
     }
 
+    @Test func asciiKeysSortAsBytesAndOthersAsUTF16() throws {
+        // The byte-wise fast path (no key with a character from U+E000 up) and the UTF-16 order agree.
+        let ascii = try JSONParser().parse(#"{"b": 1, "a_b": 2, "a": 3, "B": 4, "ab": 5, "a\u00e9": 6, "": 7}"#)
+        #expect(JSONValue.sortedKeys(ascii.objectValue!) == ["", "B", "a", "a_b", "ab", "aé", "b"])
+        // U+FB33 sorts after U+1F600 in UTF-16 (a surrogate pair starts 0xD83D) but before it in UTF-8.
+        let mixed = try JSONParser().parse(#"{"\ufb33": 1, "\ud83d\ude00": 2, "z": 3}"#)
+        #expect(JSONValue.sortedKeys(mixed.objectValue!) == ["z", "\u{1F600}", "\u{FB33}"])
+    }
+
+    @Test func canonicalSizeIsTheLengthOfTheCanonicalBytes() throws {
+        let values = [
+            #"{"numbers": [333333333.33333329, 1E30, 4.50, 2e-3, -0.0, 9007199254740993], "s": "\u20ac$\u000F\u000aA'\"\\\u0001\t"}"#,
+            #"[[], {}, [null, true, false], {"\ud83d\ude00": {"x": ""}}]"#,
+            #""plain""#, "12", "-1.5e-7",
+        ]
+        for text in values {
+            let value = try JSONParser().parse(text)
+            #expect(value.canonicalSize == value.serializedBytes(.canonical).count, "\(text)")
+        }
+    }
+
     /// RFC 8785 Appendix B: IEEE 754 bit patterns and their ECMAScript serialisation.
     @Test(arguments: [
         (0x0000000000000000 as UInt64, "0"),
