@@ -2,6 +2,7 @@ import ConfbusCore
 import ConfbusMQTT
 import Foundation
 import Logging
+import Synchronization
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -11,6 +12,16 @@ import FoundationNetworking
 enum BatchBench {
     static func run(http: String, mqtt: String, token: String, prefix: String, services: [String]) async throws {
         _ = MosquittoClient.libraryInitialized
+        // A run that loses a message would wait forever: after a minute it says where it stood.
+        let stage = Mutex("connecting")
+        let counts = Mutex((0, 0))
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(60))
+            let (have, want) = counts.withLock { $0 }
+            FileHandle.standardError.write(Data("batch bench: no progress while \(stage.withLock { $0 }) (\(have) of \(want)); giving up\n".utf8))
+            exit(3)
+        }
+        defer { watchdog.cancel() }
         let client = try MosquittoClient(configuration: .init(url: try MQTTURL(mqtt), clientID: "bench-batch-\(UUID().uuidString.prefix(6))"),
                                          logger: Logger(label: "bench"))
         client.start()
@@ -19,9 +30,11 @@ enum BatchBench {
         try client.subscribe(["\(prefix)/update/+"])
         // Retained version 1 of every service first.
         var held: [String: Int] = [:]
+        stage.withLock { $0 = "receiving the retained versions" }
         while held.count < services.count, let event = await events.next() {
             if case .message(let topic, let payload, _) = event, case .integer(let v)? = (try? JSONParser().parse(payload))?["version"] {
                 held[String(topic.split(separator: "/").last ?? "")] = v
+                counts.withLock { $0 = (held.count, services.count) }
             }
         }
         // The floor: the same number of topics published at once from one client (QoS 1, all in
@@ -41,8 +54,12 @@ enum BatchBench {
             try await group.waitForAll()
         }
         var fanned = 0
+        stage.withLock { $0 = "receiving the fan-out" }
         while fanned < services.count, let event = await events.next() {
-            if case .message(let topic, _, _) = event, topic.hasPrefix(fanPrefix) { fanned += 1 }
+            if case .message(let topic, _, _) = event, topic.hasPrefix(fanPrefix) {
+                fanned += 1
+                counts.withLock { $0 = (fanned, services.count) }
+            }
         }
         print(String(format: "floor  %d topics published at once, all received after %.0f ms", services.count, Date().timeIntervalSince(fanStart) * 1000))
         await publisher.shutdown()
@@ -72,10 +89,12 @@ enum BatchBench {
             changed = results.filter { $0["changed"] == .bool(true) }.count
         }
         var updated = Set<String>()
+        stage.withLock { $0 = "receiving the batch's updates" }
         while updated.count < changed, let event = await events.next() {
             if case .message(let topic, let payload, _) = event, case .integer(let v)? = (try? JSONParser().parse(payload))?["version"] {
                 let name = String(topic.split(separator: "/").last ?? "")
                 if v > (held[name] ?? 0) { updated.insert(name) }
+                counts.withLock { $0 = (updated.count, changed) }
             }
         }
         let total = Date().timeIntervalSince(start)

@@ -31,6 +31,21 @@ public struct JSONParser: Sendable {
     }
 }
 
+extension JSONParser {
+    /// Only the named members of a top-level object, the others skipped without being built: for
+    /// reading a few fields (a retained update's version and checksum) out of a large document.
+    /// Skipped members are checked for their structure only, not for valid UTF-8 or escapes.
+    public func members(_ names: Set<String>, of bytes: [UInt8]) throws(Failure) -> [String: JSONValue] {
+        let result = bytes.withUnsafeBufferPointer { buffer in
+            Result { () throws(Failure) -> [String: JSONValue] in
+                var reader = Reader(bytes: buffer, maxDepth: maxDepth)
+                return try reader.members(names)
+            }
+        }
+        return try result.get()
+    }
+}
+
 private struct Reader {
     let bytes: UnsafeBufferPointer<UInt8>
     let maxDepth: Int
@@ -54,7 +69,12 @@ private struct Reader {
     }
 
     mutating func skipWhitespace() {
-        while index < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 }
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            default: return
+            }
+        }
     }
 
     mutating func parseValue(depth: Int) throws(JSONParser.Failure) -> JSONValue {
@@ -103,6 +123,69 @@ private struct Reader {
             if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(object) }
             throw failure("expected ',' or '}'")
         }
+    }
+
+    mutating func members(_ names: Set<String>) throws(JSONParser.Failure) -> [String: JSONValue] {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { throw failure("expected an object") }
+        index += 1
+        var found: [String: JSONValue] = [:]
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") { return found }
+        while true {
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw failure("expected a string key") }
+            let key = try parseString()
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw failure("expected ':'") }
+            index += 1
+            skipWhitespace()
+            if names.contains(key) { found[key] = try parseValue(depth: 1) } else { try skipValue(depth: 1) }
+            skipWhitespace()
+            guard index < bytes.count else { throw failure("unexpected end of input") }
+            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+            if bytes[index] == UInt8(ascii: "}") { return found }
+            throw failure("expected ',' or '}'")
+        }
+    }
+
+    /// Steps over one value: strings to their closing quote, containers by their brackets.
+    mutating func skipValue(depth: Int) throws(JSONParser.Failure) {
+        guard index < bytes.count else { throw failure("unexpected end of input") }
+        switch bytes[index] {
+        case UInt8(ascii: "\""):
+            try skipString()
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            var open = 0
+            while index < bytes.count {
+                switch bytes[index] {
+                case UInt8(ascii: "\""): try skipString(); continue
+                case UInt8(ascii: "{"), UInt8(ascii: "["):
+                    open += 1
+                    guard depth + open <= maxDepth else { throw failure("nesting deeper than \(maxDepth) levels") }
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    open -= 1
+                    if open == 0 { index += 1; return }
+                default: break
+                }
+                index += 1
+            }
+            throw failure("unexpected end of input")
+        default:
+            _ = try parseValue(depth: depth)
+        }
+    }
+
+    mutating func skipString() throws(JSONParser.Failure) {
+        index += 1
+        while index < bytes.count {
+            switch bytes[index] {
+            case UInt8(ascii: "\""): index += 1; return
+            case UInt8(ascii: "\\"): index += 2
+            default: index += 1
+            }
+        }
+        throw failure("unterminated string")
     }
 
     mutating func parseArray(depth: Int) throws(JSONParser.Failure) -> JSONValue {
@@ -168,6 +251,13 @@ private struct Reader {
             guard index < bytes.count else { throw failure("unterminated string") }
             let b = bytes[index]
             if b == UInt8(ascii: "\"") {
+                if scalars.isEmpty {
+                    // No escape in the string, the usual case: its bytes are the string.
+                    let slice = UnsafeBufferPointer(rebasing: bytes[runStart..<index])
+                    guard let text = String(validating: slice, as: UTF8.self) else { throw failure("invalid UTF-8", at: runStart) }
+                    index += 1
+                    return text
+                }
                 try flushRun(&scalars, runStart, index)
                 index += 1
                 return String(scalars)

@@ -182,6 +182,7 @@ public struct BatchUpdates: Sendable {
             let service = entry.service
             let base = bases[index]
             var config = JSONValue.object([:])
+            var resolvedChecksum: String?
             var layer = layers[index]
             var source = VersionSource.batch
             var errors: [ConfbusError] = []
@@ -189,17 +190,19 @@ public struct BatchUpdates: Sendable {
             case .override, .patch:
                 let resolution = resolutions[index]
                 config = resolution?.resolved?.config ?? resolution?.merged?.config ?? .object([:])
+                resolvedChecksum = resolution?.resolved?.checksum
                 errors = resolution?.errors ?? [ConfbusError(code: .notFound, service: service.rawValue, message: "\(service) has no files to resolve")]
             case .rollback:
                 guard let (old, oldLayer) = targets[index] else { continue }
                 config = old.config
+                resolvedChecksum = old.checksum
                 layer = oldLayer
                 source = .rollback
                 errors = files[service].map { definitions.validate(old.config, files: $0) } ?? []
             }
             if errors.isEmpty {
                 do {
-                    try pipeline.checkPublishable(config, on: base)
+                    try pipeline.checkPublishable(config, checksum: resolvedChecksum, on: base)
                 } catch {
                     if error.code == .tooLargeToPublish { tooLarge = tooLarge ?? error }
                     errors = [error]
@@ -216,14 +219,16 @@ public struct BatchUpdates: Sendable {
                 }
                 continue
             }
+            // The resolution's checksum: computing it again serializes and hashes the config each time.
+            let checksum = resolvedChecksum ?? config.checksum
             let old = base.latestChecksum == nil ? nil : cache.latest(service)
             let document: JSONValue = .object([
                 "service": .string(service.rawValue), "environment": .string(environment),
-                "checksum": .string(config.checksum), "config": config,
+                "checksum": .string(checksum), "config": config,
             ])
-            items.append(.init(service: service, document: document, changed: base.latestChecksum != config.checksum,
+            items.append(.init(service: service, document: document, changed: base.latestChecksum != checksum,
                                changes: ConfigDiff.changes(from: old?.config ?? .object([:]), to: config)))
-            changes.append(PlannedChange(version: NewVersion(service: service, config: config, source: source, author: author, reason: reason,
+            changes.append(PlannedChange(version: NewVersion(service: service, config: config, checksum: checksum, source: source, author: author, reason: reason,
                                                              environment: environment, batchID: batchID),
                                          overrideLayer: layer))
         }

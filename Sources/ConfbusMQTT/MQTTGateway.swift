@@ -154,10 +154,13 @@ public final class MQTTGateway: Service, UpdatePublisher {
 
     /// Our own publishes and the retained state: the newest (version, checksum) per valid service
     /// name; retained messages on names that are not services are ignored.
+    private static let retainedFields: Set<String> = ["version", "checksum"]
+
     private func recordRetained(_ raw: String, _ payload: [UInt8]) {
         guard let service = try? ServiceName(validating: raw) else { return }
-        guard let value = try? JSONParser(maxDepth: 64).parse(payload), case .integer(let version)? = value["version"],
-              case .string(let checksum)? = value["checksum"] else {
+        // Only the two fields are read; the config in the payload is stepped over, not built.
+        guard let value = try? JSONParser(maxDepth: 64).members(Self.retainedFields, of: payload),
+              case .integer(let version)? = value["version"], case .string(let checksum)? = value["checksum"] else {
             // An empty or unreadable retained message: the broker holds nothing usable for it.
             seenOnBroker.withLock { $0[service] = (0, "") }
             return

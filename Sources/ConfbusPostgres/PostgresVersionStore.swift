@@ -130,6 +130,8 @@ public struct PostgresVersionStore: VersionStore {
         var layerUpdates: [JSONValue] = []
         var unchanged: [(index: Int, name: String, version: Int)] = []
         var inserts: [JSONValue] = []
+        var configs: [String] = []
+        var layerTexts: [String] = []
         var inserted: [Int] = []
         for (index, change) in changes.enumerated() {
             let new = change.version
@@ -143,11 +145,13 @@ public struct PostgresVersionStore: VersionStore {
                 unchanged.append((index, new.service.rawValue, base.latestVersion))
                 continue
             }
+            configs.append(new.config.serialized(.canonical))
+            layerTexts.append(new.layers.isNull ? "" : new.layers.serialized(.canonical))
             inserts.append([
-                "service": .string(new.service.rawValue), "version": .integer(base.latestVersion + 1),
-                "config": .string(new.config.serialized(.canonical)), "checksum": .string(new.checksum),
+                "i": .integer(configs.count), "service": .string(new.service.rawValue), "version": .integer(base.latestVersion + 1),
+                "checksum": .string(new.checksum),
                 "source": .string(new.source.rawValue), "author": .string(new.author), "reason": new.reason.map(JSONValue.string) ?? .null,
-                "environment": .string(new.environment), "layers": new.layers.isNull ? .null : .string(new.layers.serialized(.canonical)),
+                "environment": .string(new.environment),
                 "batch_id": new.batchID.map { .string($0.uuidString.lowercased()) } ?? .null,
                 "keep_layer": .bool(layer == nil), "layer": layer ?? .null,
             ])
@@ -179,7 +183,7 @@ public struct PostgresVersionStore: VersionStore {
             // The service row first (latest version, and the new layer when one is given), then the
             // version with the layer now in force.
             var stored: [String: (version: Int, createdAt: Date)] = [:]
-            for try await (service, number, createdAt, _) in try await connection.execute(Prepared.WriteVersions(records: records, audit: audit),
+            for try await (service, number, createdAt, _) in try await connection.execute(Prepared.WriteVersions(records: records, configs: configs, layers: layerTexts, audit: audit),
                                                                                              logger: logger) {
                 // The config is the one just sent: no need to read it back and parse it again.
                 stored[service] = (number, createdAt)

@@ -28,8 +28,10 @@ enum Prepared {
     struct WriteVersions: PostgresPreparedStatement {
         static let sql = """
             WITH x AS (
-                SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS x(service text, version integer, config text, checksum text,
-                    source text, author text, reason text, environment text, layers text, batch_id uuid, keep_layer boolean, layer text)
+                SELECT r.*, b.config, NULLIF(b.layers, '') AS layers
+                FROM jsonb_to_recordset($1::text::jsonb) AS r(i integer, service text, version integer, checksum text,
+                    source text, author text, reason text, environment text, batch_id uuid, keep_layer boolean, layer text)
+                JOIN unnest($11::text[], $12::text[]) WITH ORDINALITY AS b(config, layers, n) ON b.n = r.i
             ), s AS (
                 UPDATE services s SET latest_version = x.version, latest_checksum = x.checksum,
                     override_layer = CASE WHEN x.keep_layer THEN s.override_layer ELSE x.layer END
@@ -49,7 +51,12 @@ enum Prepared {
             SELECT service, version, created_at, pg_notify('\(PostgresVersionStore.notificationChannel)', service || ':' || version) IS NULL FROM v
             """
         typealias Row = (String, Int, Date, Bool)
+        /// The small columns, with `i` the 1-based position of the row's config and layers.
         var records: String
+        /// The configs and their layers ("" for none) as text arrays: inside the JSON records each
+        /// would be escaped as a string and parsed again by the server.
+        var configs: [String]
+        var layers: [String]
         var audit: AuditRecord?
 
         func makeBindings() throws -> PostgresBindings {
@@ -64,6 +71,8 @@ enum Prepared {
             bindings.append(audit?.reason)
             bindings.append(audit?.detail)
             bindings.append(audit != nil)
+            bindings.append(configs)
+            bindings.append(layers)
             return bindings
         }
 

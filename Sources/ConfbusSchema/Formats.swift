@@ -86,7 +86,7 @@ enum Formats {
             var position = 0
             var any = false
             while !rest.isEmpty {
-                let number = rest.prefix(while: { $0.isASCII && $0.isNumber })
+                let number = rest.prefix(while: { $0.isASCIIDigit })
                 guard !number.isEmpty else { return nil }
                 rest = rest.dropFirst(number.count)
                 // RFC 3339 Appendix A: units run on without a gap (no `P1Y2D`, no `PT1H2S`).
@@ -115,7 +115,7 @@ enum Formats {
             guard local.count >= 2, local.hasSuffix("\"") else { return false }
         } else {
             let allowed = "!#$%&'*+-/=?^_`{|}~."
-            guard local.allSatisfy({ ($0.isASCII && ($0.isLetter || $0.isNumber)) || allowed.contains($0) }),
+            guard local.allSatisfy({ $0.isASCIIAlphanumeric || allowed.contains($0) }),
                   !local.hasPrefix("."), !local.hasSuffix("."), !local.contains("..") else { return false }
         }
         if domain.hasPrefix("[") {
@@ -131,7 +131,7 @@ enum Formats {
         guard !s.isEmpty, s.utf8.count <= 253 else { return false }
         for label in s.split(separator: ".", omittingEmptySubsequences: false) {
             guard (1...63).contains(label.count), !label.hasPrefix("-"), !label.hasSuffix("-"),
-                  label.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else { return false }
+                  label.allSatisfy({ $0.isASCIIAlphanumeric || $0 == "-" }) else { return false }
             let chars = Array(label)
             if chars.count >= 4, chars[2] == "-", chars[3] == "-" {
                 // Only A-labels (IDNA) may have "--" there, and they must decode to a valid U-label.
@@ -203,7 +203,7 @@ enum Formats {
                     continue
                 }
                 let ch = Character(c)
-                guard c.isASCII, ch.isLetter || ch.isNumber || unreserved.contains(ch) || subDelims.contains(ch) || extra.contains(ch)
+                guard c.isASCII, ch.isASCIIAlphanumeric || unreserved.contains(ch) || subDelims.contains(ch) || extra.contains(ch)
                 else { return false }
             }
             return true
@@ -236,5 +236,19 @@ enum Formats {
         return validChars(Substring(ref.path), extra: ":@/")
             && validChars(Substring(ref.query ?? ""), extra: ":@/?")
             && validChars(Substring(ref.fragment ?? ""), extra: ":@/?")
+    }
+}
+
+extension Character {
+    /// `A`–`Z`, `a`–`z`, `0`–`9`, decided from the ASCII value (`isLetter` and `isNumber` look up
+    /// Unicode properties, most of a format check's time).
+    var isASCIIAlphanumeric: Bool {
+        guard let a = asciiValue else { return false }
+        return (a >= 0x30 && a <= 0x39) || (a >= 0x41 && a <= 0x5A) || (a >= 0x61 && a <= 0x7A)
+    }
+
+    var isASCIIDigit: Bool {
+        guard let a = asciiValue else { return false }
+        return a >= 0x30 && a <= 0x39
     }
 }

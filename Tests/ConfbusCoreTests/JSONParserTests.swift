@@ -83,4 +83,18 @@ struct JSONPointerTests {
         #expect(doc.value(at: JSONPointer("/a/b/01")!) == nil)
         #expect(doc.value(at: JSONPointer("/a/c")!) == nil)
     }
+
+    @Test func namedMembersAreReadAndTheRestSteppedOver() throws {
+        let payload = Array(#"""
+            {"config": {"a": ["}", "\"]", {"b": [1, 2, {"c": "{["}]}], "d": "\\"}, "version": 7,
+             "list": [[], {}], "checksum": "sha256:ab", "n": -1.5e3, "t": true}
+            """#.utf8)
+        let found = try JSONParser().members(["version", "checksum"], of: payload)
+        #expect(found == ["version": 7, "checksum": "sha256:ab"])
+        #expect(try JSONParser().members(["x"], of: Array(#"{}"#.utf8)).isEmpty)
+        // A truncated or mistyped document is refused, not half read.
+        #expect(throws: JSONParser.Failure.self) { try JSONParser().members(["version"], of: Array(#"{"config": {"a": [1, 2}, "version": 1"#.utf8)) }
+        #expect(throws: JSONParser.Failure.self) { try JSONParser().members(["version"], of: Array(#"[1]"#.utf8)) }
+        #expect(throws: JSONParser.Failure.self) { try JSONParser().members(["version"], of: Array(#"{"s": "unterminated}"#.utf8)) }
+    }
 }
