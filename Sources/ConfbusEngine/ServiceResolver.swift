@@ -9,7 +9,9 @@ public struct ResolvedService: Sendable {
     public var environment: String
     public var config: JSONValue
     public var checksum: String
-    public var provenance: [JSONPointer: Provenance]
+    /// The layers merged into `config`, from which `provenance` is worked out when asked.
+    let merged: LayerResolver.Result
+    public var provenance: [JSONPointer: Provenance] { merged.provenance }
     /// The newest modification time of the service's files.
     public var updatedAt: Date?
 
@@ -113,8 +115,10 @@ public struct ServiceResolver: Sendable {
         let merged = LayerResolver.merge(patches)
 
         if let schema {
-            for issue in schema.validate(merged.config) {
-                let provenance = merged.provenance.nearest(to: issue.instancePath)
+            let issues = schema.validate(merged.config)
+            let provenances = issues.isEmpty ? [:] : merged.provenance
+            for issue in issues {
+                let provenance = provenances.nearest(to: issue.instancePath)
                 var located = issue
                 located.location = provenance?.location
                 var message = "\(issue.description)"
@@ -131,7 +135,7 @@ public struct ServiceResolver: Sendable {
         }
         let modified = [files.schema, files.defaults, files.environment].compactMap { $0?.modified }.max()
         let resolved = ResolvedService(service: name, environment: options.environment, config: merged.config,
-                                       checksum: merged.config.checksum, provenance: merged.provenance, updatedAt: modified)
+                                       checksum: merged.config.checksum, merged: merged, updatedAt: modified)
         return ServiceResolution(service: name, resolved: resolved, merged: merged, errors: [], warnings: warnings)
     }
 

@@ -13,8 +13,9 @@ enum ValidateReport {
                 for error in resolution.errors { out += "error  \(line(error))\n" }
             }
             if explain, let merged = resolution.merged {
+                let provenance = merged.provenance
                 for (pointer, value) in merged.config.leaves() {
-                    let where_ = merged.provenance[pointer].map(describe) ?? "?"
+                    let where_ = provenance[pointer].map(describe) ?? "?"
                     out += "         \(pointer.tokens.isEmpty ? "/" : pointer.description) = \(value.serialized())  ← \(where_)\n"
                 }
             }
