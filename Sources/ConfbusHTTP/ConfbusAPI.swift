@@ -31,7 +31,7 @@ public struct ConfbusAPI: Sendable {
             ProblemMiddleware<ConfbusRequestContext>()
         }
         OperationsController(readiness: readiness, registry: registry).addRoutes(to: router.group())
-        ReadController(reads: distributor.reads, readiness: readiness)
+        ReadController(allReads: distributor.reads, readiness: readiness)
             .addRoutes(to: router.group().add(middleware: ReadAccessMiddleware(policy: policy)))
         AdminController(distributor: distributor, body: body)
             .addRoutes(to: router.group().add(middleware: AdminAccessMiddleware(policy: policy, readiness: readiness)))

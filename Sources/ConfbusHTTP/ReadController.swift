@@ -9,7 +9,7 @@ import Synchronization
 /// The read routes of CONTRACT.md §5: pull (with long-poll, `?version`, `?pointer`), history,
 /// diff, services, instances, schemas. Pull is served from memory.
 struct ReadController: Sendable {
-    let reads: ConfigReads
+    let allReads: ConfigReads
     let readiness: Readiness
     let maxWait: Int = 60
     let encoded = EncodedDocuments()
@@ -36,6 +36,7 @@ struct ReadController: Sendable {
     }
 
     @Sendable func config(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
+        let reads = VisibleReads(allReads, for: context.caller)
         let service = try context.requireService()
         let versionParameter = try Self.integer(request, "version")
         if request.uri.queryParameters.get("version") != nil, versionParameter == 0 {
@@ -99,6 +100,7 @@ struct ReadController: Sendable {
     }
 
     @Sendable func history(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
+        let reads = VisibleReads(allReads, for: context.caller)
         let service = try context.requireService()
         let limit = min(try Self.integer(request, "limit") ?? 50, 1000)
         let before = try Self.integer(request, "before")
@@ -119,6 +121,7 @@ struct ReadController: Sendable {
     }
 
     @Sendable func diff(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
+        let reads = VisibleReads(allReads, for: context.caller)
         let service = try context.requireService()
         guard let from = try Self.integer(request, "from"), let to = try Self.integer(request, "to") else {
             throw Problem(.badRequest, code: "bad_request", detail: "diff needs from and to")
@@ -142,6 +145,7 @@ struct ReadController: Sendable {
     }
 
     @Sendable func services(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
+        let reads = VisibleReads(allReads, for: context.caller)
         let counts = (try? await reads.instanceCounts()) ?? [:]
         let invalid = reads.invalidServices
         var entries: [ServiceName: JSONValue] = [:]
@@ -173,6 +177,7 @@ struct ReadController: Sendable {
     }
 
     @Sendable func instances(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
+        let reads = VisibleReads(allReads, for: context.caller)
         let service = try context.requireService()
         guard let latest = reads.latest(service) else { throw Problem(.notFound, code: "not_found", detail: "\(service) has no version") }
         let records = try await reads.instances(service)
@@ -194,6 +199,7 @@ struct ReadController: Sendable {
     }
 
     @Sendable func schema(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
+        let reads = VisibleReads(allReads, for: context.caller)
         let service = try context.requireService()
         guard let schema = await reads.schema(service) else { throw Problem(.notFound, code: "not_found", detail: "\(service) has no schema") }
         return Response.json(schema)

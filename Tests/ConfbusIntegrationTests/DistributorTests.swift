@@ -390,10 +390,59 @@ struct LifecycleTests {
         #expect(try await confbus.get("/v1/config/billing-api").status == 401)
         let pulled = try await confbus.get("/v1/config/billing-api", headers: ["Authorization": "Bearer read-secret-1"])
         #expect(pulled.json?["environment"] == .string("development"))
-        #expect(try await confbus.get("/v1/config/feature-flags", headers: ["Authorization": "Bearer read-secret-1"]).status == 403)
+        // Outside its scope a service does not exist for the token (CONTRACT §6c): 404, not 403.
+        #expect(try await confbus.get("/v1/config/feature-flags", headers: ["Authorization": "Bearer read-secret-1"]).status == 404)
         let log = try String(contentsOf: confbus.log, encoding: .utf8)
         for secret in ["read-secret-1", Confbus.adminToken, ":confbus@"] { #expect(!log.contains(secret), "\(secret) leaked into the log") }
         #expect(log.contains("confbus:***@"))
+    }
+
+    /// Every read path × every kind of caller × its own service, another existing service and a
+    /// missing one: a scoped token gets for another service exactly what it gets for a missing one.
+    @Test(.timeLimit(.minutes(2)))
+    func aScopedTokenSeesOnlyItsServicesOnEveryReadPath() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let confbus = try Confbus(configDir: try Harness.copyOfExampleTree(), databaseURL: try await Harness.createDatabase(), mqttURL: broker,
+                                  environment: ["CONFBUS_READ_TOKENS": "scoped:billing-api=scoped-secret,all=unscoped-secret"])
+        try await confbus.start()
+        defer { confbus.stop() }
+        let scoped = ["Authorization": "Bearer scoped-secret"]
+        let unscoped = ["Authorization": "Bearer unscoped-secret"]
+        let admin = ["Authorization": "Bearer \(Confbus.adminToken)"]
+        let paths = ["/v1/config/%@", "/v1/config/%@?version=1", "/v1/config/%@?pointer=%P", "/v1/config/%@?wait=1&after=1",
+                     "/v1/config/%@/history", "/v1/config/%@/diff?from=1&to=1", "/v1/schemas/%@", "/v1/services/%@/instances"]
+        func answer(_ path: String, _ service: String, _ headers: [String: String]) async throws -> (Int, JSONValue?) {
+            // A pointer each service has (billing-api's is not in feature-flags).
+            let pointer = service == "billing-api" ? "/log_level" : "/flags"
+            let concrete = path.replacingOccurrences(of: "%@", with: service).replacingOccurrences(of: "%P", with: pointer)
+            let result = try await confbus.get(concrete, headers: headers)
+            // The detail names the service asked for; with it spelled the same, the bodies must match.
+            let body = result.json.map { value -> JSONValue in
+                guard case .object(var o) = value else { return value }
+                o["detail"] = o["detail"]?.stringValue.map { .string($0.replacingOccurrences(of: service, with: "<service>")) }
+                o["instance"] = nil
+                return .object(o)
+            }
+            return (result.status, body)
+        }
+        for path in paths {
+            let own = try await answer(path, "billing-api", scoped)
+            #expect(own.0 == 200 || (path.contains("wait") && own.0 == 304), "\(path) own: \(own.0)")
+            let other = try await answer(path, "feature-flags", scoped)
+            let missing = try await answer(path, "no-such-service", scoped)
+            #expect(other.0 == 404, "\(path) other: \(other.0)")
+            #expect(other.0 == missing.0 && other.1 == missing.1, "\(path): \(String(describing: other.1)) vs \(String(describing: missing.1))")
+            for headers in [unscoped, admin] {
+                let status = try await answer(path, "feature-flags", headers).0
+                #expect(status == 200 || (path.contains("wait") && status == 304), "\(path) unscoped or admin: \(status)")
+            }
+            #expect(try await answer(path, "billing-api", [:]).0 == 401)
+        }
+        // Lists leave out what the token may not see.
+        let listed = try await confbus.get("/v1/services", headers: scoped).json?["services"]?.arrayValue?.compactMap { $0["service"]?.stringValue }
+        #expect(listed == ["billing-api"])
+        let all = try await confbus.get("/v1/services", headers: unscoped).json?["services"]?.arrayValue ?? []
+        #expect(all.count > 1)
     }
 
     @Test func openAPIDescribesEveryRoute() async throws {
