@@ -17,6 +17,7 @@ struct NodeConverter {
 
     private static let yamlTagPrefix = "tag:yaml.org,2002:"
 
+    /// Messages name the rule and the place, never the value: a config value may be a secret.
     func fail(_ message: String, _ mark: Mark?) -> ConfbusError {
         ConfbusError(code: .invalidYAML, message: message,
                      location: SourceLocation(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1))
@@ -116,17 +117,17 @@ struct NodeConverter {
             switch tag.dropFirst(Self.yamlTagPrefix.count) {
             case "str": return .string(text)
             case "null":
-                guard let v = Self.coreNull(text) else { throw fail("'\(text)' is not a valid !!null", scalar.mark) }
+                guard let v = Self.coreNull(text) else { throw fail("the value is not a valid !!null", scalar.mark) }
                 return v
             case "bool":
-                guard let b = Self.coreBool(text) else { throw fail("'\(text)' is not a valid !!bool", scalar.mark) }
+                guard let b = Self.coreBool(text) else { throw fail("the value is not a valid !!bool", scalar.mark) }
                 return .bool(b)
             case "int":
-                guard let v = try coreInt(text, scalar.mark) else { throw fail("'\(text)' is not a valid !!int", scalar.mark) }
+                guard let v = try coreInt(text, scalar.mark) else { throw fail("the value is not a valid !!int", scalar.mark) }
                 return v
             case "float":
                 if let v = try coreInt(text, scalar.mark), let d = v.doubleValue { return .number(d) }
-                guard let v = try coreFloat(text, scalar.mark) else { throw fail("'\(text)' is not a valid !!float", scalar.mark) }
+                guard let v = try coreFloat(text, scalar.mark) else { throw fail("the value is not a valid !!float", scalar.mark) }
                 return v
             default:
                 throw fail("tag '!!\(tag.dropFirst(Self.yamlTagPrefix.count))' is not allowed: only the YAML 1.2 core tags are", scalar.mark)
@@ -159,12 +160,12 @@ struct NodeConverter {
         let isDec: (UInt8) -> Bool = { $0 >= 48 && $0 <= 57 }
         if u.count > 2, u[0] == UInt8(ascii: "0"), u[1] == UInt8(ascii: "o") {
             guard allIn(u[2...], { $0 >= 48 && $0 <= 55 }) else { return nil }
-            guard let v = Int(text.dropFirst(2), radix: 8) else { throw fail("integer '\(text)' is out of range", mark) }
+            guard let v = Int(text.dropFirst(2), radix: 8) else { throw fail("an octal integer out of range (at most 64 bits)", mark) }
             return .integer(v)
         }
         if u.count > 2, u[0] == UInt8(ascii: "0"), u[1] == UInt8(ascii: "x") {
             guard allIn(u[2...], { isDec($0) || ($0 | 0x20 >= 97 && $0 | 0x20 <= 102) }) else { return nil }
-            guard let v = Int(text.dropFirst(2), radix: 16) else { throw fail("integer '\(text)' is out of range", mark) }
+            guard let v = Int(text.dropFirst(2), radix: 16) else { throw fail("a hexadecimal integer out of range (at most 64 bits)", mark) }
             return .integer(v)
         }
         let body = (u[0] == UInt8(ascii: "-") || u[0] == UInt8(ascii: "+")) ? u[1...] : u[...]
@@ -177,9 +178,9 @@ struct NodeConverter {
     func coreFloat(_ text: String, _ mark: Mark?) throws(ConfbusError) -> JSONValue? {
         let unsigned = text.hasPrefix("-") || text.hasPrefix("+") ? String(text.dropFirst()) : text
         if [".inf", ".Inf", ".INF"].contains(unsigned) {
-            throw fail("infinity ('\(text)') cannot be represented in JSON", mark)
+            throw fail("infinity cannot be represented in JSON", mark)
         }
-        if [".nan", ".NaN", ".NAN"].contains(text) { throw fail("NaN ('\(text)') cannot be represented in JSON", mark) }
+        if [".nan", ".NaN", ".NAN"].contains(text) { throw fail("NaN cannot be represented in JSON", mark) }
         // [-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?
         var u = Array(text.utf8)[...]
         guard !u.isEmpty else { return nil }
@@ -204,7 +205,7 @@ struct NodeConverter {
         if normalized.hasPrefix(".") { normalized = "0" + normalized }
         if normalized.hasPrefix("-.") { normalized = "-0" + normalized.dropFirst() }
         guard let d = Double(normalized) else { return nil }
-        guard d.isFinite else { throw fail("number '\(text)' is out of range", mark) }
+        guard d.isFinite else { throw fail("a number out of range (beyond a double's)", mark) }
         return .number(d)
     }
 }

@@ -86,6 +86,19 @@ struct YAMLLoaderTests {
         #expect(doc.locations[JSONPointer("/a/c/0")!] == SourceLocation(file: "t.yaml", line: 4, column: 7))
     }
 
+    /// A config value may be a secret: a refusal says what is wrong and where, never what was written.
+    @Test(arguments: [
+        ("a: !!int s3cret-value\n", "s3cret"), ("a: !!bool s3cret-value\n", "s3cret"), ("a: !!null s3cret-value\n", "s3cret"),
+        ("a: !!float s3cret-value\n", "s3cret"), ("a: 0x1FFFFFFFFFFFFFFFFFFFFFFFF\n", "1FFFF"), ("a: 0o777777777777777777777777777\n", "77777"),
+        ("a: -.inf\n", ".inf"), ("a: .NaN\n", ".NaN"), ("a: 31415926e999\n", "31415926"),
+    ])
+    func refusalsNeverQuoteTheValue(yaml: String, fragment: String) throws {
+        let error = try #require(failure(yaml))
+        #expect(error.location?.line == 1)
+        #expect(!error.message.contains(fragment), "\(error.message)")
+        #expect(!error.description.contains(fragment), "\(error.description)")
+    }
+
     /// Each bad input names the file, line and column, with a message that says what is wrong.
     @Test(arguments: [
         ("a: [1, 2\n", 2, "did not find expected"),
