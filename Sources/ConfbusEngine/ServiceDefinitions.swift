@@ -26,8 +26,10 @@ public struct ServiceDefinitions: Sendable {
         await tree.load(service).schema?.value
     }
 
-    /// Which paths the service's schema marks secret.
+    /// Which paths the service's schema marks secret: from the schema last compiled for it when
+    /// there is one (a pull reads no file), else from its files.
     public func redaction(_ service: ServiceName) async -> Redaction {
+        if let known = resolver.knownRedaction(service) { return known }
         let files = await tree.load(service)
         return await tree.compute { [resolver] in resolver.redaction(files: files) }
     }

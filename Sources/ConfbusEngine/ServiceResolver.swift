@@ -139,14 +139,22 @@ public struct ServiceResolver: Sendable {
         return ServiceResolution(service: name, resolved: resolved, merged: merged, errors: [], warnings: warnings)
     }
 
-    /// The redaction of the service's secret properties, from its current schema.
+    /// The redaction of the service's secret values, from its current schema; a service whose
+    /// schema cannot be read (a broken file, no file while schemas are required) has every member
+    /// masked, since which of its values are secret is unknown.
     public func redaction(files: ServiceFiles) -> Redaction {
-        guard let schemaFile = files.schema,
-              let schema = try? compiled.schema(for: files.name, document: schemaFile.value, identity: schemaFile.identity, compile: { () throws(CompiledSchemaError) -> CompiledSchema in
+        guard let schemaFile = files.schema else { return options.allowSchemaless ? Redaction(paths: []) : .everything }
+        guard let schema = try? compiled.schema(for: files.name, document: schemaFile.value, identity: schemaFile.identity, compile: { () throws(CompiledSchemaError) -> CompiledSchema in
                   try CompiledSchema(schemaFile.value, uri: "urn:confbus:service:\(files.name.rawValue)", options: options.validator)
               })
-        else { return Redaction(paths: []) }
-        return Redaction(paths: SchemaNavigator(schema).secretPaths())
+        else { return .everything }
+        return Redaction(paths: schema.secretPaths)
+    }
+
+    /// The redaction from the schema this process last compiled for the service, without touching
+    /// a file (for every pull); nil when it has compiled none.
+    public func knownRedaction(_ service: ServiceName) -> Redaction? {
+        compiled.latest(service).map { Redaction(paths: $0.secretPaths) }
     }
 
     /// Validates a config against the service's current schema (for rollbacks).
@@ -232,4 +240,6 @@ final class SchemaCache: Sendable {
         entries.withLock { $0[service] = (checksum, schema) }
         return schema
     }
+
+    func latest(_ service: ServiceName) -> CompiledSchema? { entries.withLock { $0[service]?.schema } }
 }

@@ -13,6 +13,15 @@ public enum Caller: Sendable {
         return false
     }
 
+    /// Secret values in full: an admin, or a read token scoped to this service (the service itself).
+    /// Open reads and unscoped read tokens see them masked.
+    public func seesSecrets(of service: ServiceName) -> Bool {
+        switch self {
+        case .admin: true
+        case .reader(let token): token?.services?.contains(service.rawValue) ?? false
+        }
+    }
+
     public func mayRead(_ service: ServiceName) -> Bool {
         switch self {
         case .admin: true

@@ -78,18 +78,24 @@ struct ReadController: Sendable {
         var headers = staleHeaders()
         let etag = "\"\(version.checksum)\""
         headers[.eTag] = etag
+        // Secrets in full only for an admin and for a token scoped to this service (CONTRACT §6c).
+        var masking: Redaction?
+        if !(context.caller?.seesSecrets(of: service) ?? false) {
+            let redaction = await reads.redaction(service)
+            if !redaction.isEmpty { masking = redaction }
+        }
         if let pointer {
             guard let value = version.config.value(at: pointer) else {
                 throw Problem(.notFound, code: "not_found", detail: "no value at \(pointer) in version \(version.version)")
             }
             return Response.json(["service": .string(service.rawValue), "version": .integer(version.version),
-                                  "pointer": .string(pointer.description), "value": value], headers: headers)
+                                  "pointer": .string(pointer.description), "value": masking?.apply(to: value, at: pointer) ?? value], headers: headers)
         }
         if let match = request.headers[.ifNoneMatch], Self.etagMatches(match, etag) {
             return Response(status: .notModified, headers: headers)
         }
         headers[.contentType] = "application/json"
-        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: encoded.body(of: version)))
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: encoded.body(of: version, masking: masking)))
     }
 
     static func etagMatches(_ header: String, _ etag: String) -> Bool {
@@ -130,10 +136,11 @@ struct ReadController: Sendable {
             throw Problem(.notFound, code: "not_found", detail: "\(service) has no version \(from) or \(to)")
         }
         // Secrets are shown only to admins.
-        let redaction = context.caller?.isAdmin == true ? Redaction(paths: []) : await reads.redaction(service)
+        let redaction = context.caller?.seesSecrets(of: service) == true ? Redaction(paths: []) : await reads.redaction(service)
         let changes = ConfigDiff.changes(from: old.config, to: new.config).map { change -> JSONValue in
             var c = change
-            if redaction.covers(c.path) {
+            // A secret, or a changed subtree that holds one, is masked whole.
+            if redaction.touches(c.path) {
                 if c.old != nil { c.old = Redaction.mask }
                 if c.new != nil { c.new = Redaction.mask }
             }
@@ -207,19 +214,42 @@ struct ReadController: Sendable {
 }
 
 /// Each service's latest document, encoded once: a pull copies a reference to these bytes.
+/// The masked form (secrets as `"***"`) is kept beside the full one, keyed also by the redaction
+/// it was made with, since a reload can change which values are secret without a new version.
 final class EncodedDocuments: Sendable {
-    private let bodies = Mutex<[ServiceName: (version: Int, checksum: String, body: ByteBuffer)]>([:])
+    private struct Held: Sendable {
+        var version: Int
+        var checksum: String
+        var redaction: Redaction?
+        var body: ByteBuffer
+    }
 
-    func body(of version: StoredVersion) -> ByteBuffer {
-        if let held = bodies.withLock({ $0[version.service] }), held.version == version.version, held.checksum == version.checksum {
+    private struct Key: Hashable {
+        var service: ServiceName
+        var masked: Bool
+    }
+
+    private let bodies = Mutex<[Key: Held]>([:])
+
+    func body(of version: StoredVersion, masking redaction: Redaction? = nil) -> ByteBuffer {
+        let key = Key(service: version.service, masked: redaction != nil)
+        if let held = bodies.withLock({ $0[key] }), held.version == version.version, held.checksum == version.checksum,
+           held.redaction == redaction {
             return held.body
         }
-        var bytes = version.document.serializedBytes()
+        var document = version.document
+        if let redaction, case .object(var object) = document, let config = object["config"] {
+            object["config"] = redaction.apply(to: config)
+            document = .object(object)
+        }
+        var bytes = document.serializedBytes()
         bytes.append(0x0A)
         let body = ByteBuffer(bytes: bytes)
         bodies.withLock { all in
             // Only the newest version of a service is kept (a `?version=` read of an old one is encoded each time).
-            if (all[version.service]?.version ?? 0) <= version.version { all[version.service] = (version.version, version.checksum, body) }
+            if (all[key]?.version ?? 0) <= version.version {
+                all[key] = Held(version: version.version, checksum: version.checksum, redaction: redaction, body: body)
+            }
         }
         return body
     }

@@ -9,6 +9,8 @@ public struct CompiledSchema: Sendable {
     public let validator: SchemaValidator
     /// Where the schema's `default`s are, laid out once (nil: left to a walk per resolution).
     private(set) var defaultsPlan: DefaultsPlan?
+    /// Where the schema's secret values are (`SchemaNavigator.secretPaths`), found once.
+    public private(set) var secretPaths: [[String]] = []
 
     public static let metaschemaURI = "https://json-schema.org/draft/2020-12/schema"
 
@@ -50,6 +52,7 @@ public struct CompiledSchema: Sendable {
         self.validator = SchemaValidator(registry: registry, uri: root, options: options)
         self.defaultsPlan = nil
         self.defaultsPlan = SchemaNavigator(self).defaultsPlan()
+        self.secretPaths = SchemaNavigator(self).secretPaths()
     }
 
     /// Every `$ref` must resolve in the local registry and every pattern must compile: a schema

@@ -153,28 +153,52 @@ public struct SchemaNavigator: Sendable {
         return out
     }
 
-    /// Paths of properties the schema marks secret (`writeOnly: true` or `x-confbus-secret: true`);
-    /// `*` stands for any member of a map that `additionalProperties` describes.
-    public func secretPaths() -> [[String]] {
+    /// Paths of values the schema marks secret (`writeOnly: true` or `x-confbus-secret: true`),
+    /// wherever they sit: `*` stands for any member of a map that `additionalProperties` or
+    /// `patternProperties` describes and for any item of an array (`items`); `prefixItems` give
+    /// their index. A pattern's members are all covered, matching or not: masking one value too
+    /// many is safe, missing one is not.
+    /// A schema recursing in many branches (`items` and `additionalProperties` both `$ref: "#"`)
+    /// would be walked exponentially: past a budget of schema objects visited the walk ends with the
+    /// paths found and the remaining subtree masked whole.
+    public func secretPaths(budget: Int = 4096) -> [[String]] {
         var out: [[String]] = []
-        collectSecrets(expand((schema.document, schema.uri)), path: [], into: &out, depth: 0)
+        var remaining = budget
+        collectSecrets(expand((schema.document, schema.uri)), path: [], into: &out, depth: 0, remaining: &remaining)
         return out
     }
 
-    private func collectSecrets(_ schemas: [Located], path: [String], into out: inout [[String]], depth: Int) {
+    private func collectSecrets(_ schemas: [Located], path: [String], into out: inout [[String]], depth: Int, remaining: inout Int) {
+        remaining -= 1
+        guard remaining >= 0 else {
+            // Out of budget: what is below here is not known, so it is treated as secret.
+            if !schemas.isEmpty { out.append(path) }
+            return
+        }
         guard depth < 32 else { return }
         if schemas.contains(where: { $0.schema["writeOnly"] == .bool(true) || $0.schema["x-confbus-secret"] == .bool(true) }) {
             out.append(path)
             return
         }
         var properties: [String: [Located]] = [:]
-        var additional: [Located] = []
+        var anyMember: [Located] = []
+        var anyItem: [Located] = []
+        var prefix: [Int: [Located]] = [:]
         for located in schemas {
             for (name, sub) in located.schema["properties"]?.objectValue ?? [:] { properties[name, default: []] += expand((sub, located.base)) }
-            if let sub = located.schema["additionalProperties"], case .object = sub { additional += expand((sub, located.base)) }
+            if let sub = located.schema["additionalProperties"], case .object = sub { anyMember += expand((sub, located.base)) }
+            for (_, sub) in located.schema["patternProperties"]?.objectValue ?? [:] { anyMember += expand((sub, located.base)) }
+            if let sub = located.schema["items"], case .object = sub { anyItem += expand((sub, located.base)) }
+            for (i, sub) in (located.schema["prefixItems"]?.arrayValue ?? []).enumerated() { prefix[i, default: []] += expand((sub, located.base)) }
         }
-        for (name, subs) in properties { collectSecrets(subs, path: path + [name], into: &out, depth: depth + 1) }
-        if !additional.isEmpty { collectSecrets(additional, path: path + ["*"], into: &out, depth: depth + 1) }
+        for (name, subs) in properties.sorted(by: { $0.key < $1.key }) {
+            collectSecrets(subs, path: path + [name], into: &out, depth: depth + 1, remaining: &remaining)
+        }
+        if !anyMember.isEmpty { collectSecrets(anyMember, path: path + ["*"], into: &out, depth: depth + 1, remaining: &remaining) }
+        for (i, subs) in prefix.sorted(by: { $0.key < $1.key }) {
+            collectSecrets(subs, path: path + [String(i)], into: &out, depth: depth + 1, remaining: &remaining)
+        }
+        if !anyItem.isEmpty { collectSecrets(anyItem, path: path + ["*"], into: &out, depth: depth + 1, remaining: &remaining) }
     }
 }
 

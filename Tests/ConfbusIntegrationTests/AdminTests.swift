@@ -245,6 +245,31 @@ struct ExportAndSecretTests {
         #expect(try await other.request("POST", "/v1/import", headers: AdminTests.admin(), body: Data(tampered.utf8)).status == 422)
     }
 
+    /// The service's own token (scoped to it) gets its secrets; an unscoped read token does not, nor
+    /// does a token scoped to another service (for which the service does not exist at all).
+    @Test(.timeLimit(.minutes(2)))
+    func onlyTheOwningServiceAndAdminsReadSecrets() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker, environment: [
+            "CONFBUS_READ_TOKENS": "billing:billing-api=own-secret,dash=unscoped-secret,flags:feature-flags=other-secret",
+        ])
+        defer { confbus.stop() }
+        let secret = "canary-\(UUID().uuidString.prefix(8))-pw"
+        #expect(try await confbus.request("PUT", "/v1/config/billing-api/override", headers: AdminTests.admin(),
+                                          body: Data(#"{"database": {"password": "\#(secret)"}}"#.utf8)).status == 200)
+        func password(_ token: String) async throws -> JSONValue? {
+            try await confbus.get("/v1/config/billing-api", headers: ["Authorization": "Bearer \(token)"]).json?["config"]?["database"]?["password"]
+        }
+        #expect(try await password("own-secret") == .string(secret))
+        #expect(try await password("unscoped-secret") == "***")
+        #expect(try await password("own-secret") == .string(secret))
+        #expect(try await confbus.get("/v1/config/billing-api", headers: ["Authorization": "Bearer other-secret"]).status == 404)
+        let ownDiff = try await confbus.get("/v1/config/billing-api/diff?from=1&to=2", headers: ["Authorization": "Bearer own-secret"])
+        #expect(ownDiff.json?["changes"]?.arrayValue?.first?["new"] == .string(secret))
+        let unscopedDiff = try await confbus.get("/v1/config/billing-api/diff?from=1&to=2", headers: ["Authorization": "Bearer unscoped-secret"])
+        #expect(!unscopedDiff.text.contains(secret))
+    }
+
     @Test(.timeLimit(.minutes(2)))
     func secretsAreRedactedForNonAdminsAndNeverLogged() async throws {
         let broker = try #require(TestServers.mqttURL)
@@ -254,8 +279,17 @@ struct ExportAndSecretTests {
         let put = try await confbus.request("PUT", "/v1/config/billing-api/override", headers: AdminTests.admin(),
                                             body: Data(#"{"database": {"password": "\#(secret)"}}"#.utf8))
         #expect(put.status == 200)
-        // The service's own document carries it.
-        #expect(try await confbus.get("/v1/config/billing-api").json?["config"]?["database"]?["password"] == .string(secret))
+        // Open reads see it masked, in the document, at its pointer and in an earlier version.
+        let open = try await confbus.get("/v1/config/billing-api")
+        #expect(open.json?["config"]?["database"]?["password"] == "***")
+        #expect(open.json?["config"]?["database"]?["host"] != "***")
+        #expect(!open.text.contains(secret))
+        #expect(try await confbus.get("/v1/config/billing-api?pointer=/database/password").json?["value"] == "***")
+        #expect(try await confbus.get("/v1/config/billing-api?pointer=/database").json?["value"]?["password"] == "***")
+        #expect(try await confbus.get("/v1/config/billing-api?version=2").json?["config"]?["database"]?["password"] == "***")
+        // An admin sees it in full (and the masked form cached for open reads does not leak into it).
+        #expect(try await confbus.get("/v1/config/billing-api", headers: AdminTests.admin()).json?["config"]?["database"]?["password"] == .string(secret))
+        #expect(try await confbus.get("/v1/config/billing-api").json?["config"]?["database"]?["password"] == "***")
         let diff = try await confbus.get("/v1/config/billing-api/diff?from=1&to=2")
         #expect(diff.json?["changes"] == [["op": "replace", "path": "/database/password", "old": "***", "new": "***"]])
         let adminDiff = try await confbus.get("/v1/config/billing-api/diff?from=1&to=2", headers: AdminTests.admin())

@@ -44,3 +44,43 @@ struct SchemaDefaultsTests {
         #expect(defaults == ["v": 1, "l": ["v": 1, "r": ["v": 1]]])
     }
 }
+
+/// Secrets are found wherever the schema marks them, and masked wherever the config puts them.
+struct SecretPathsTests {
+    @Test func secretsInArraysMapsAndPatternsAreMasked() throws {
+        let schema = try CompiledSchema(try JSONParser().parse(##"""
+            {"$defs": {"key": {"type": "string", "x-confbus-secret": true}},
+             "properties": {
+               "db": {"properties": {"password": {"writeOnly": true}, "host": {"type": "string"}}},
+               "upstreams": {"type": "array", "items": {"properties": {"token": {"$ref": "#/$defs/key"}, "url": {}}}},
+               "pair": {"prefixItems": [{"type": "string"}, {"writeOnly": true}]},
+               "clients": {"additionalProperties": {"properties": {"secret": {"writeOnly": true}}}},
+               "keys": {"patternProperties": {"^k": {"x-confbus-secret": true}}},
+               "whole": {"writeOnly": true, "type": "object"}}}
+            """##), uri: "urn:confbus:service:test")
+        let redaction = Redaction(paths: schema.secretPaths)
+        let config = try JSONParser().parse(#"""
+            {"db": {"password": "p1", "host": "h"}, "upstreams": [{"token": "t1", "url": "u"}, {"token": "t2"}],
+             "pair": ["visible", "p2"], "clients": {"a": {"secret": "s1", "name": "n"}}, "keys": {"k1": "v1"},
+             "whole": {"nested": "w1"}, "plain": 1}
+            """#)
+        let masked = redaction.apply(to: config)
+        let text = masked.serialized()
+        for secret in ["p1", "t1", "t2", "p2", "s1", "v1", "w1"] { #expect(!text.contains("\"\(secret)\""), "\(secret) in \(text)") }
+        for visible in ["h", "u", "visible", "n"] { #expect(text.contains("\"\(visible)\""), "\(visible) missing in \(text)") }
+        #expect(masked["plain"] == 1)
+        #expect(masked["whole"] == "***")
+        // A value asked for by pointer, and a changed subtree that holds a secret.
+        #expect(redaction.apply(to: config["db"]!, at: JSONPointer("/db")!) == ["password": "***", "host": "h"])
+        #expect(redaction.apply(to: "t1", at: JSONPointer("/upstreams/0/token")!) == "***")
+        #expect(redaction.touches(JSONPointer("/upstreams")!))
+        #expect(redaction.touches(JSONPointer("/upstreams/1/token")!))
+        #expect(!redaction.touches(JSONPointer("/plain")!))
+        #expect(!redaction.touches(JSONPointer("/db/host")!))
+    }
+
+    @Test func aServiceWhoseSchemaIsUnknownHasEveryMemberMasked() {
+        let masked = Redaction.everything.apply(to: ["a": 1, "b": ["c": 2]])
+        #expect(masked == ["a": "***", "b": "***"])
+    }
+}
