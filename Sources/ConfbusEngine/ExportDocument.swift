@@ -7,7 +7,17 @@ import Foundation
 public enum ExportDocument {
     public static let format = "confbus-export/1"
 
-    public static func encode(_ services: [ServiceExport], environment: String, history: Bool) -> JSONValue {
+    /// `secretsMasked` marks a document whose secret values are `"***"`: fit to read, not to import.
+    public static func encode(_ services: [ServiceExport], environment: String, history: Bool, secretsMasked: Bool = false) -> JSONValue {
+        var document = encodeServices(services, environment: environment, history: history)
+        if secretsMasked, case .object(var object) = document {
+            object["secrets_masked"] = true
+            document = .object(object)
+        }
+        return document
+    }
+
+    private static func encodeServices(_ services: [ServiceExport], environment: String, history: Bool) -> JSONValue {
         .object([
             "format": .string(format),
             "environment": .string(environment),
@@ -36,6 +46,10 @@ public enum ExportDocument {
     public static func decode(_ value: JSONValue) throws(ConfbusError) -> [ServiceExport] {
         func bad(_ message: String) -> ConfbusError { ConfbusError(code: .badRequest, message: message) }
         guard value["format"] == .string(format) else { throw bad("not a \(format) document") }
+        guard value["secrets_masked"] != .bool(true) else {
+            throw ConfbusError(code: .schemaViolation,
+                               message: "this export has its secret values masked; export with secrets=true to back up and restore")
+        }
         guard case .array(let services) = value["services"] else { throw bad("\"services\" must be an array") }
         var out: [ServiceExport] = []
         var seen = Set<ServiceName>()
@@ -92,8 +106,23 @@ public struct Archive: Sendable {
         self.store = store
     }
 
-    public func export(history: Bool) async throws -> JSONValue {
-        ExportDocument.encode(try await store.exportAll(history: history), environment: pipeline.options.environment, history: history)
+    /// Without `secrets`, every value a service's schema marks secret is `"***"`, in its versions and
+    /// override layers (the checksums stay those of the real configs, so such a document cannot be
+    /// imported).
+    public func export(history: Bool, secrets: Bool = true) async throws -> JSONValue {
+        var services = try await store.exportAll(history: history)
+        if !secrets {
+            for (i, service) in services.enumerated() {
+                let redaction = await definitions.redaction(service.service)
+                guard !redaction.isEmpty else { continue }
+                services[i].overrideLayer = service.overrideLayer.map { redaction.apply(to: $0) }
+                for (n, entry) in service.versions.enumerated() {
+                    services[i].versions[n].stored.config = redaction.apply(to: entry.stored.config)
+                    services[i].versions[n].overrideLayer = entry.overrideLayer.map { redaction.apply(to: $0) }
+                }
+            }
+        }
+        return ExportDocument.encode(services, environment: pipeline.options.environment, history: history, secretsMasked: !secrets)
     }
 
     /// Stores an export in a database without those services; returns how many versions it held.

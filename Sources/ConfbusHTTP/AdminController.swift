@@ -144,7 +144,14 @@ struct AdminController: Sendable {
         case "true", "1": history = true
         default: throw Problem(.badRequest, code: "bad_request", detail: "history must be true or false")
         }
-        return Response.json(try await distributor.archive.export(history: history))
+        // Secret values are masked unless asked for (CONTRACT §6c): a backup to restore needs them.
+        let secrets: Bool
+        switch request.uri.queryParameters.get("secrets").map({ String($0) }) {
+        case nil, "false", "0": secrets = false
+        case "true", "1": secrets = true
+        default: throw Problem(.badRequest, code: "bad_request", detail: "secrets must be true or false")
+        }
+        return Response.json(try await distributor.archive.export(history: history, secrets: secrets))
     }
 
     @Sendable func importDocument(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {

@@ -217,7 +217,7 @@ struct ExportAndSecretTests {
                                      body: Data(#"{"database": {"pool_size": 33}}"#.utf8))
         _ = try await source.request("POST", "/v1/batch", headers: AdminTests.admin(), body: Data(BatchTests.batch.utf8))
         #expect(try await source.get("/v1/export?history=true").status == 401)
-        let first = try await source.get("/v1/export?history=true", headers: AdminTests.admin())
+        let first = try await source.get("/v1/export?history=true&secrets=true", headers: AdminTests.admin())
         #expect(first.status == 200)
         let document = try #require(first.json)
         #expect(document["services"]?.arrayValue?.count == 3)
@@ -231,7 +231,7 @@ struct ExportAndSecretTests {
         let imported = try await target.request("POST", "/v1/import", headers: AdminTests.admin(), body: first.body)
         #expect(imported.status == 200)
         #expect(imported.json?["imported_versions"] == .integer(7))
-        let second = try await target.get("/v1/export?history=true", headers: AdminTests.admin())
+        let second = try await target.get("/v1/export?history=true&secrets=true", headers: AdminTests.admin())
         #expect(second.json == document)
         #expect(String(decoding: second.body, as: UTF8.self) == String(decoding: first.body, as: UTF8.self))
         #expect(try await target.get("/v1/config/billing-api").json?["version"] == .integer(3))
@@ -294,6 +294,14 @@ struct ExportAndSecretTests {
         #expect(diff.json?["changes"] == [["op": "replace", "path": "/database/password", "old": "***", "new": "***"]])
         let adminDiff = try await confbus.get("/v1/config/billing-api/diff?from=1&to=2", headers: AdminTests.admin())
         #expect(adminDiff.json?["changes"]?.arrayValue?.first?["new"] == .string(secret))
+        // An export masks secrets in versions and layers unless an admin asks for them, and a masked
+        // export cannot be imported.
+        let masked = try await confbus.get("/v1/export?history=true", headers: AdminTests.admin())
+        #expect(masked.status == 200 && !masked.text.contains(secret) && masked.json?["secrets_masked"] == true)
+        #expect(try await confbus.get("/v1/export?history=true&secrets=true", headers: AdminTests.admin()).text.contains(secret))
+        let refusedImport = try await confbus.request("POST", "/v1/import", headers: AdminTests.admin(), body: masked.body)
+        #expect(refusedImport.status == 422)
+        #expect(refusedImport.json?["detail"]?.stringValue?.contains("secrets=true") == true)
         // Export is for admins only: no token and read tokens get 401, so it cannot leak the secret.
         #expect(try await confbus.get("/v1/export?history=true").status == 401)
         let history = String(decoding: try await confbus.get("/v1/config/billing-api/history").body, as: UTF8.self)

@@ -62,7 +62,7 @@ struct InputBoundsTests {
         let broker = try #require(TestServers.mqttURL)
         let (source, _) = try await Harness.startedConfbus(broker: broker)
         defer { source.stop() }
-        let exported = try #require(try await source.get("/v1/export?history=true", headers: Self.admin).json)
+        let exported = try #require(try await source.get("/v1/export?history=true&secrets=true", headers: Self.admin).json)
 
         // A target whose tree holds billing-api's schema only: it is invalid there, so it has no
         // version, and an import of it is checked against that schema.

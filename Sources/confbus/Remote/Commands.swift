@@ -150,11 +150,12 @@ struct Export: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Write every service's layers and versions as one JSON document.")
     @OptionGroup var remote: RemoteOptions
     @Flag(help: "Every version, not only the latest (needed to import).") var history = false
+    @Flag(help: "Secret values in full instead of \"***\" (needed to import).") var secrets = false
     @Option(name: .short, help: "Write to this file instead of standard output.") var outputFile: String?
 
     func run() async throws {
         let client = RemoteClient(options: remote)
-        let answer = try client.checked(try await client.send("GET", "/v1/export?history=\(history)"))
+        let answer = try client.checked(try await client.send("GET", "/v1/export?history=\(history)&secrets=\(secrets)"))
         if let outputFile {
             guard FileManager.default.createFile(atPath: outputFile, contents: Data(answer.body)) else {
                 throw ValidationError("cannot write \(outputFile)")
