@@ -46,7 +46,7 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
                             readiness: readiness, options: .init(node: settings.nodeID), failpoints: failpoints, logger: logger,
                             handoff: distributor.pipeline.handoff)
 
-    let router = Router(context: ConfbusRequestContext.self)
+    let router = Router(context: ConfbusRequestContext.self, options: .autoGenerateHeadEndpoints)
     ConfbusAPI(distributor: distributor, readiness: readiness, adminTokens: settings.adminTokens, readTokens: settings.readTokens,
                registry: registry, maxBodyBytes: settings.maxDocumentBytes,
                parseYAML: { [limits = YAMLLoader.Limits(maxDocumentBytes: settings.maxDocumentBytes)] bytes in

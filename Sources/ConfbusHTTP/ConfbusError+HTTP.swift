@@ -81,6 +81,15 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             if error.status == .notFound, let name = Self.serviceSegment(request.uri.path), !ServiceName.isValid(name) {
                 return Problem(.badRequest, code: "invalid_name", detail: "invalid service name in the URL").response()
             }
+            // The router has no route for this method; when the path has others, that is 405 with
+            // the methods it does have (RFC 9110 §15.5.6), not 404.
+            if error.status == .notFound, let allowed = OpenAPIDocument.methods(at: request.uri.path), !allowed.isEmpty,
+               !allowed.contains(request.method.rawValue) {
+                var response = Problem(.methodNotAllowed, code: "method_not_allowed",
+                                       detail: "\(request.method.rawValue) is not allowed here; allowed: \(allowed.joined(separator: ", "))").response()
+                response.headers[.allow] = allowed.joined(separator: ", ")
+                return response
+            }
             return Problem(error.status, code: error.status == .notFound ? "not_found" : "http_error",
                            detail: error.body ?? error.status.reasonPhrase).response()
         } catch is NIOTooManyBytesError {

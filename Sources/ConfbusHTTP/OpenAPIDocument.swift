@@ -12,6 +12,31 @@ enum OpenAPIDocument {
         var admin = false
     }
 
+    /// The methods the API serves at a concrete path (`HEAD` with every `GET`), matched against the
+    /// documented paths with `{service}` standing for one segment; nil when no path matches.
+    static func methods(at path: String) -> [String]? {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        var methods: [String] = []
+        for (template, allowed) in methodsByPath {
+            let parts = template.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count == segments.count,
+                  zip(parts, segments).allSatisfy({ $0.hasPrefix("{") && $0.hasSuffix("}") ? !$1.isEmpty : $0 == $1 })
+            else { continue }
+            methods += allowed
+        }
+        return methods.isEmpty ? nil : Array(Set(methods)).sorted()
+    }
+
+    private static let methodsByPath: [String: [String]] = {
+        var table: [String: [String]] = [:]
+        for operation in operations {
+            let method = operation.method.uppercased()
+            table[operation.path, default: []].append(method)
+            if method == "GET" { table[operation.path, default: []].append("HEAD") }
+        }
+        return table
+    }()
+
     static let operations: [Operation] = [
         Operation(method: "get", path: "/healthz", summary: "Liveness", responses: ["200": "alive"]),
         Operation(method: "get", path: "/readyz", summary: "Readiness: PostgreSQL and MQTT connected",

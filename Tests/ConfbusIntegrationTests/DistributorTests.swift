@@ -460,6 +460,22 @@ struct LifecycleTests {
             #expect(status != 404 || path.contains("diff"), "\(path) is documented but not served")
         }
         #expect(paths.keys.contains("/v1/reload"))
+        // A method the document does not list for a path is 405 with the ones it does (HEAD with GET).
+        let methods = ["get", "put", "post", "patch", "delete"]
+        for (path, item) in paths {
+            let concrete = path.replacingOccurrences(of: "{service}", with: "billing-api")
+            var documented = Set(methods.filter { item[$0] != nil }.map { $0.uppercased() })
+            if documented.contains("GET") { documented.insert("HEAD") }
+            for method in methods.map({ $0.uppercased() }) where !documented.contains(method) {
+                let answer = try await confbus.request(method, concrete, headers: ["Authorization": "Bearer \(Confbus.adminToken)"])
+                #expect(answer.status == 405, "\(method) \(path): \(answer.status)")
+                let allow = Set((answer.headers["allow"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+                #expect(allow == documented, "\(method) \(path): Allow \(allow)")
+                #expect(answer.json?["type"]?.stringValue?.hasSuffix("/method_not_allowed") == true)
+            }
+        }
+        #expect(try await confbus.request("HEAD", "/v1/config/billing-api").status == 200)
+        #expect(try await confbus.request("DELETE", "/v1/no-such-route").status == 404)
     }
 }
 
