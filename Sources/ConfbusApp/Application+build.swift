@@ -48,7 +48,7 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
 
     let router = Router(context: ConfbusRequestContext.self, options: .autoGenerateHeadEndpoints)
     ConfbusAPI(distributor: distributor, readiness: readiness, adminTokens: settings.adminTokens, readTokens: settings.readTokens,
-               registry: registry, maxBodyBytes: settings.maxDocumentBytes,
+               registry: registry, maxBodyBytes: settings.maxDocumentBytes, rateLimit: settings.rateLimit,
                parseYAML: { [limits = YAMLLoader.Limits(maxDocumentBytes: settings.maxDocumentBytes)] bytes in
                    try YAMLLoader(limits: limits).load(bytes: bytes, file: "request body", requireMapping: true).value
                }).addRoutes(to: router)

@@ -11,7 +11,7 @@ import SystemPackage
 /// (development), `config_dir` (config), `http_host` (127.0.0.1), `http_port` (8080),
 /// `topic_prefix` (config), `node_id` (the host name), `health_interval` (10s),
 /// `reconcile_interval` (30s), `admin_tokens`, `read_tokens` (secret lists), `max_document_bytes`
-/// (1 MiB), `allow_schemaless` (false), `instance_ttl` (24h of silence before an instance is
+/// (1 MiB), `rate_limit` (1000 requests a second per token, 0 for none), `allow_schemaless` (false), `instance_ttl` (24h of silence before an instance is
 /// forgotten), `log_level` (info), `log_format` (text|json).
 /// Precedence: flags, then `CONFBUS_*` variables, then `<config_dir>/confbus.yaml`, then defaults.
 public struct Settings: Sendable {
@@ -29,6 +29,8 @@ public struct Settings: Sendable {
     public var adminTokens: [AccessToken]
     public var readTokens: [AccessToken]
     public var maxDocumentBytes: Int
+    /// HTTP requests a second per token (bursts of twice that); 0 turns the limit off.
+    public var rateLimit: Int
     public var allowSchemaless: Bool
     public var logLevel: Logger.Level
     public var logFormat: LogFormat
@@ -110,6 +112,7 @@ public struct Settings: Sendable {
             throw Invalid(description: error.message)
         }
         maxDocumentBytes = try integer("max_document_bytes", 1 << 20, range: 1024...(64 << 20))
+        rateLimit = try integer("rate_limit", 1000, range: 0...1_000_000)
         switch text("allow_schemaless")?.lowercased() {
         case nil: allowSchemaless = false
         case "true", "1", "yes": allowSchemaless = true

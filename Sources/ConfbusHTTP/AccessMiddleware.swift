@@ -59,11 +59,13 @@ func pathService(_ context: ConfbusRequestContext) throws -> ServiceName? {
 /// scope answers exactly as a missing one.
 struct ReadAccessMiddleware: RouterMiddleware {
     let policy: AccessPolicy
+    let limiter: RateLimiter
 
     func handle(_ request: Request, context: ConfbusRequestContext,
                 next: (Request, ConfbusRequestContext) async throws -> Response) async throws -> Response {
         var context = context
         let caller = try policy.reader(request)
+        try limiter.admit(caller)
         context.caller = caller
         context.service = try pathService(context)
         return try await next(request, context)
@@ -75,11 +77,13 @@ struct ReadAccessMiddleware: RouterMiddleware {
 struct AdminAccessMiddleware: RouterMiddleware {
     let policy: AccessPolicy
     let readiness: Readiness
+    let limiter: RateLimiter
 
     func handle(_ request: Request, context: ConfbusRequestContext,
                 next: (Request, ConfbusRequestContext) async throws -> Response) async throws -> Response {
         var context = context
         context.caller = try policy.administrator(request)
+        try limiter.admit(context.caller)
         context.service = try pathService(context)
         if request.method != .get, !readiness.database {
             throw Problem(.serviceUnavailable, code: "store_unavailable", detail: "the database is unreachable; nothing was changed")

@@ -12,9 +12,11 @@ public struct ConfbusAPI: Sendable {
     let policy: AccessPolicy
     let registry: PrometheusCollectorRegistry
     let body: BodyReader
+    let limiter: RateLimiter
 
+    /// `rateLimit`: requests a second per token (0: none).
     public init(distributor: Distributor, readiness: Readiness, adminTokens: [AccessToken], readTokens: [AccessToken],
-                registry: PrometheusCollectorRegistry, maxBodyBytes: Int = 1 << 20,
+                registry: PrometheusCollectorRegistry, maxBodyBytes: Int = 1 << 20, rateLimit: Int = 0,
                 parseYAML: @escaping @Sendable ([UInt8]) throws -> JSONValue = { _ in
                     throw ConfbusError(code: .badRequest, message: "YAML bodies are not supported here")
                 }) {
@@ -23,6 +25,7 @@ public struct ConfbusAPI: Sendable {
         self.policy = AccessPolicy(adminTokens: adminTokens, readTokens: readTokens)
         self.registry = registry
         self.body = BodyReader(maxBytes: maxBodyBytes, parseYAML: parseYAML)
+        self.limiter = RateLimiter(rate: rateLimit)
     }
 
     public func addRoutes(to router: Router<ConfbusRequestContext>) {
@@ -32,9 +35,9 @@ public struct ConfbusAPI: Sendable {
         }
         OperationsController(readiness: readiness, registry: registry).addRoutes(to: router.group())
         ReadController(allReads: distributor.reads, readiness: readiness)
-            .addRoutes(to: router.group().add(middleware: ReadAccessMiddleware(policy: policy)))
+            .addRoutes(to: router.group().add(middleware: ReadAccessMiddleware(policy: policy, limiter: limiter)))
         AdminController(distributor: distributor, body: body)
-            .addRoutes(to: router.group().add(middleware: AdminAccessMiddleware(policy: policy, readiness: readiness)))
+            .addRoutes(to: router.group().add(middleware: AdminAccessMiddleware(policy: policy, readiness: readiness, limiter: limiter)))
     }
 }
 

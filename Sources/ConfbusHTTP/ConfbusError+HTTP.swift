@@ -10,13 +10,16 @@ public struct Problem: Error, Sendable {
     public var detail: String
     public var code: String
     public var errors: [ValidationIssue]
+    /// Seconds for `Retry-After`, when the client should come back later.
+    public var retryAfter: Int?
 
-    public init(_ status: HTTPResponse.Status, code: String, detail: String, errors: [ValidationIssue] = []) {
+    public init(_ status: HTTPResponse.Status, code: String, detail: String, errors: [ValidationIssue] = [], retryAfter: Int? = nil) {
         self.status = status
         self.title = status.reasonPhrase
         self.detail = detail
         self.code = code
         self.errors = errors
+        self.retryAfter = retryAfter
     }
 
     public init(_ error: ConfbusError) {
@@ -52,7 +55,9 @@ public struct Problem: Error, Sendable {
     }
 
     func response() -> Response {
-        Response.json(json, status: status, contentType: "application/problem+json")
+        var response = Response.json(json, status: status, contentType: "application/problem+json")
+        if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
+        return response
     }
 }
 

@@ -29,6 +29,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Comma-separated name=secret entries.") var adminTokens: String?
     @Option(help: "Comma-separated name[:svc|svc]=secret entries.") var readTokens: String?
     @Option(help: "Largest document, HTTP body or MQTT payload, in bytes.") var maxDocumentBytes: Int?
+    @Option(help: "HTTP requests a second per token (bursts of twice that); 0 for no limit.") var rateLimit: Int?
     @Flag(help: "Distribute services without a schema.") var allowSchemaless = false
     @Option(help: "trace, debug, info, notice, warning, error, critical") var logLevel: String?
     @Option(help: "text or json") var logFormat: String?
@@ -40,7 +41,7 @@ struct Serve: AsyncParsableCommand {
             ("database_url", databaseURL), ("mqtt_url", mqttURL), ("environment", self.environment), ("http_host", httpHost),
             ("http_port", httpPort.map(String.init)), ("topic_prefix", topicPrefix), ("node_id", nodeId),
             ("health_interval", healthInterval), ("reconcile_interval", reconcileInterval), ("instance_ttl", instanceTTL), ("admin_tokens", adminTokens),
-            ("read_tokens", readTokens), ("max_document_bytes", maxDocumentBytes.map(String.init)),
+            ("read_tokens", readTokens), ("max_document_bytes", maxDocumentBytes.map(String.init)), ("rate_limit", rateLimit.map(String.init)),
             ("allow_schemaless", allowSchemaless ? "true" : nil), ("log_level", logLevel), ("log_format", logFormat),
         ]
         for case (let key, let value?) in options { flags[key] = value }

@@ -245,6 +245,37 @@ struct ExportAndSecretTests {
         #expect(try await other.request("POST", "/v1/import", headers: AdminTests.admin(), body: Data(tampered.utf8)).status == 422)
     }
 
+    /// Past its rate a token gets 429 problem+json with Retry-After; another token is not affected,
+    /// and the first is served again once its bucket refills.
+    @Test(.timeLimit(.minutes(2)))
+    func aTokenPastItsRateIsToldWhenToRetry() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker, environment: [
+            "CONFBUS_RATE_LIMIT": "5", "CONFBUS_READ_TOKENS": "busy=busy-secret,calm=calm-secret",
+        ])
+        defer { confbus.stop() }
+        let busy = ["Authorization": "Bearer busy-secret"]
+        var statuses: [Int] = []
+        var limited: Confbus.HTTPResult?
+        for _ in 0..<30 {
+            let answer = try await confbus.get("/v1/config/billing-api", headers: busy)
+            statuses.append(answer.status)
+            if answer.status == 429 { limited = answer }
+        }
+        // A burst of twice the rate passes, then the bucket is empty.
+        #expect(statuses.prefix(10).allSatisfy { $0 == 200 }, "\(statuses)")
+        #expect(statuses.contains(429))
+        let refusal = try #require(limited)
+        #expect(Int(refusal.headers["retry-after"] ?? "") ?? 0 >= 1)
+        #expect(refusal.headers["content-type"] == "application/problem+json")
+        #expect(refusal.json?["type"]?.stringValue?.hasSuffix("/rate_limited") == true)
+        #expect(try await confbus.get("/v1/config/billing-api", headers: ["Authorization": "Bearer calm-secret"]).status == 200)
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(try await confbus.get("/v1/config/billing-api", headers: busy).status == 200)
+        let metrics = String(decoding: try await confbus.get("/metrics").body, as: UTF8.self)
+        #expect(metrics.contains("confbus_rate_limited_total{api=\"http\"}"))
+    }
+
     /// The service's own token (scoped to it) gets its secrets; an unscoped read token does not, nor
     /// does a token scoped to another service (for which the service does not exist at all).
     @Test(.timeLimit(.minutes(2)))
