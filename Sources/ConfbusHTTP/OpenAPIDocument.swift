@@ -97,6 +97,30 @@ enum OpenAPIDocument {
         ],
     ]
 
+    /// The constraints the handlers enforce on each query parameter.
+    static func querySchema(_ name: String) -> JSONValue {
+        switch name {
+        case "pointer": ["type": "string", "pattern": "^/"]
+        case "history", "secrets": ["type": "boolean"]
+        case "version": ["type": "integer", "minimum": 1]
+        // `wait` above 60 and `limit` above 1000 are accepted and clamped, so they carry no maximum.
+        default: ["type": "integer", "minimum": 0]
+        }
+    }
+
+    /// Answers every operation of a kind can give besides its own: a malformed service name, a
+    /// missing token, a token past its rate, a write while the database is down.
+    static func commonResponses(_ op: Operation) -> [String: String] {
+        var common: [String: String] = [:]
+        if op.path.contains("{service}") { common["400"] = "malformed service name or parameter" }
+        let operational = ["/healthz", "/readyz", "/metrics", "/openapi.json"].contains(op.path)
+        guard !operational else { return common }
+        common["401"] = op.admin ? "admin token required" : "a read token is required (when read tokens are set)"
+        common["429"] = "this token is past its rate limit (Retry-After says when to retry)"
+        if op.admin && op.method != "get" { common["503"] = "the database is unreachable; nothing was changed" }
+        return common
+    }
+
     static let document: JSONValue = {
         var paths: [String: JSONValue] = [:]
         for op in operations {
@@ -107,10 +131,10 @@ enum OpenAPIDocument {
             }
             for q in op.query {
                 parameters.append(["name": .string(q.name), "in": "query", "required": false, "description": .string(q.description),
-                                   "schema": ["type": ["pointer", "service"].contains(q.name) ? "string" : (q.name == "history" ? "boolean" : "integer")]])
+                                   "schema": querySchema(q.name)])
             }
             var responses: [String: JSONValue] = [:]
-            for (code, description) in op.responses {
+            for (code, description) in commonResponses(op).merging(op.responses, uniquingKeysWith: { _, own in own }) {
                 let json = code.hasPrefix("2") || code == "304" ? "application/json" : "application/problem+json"
                 var response: [String: JSONValue] = ["description": .string(description)]
                 if code != "304" && op.path != "/metrics" {

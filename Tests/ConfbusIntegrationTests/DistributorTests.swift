@@ -475,6 +475,19 @@ struct LifecycleTests {
             }
         }
         #expect(try await confbus.request("HEAD", "/v1/config/billing-api").status == 200)
+        // The constraints and answers the handlers have are in the document.
+        let pull = try #require(paths["/v1/config/{service}"]?["get"])
+        let version = pull["parameters"]?.arrayValue?.first { $0["name"] == "version" }
+        #expect(version?["schema"]?["minimum"] == 1)
+        for (path, item) in paths {
+            for (method, operation) in item.objectValue ?? [:] {
+                let codes = Set(operation["responses"]?.objectValue?.keys.map { $0 } ?? [])
+                if path.contains("{service}") { #expect(codes.contains("400"), "\(method) \(path)") }
+                if !["/healthz", "/readyz", "/metrics", "/openapi.json"].contains(path) {
+                    #expect(codes.isSuperset(of: ["401", "429"]), "\(method) \(path): \(codes.sorted())")
+                }
+            }
+        }
         #expect(try await confbus.request("DELETE", "/v1/no-such-route").status == 404)
     }
 }
