@@ -2,8 +2,9 @@ import ConfbusMQTT
 import Foundation
 import Testing
 
-/// The broker configuration shipped in docker/mosquitto: authentication on, and an ACL in which
-/// only confbus may publish updates. Also exercises user/password from the MQTT URL.
+/// The broker configuration shipped in docker/mosquitto: authentication on (a password file written
+/// by `confbus mqtt passwd`), and an ACL in which only confbus may publish updates. Also exercises
+/// user/password from the MQTT URL.
 @Suite(.requiresMQTT, .serialized)
 struct BrokerACLTests {
     @Test(.timeLimit(.minutes(1)))
@@ -20,14 +21,21 @@ struct BrokerACLTests {
         try FileManager.default.copyItem(at: shipped.appendingPathComponent("acl"), to: dir.appendingPathComponent("acl"))
         let passwd = dir.appendingPathComponent("passwd")
         FileManager.default.createFile(atPath: passwd.path, contents: nil)
-        for (user, password) in [("confbus", "confbus-pw"), ("billing-api", "billing-pw")] {
+        // The password file is written by `confbus mqtt passwd` (mosquitto's $7$ format), the
+        // password on standard input; mosquitto itself then accepts or refuses the connections.
+        for (user, password) in [("confbus", "confbus-password-1234"), ("billing-api", "billing-password-5678")] {
             let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/mosquitto_passwd")
-            p.arguments = ["-b", passwd.path, user, password]
+            p.executableURL = try Harness.binary()
+            p.arguments = ["mqtt", "passwd", passwd.path, user]
+            let input = Pipe()
+            p.standardInput = input
             try p.run()
+            input.fileHandleForWriting.write(Data((password + "\n").utf8))
+            try input.fileHandleForWriting.close()
             p.waitUntilExit()
             #expect(p.terminationStatus == 0)
         }
+        #expect(!(try String(contentsOf: passwd, encoding: .utf8)).contains("password-"))
         if getuid() == 0 {
             for path in [dir.path, passwd.path, dir.appendingPathComponent("acl").path] { chown(path, mosquittoUID(), 0) }
             chmod(passwd.path, 0o600)
@@ -40,10 +48,24 @@ struct BrokerACLTests {
         track(broker)
         defer { kill(broker.processIdentifier, SIGKILL); broker.waitUntilExit() }
         try await waitForPort(port)
+        // A wrong password is refused by the broker.
+        func publishes(_ user: String, _ password: String) throws -> Bool {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/mosquitto_pub")
+            p.arguments = ["-h", "127.0.0.1", "-p", String(port), "-u", user, "-P", password, "-q", "1",
+                           "-t", "config/register/\(user)", "-m", #"{"instance": "probe"}"#]
+            p.standardError = FileHandle.nullDevice
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            return p.terminationStatus == 0
+        }
+        #expect(try publishes("billing-api", "billing-password-5678"))
+        #expect(try !publishes("billing-api", "billing-password-0000"))
 
-        let confbus = try await MQTTProbe(url: "mqtt://confbus:confbus-pw@127.0.0.1:\(port)", name: "confbus")
+        let confbus = try await MQTTProbe(url: "mqtt://confbus:confbus-password-1234@127.0.0.1:\(port)", name: "confbus")
         defer { Task { await confbus.shutdown() } }
-        let service = try await MQTTProbe(url: "mqtt://billing-api:billing-pw@127.0.0.1:\(port)", name: "billing-api")
+        let service = try await MQTTProbe(url: "mqtt://billing-api:billing-password-5678@127.0.0.1:\(port)", name: "billing-api")
         defer { Task { await service.shutdown() } }
 
         try await confbus.publish("config/update/billing-api", #"{"version": 1}"#, retain: true)

@@ -1,0 +1,77 @@
+import ArgumentParser
+import ConfbusCore
+import Crypto
+import _CryptoExtras
+import Foundation
+
+/// Broker identities (CONTRACT §10): the files mosquitto reads, written by confbus.
+struct MQTT: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "mqtt", abstract: "Files for the MQTT broker's identities.",
+                                                    subcommands: [Passwd.self])
+}
+
+/// Adds or replaces one user in a mosquitto `password_file`, in mosquitto's own `$7$` format
+/// (PBKDF2-SHA512), reading the password from standard input so it never shows in a process list.
+struct Passwd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Add or replace a user in a mosquitto password_file; the password is read from standard input.",
+        discussion: "The user is a service's name (its instances connect as it) or _confbus for the distributor.")
+
+    @Argument(help: "The password file (created with mode 0600 if missing).") var file: String
+    @Argument(help: "The user name.") var user: String
+    @Option(help: "PBKDF2 rounds: the broker pays them on every connection.") var rounds = 10_000
+    @Flag(help: "Remove the user instead.") var delete = false
+
+    static let minimumPasswordLength = 16
+
+    func run() throws {
+        guard user == "_confbus" || ServiceName.isValid(user) else {
+            throw ValidationError("\(user) is not a service name (nor _confbus)")
+        }
+        guard (1_000...10_000_000).contains(rounds) else { throw ValidationError("--rounds must be in 1000...10000000") }
+        var lines = (try? String(contentsOfFile: file, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
+        lines.removeAll { $0.hasPrefix(user + ":") }
+        if !delete {
+            guard let password = readLine(strippingNewline: true), password.count >= Self.minimumPasswordLength else {
+                throw ValidationError("a password of at least \(Self.minimumPasswordLength) characters is expected on standard input")
+            }
+            lines.append(user + ":" + (try Self.hash(password, rounds: rounds)))
+        }
+        try Self.writeAtomically(lines.map { $0 + "\n" }.joined(), to: file)
+    }
+
+    /// `$7$<rounds>$<salt>$<hash>`: PBKDF2-SHA512 over a 12-byte random salt, 64 bytes, base64.
+    static func hash(_ password: String, rounds: Int, salt: [UInt8]? = nil) throws -> String {
+        var salt = salt ?? []
+        if salt.isEmpty {
+            var generator = SystemRandomNumberGenerator()
+            salt = (0..<12).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        }
+        let key = try KDF.Insecure.PBKDF2.deriveKey(from: Array(password.utf8), salt: salt, using: .sha512, outputByteCount: 64,
+                                                     unsafeUncheckedRounds: rounds)
+        let hash = key.withUnsafeBytes { Data($0) }
+        return "$7$\(rounds)$\(Data(salt).base64EncodedString())$\(hash.base64EncodedString())"
+    }
+
+    /// Temp file (0600), fsync, rename over the old one, fsync the directory.
+    static func writeAtomically(_ text: String, to path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+        let temporary = (directory as NSString).appendingPathComponent(".\((path as NSString).lastPathComponent).\(getpid()).tmp")
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard fd >= 0 else { throw ValidationError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count, fsync(fd) == 0 else {
+            close(fd)
+            unlink(temporary)
+            throw ValidationError("cannot write \(temporary)")
+        }
+        close(fd)
+        guard rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw ValidationError("cannot replace \(path): \(String(cString: strerror(errno)))")
+        }
+        let dirfd = open(directory, O_RDONLY)
+        if dirfd >= 0 { fsync(dirfd); close(dirfd) }
+    }
+}
