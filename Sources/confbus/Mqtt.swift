@@ -10,34 +10,48 @@ struct MQTT: AsyncParsableCommand {
                                                     subcommands: [Passwd.self])
 }
 
-/// Adds or replaces one user in a mosquitto `password_file`, in mosquitto's own `$7$` format
-/// (PBKDF2-SHA512), reading the password from standard input so it never shows in a process list.
+/// Creates or rotates a broker identity (CONTRACT §10): a new random secret, its line in mosquitto's
+/// own `$7$` format (PBKDF2-SHA512) written into the password file atomically, and the secret printed
+/// once, alone on the last line of standard output. Nothing else ever holds it.
 struct Passwd: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Add or replace a user in a mosquitto password_file; the password is read from standard input.",
-        discussion: "The user is a service's name (its instances connect as it) or _confbus for the distributor.")
+        abstract: "Create or rotate a broker identity; prints the new secret once, on the last line.",
+        discussion: "The user is a service's name (its instances connect as it, their client id the instance id) or _confbus for the distributor.")
 
-    @Argument(help: "The password file (created with mode 0600 if missing).") var file: String
-    @Argument(help: "The user name.") var user: String
+    @Argument(help: "A service's name, or _confbus.") var user: String
+    @Option(help: "The mosquitto password_file (created with mode 0600 if missing).") var passwordFile = "/etc/mosquitto/passwd"
     @Option(help: "PBKDF2 rounds: the broker pays them on every connection.") var rounds = 10_000
-    @Flag(help: "Remove the user instead.") var delete = false
-
-    static let minimumPasswordLength = 16
+    @Flag(help: "Remove the identity instead.") var delete = false
 
     func run() throws {
         guard user == "_confbus" || ServiceName.isValid(user) else {
             throw ValidationError("\(user) is not a service name (nor _confbus)")
         }
         guard (1_000...10_000_000).contains(rounds) else { throw ValidationError("--rounds must be in 1000...10000000") }
-        var lines = (try? String(contentsOfFile: file, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
+        var lines = (try? String(contentsOfFile: passwordFile, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
+        let rotated = lines.contains { $0.hasPrefix(user + ":") }
         lines.removeAll { $0.hasPrefix(user + ":") }
+        var secret: String?
         if !delete {
-            guard let password = readLine(strippingNewline: true), password.count >= Self.minimumPasswordLength else {
-                throw ValidationError("a password of at least \(Self.minimumPasswordLength) characters is expected on standard input")
-            }
-            lines.append(user + ":" + (try Self.hash(password, rounds: rounds)))
+            let generated = Self.newSecret()
+            lines.append(user + ":" + (try Self.hash(generated, rounds: rounds)))
+            secret = generated
         }
-        try Self.writeAtomically(lines.map { $0 + "\n" }.joined(), to: file)
+        try Self.writeAtomically(lines.map { $0 + "\n" }.joined(), to: passwordFile)
+        if let secret {
+            print("\(rotated ? "rotated" : "created") the broker identity \(user) in \(passwordFile); its secret, shown only now:")
+            print(secret)
+        } else {
+            print(rotated ? "removed the broker identity \(user) from \(passwordFile)" : "\(user) had no identity in \(passwordFile)")
+        }
+    }
+
+    /// 32 random bytes, base64url without padding (43 characters).
+    static func newSecret() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 
     /// `$7$<rounds>$<salt>$<hash>`: PBKDF2-SHA512 over a 12-byte random salt, 64 bytes, base64.

@@ -21,21 +21,39 @@ struct BrokerACLTests {
         try FileManager.default.copyItem(at: shipped.appendingPathComponent("acl"), to: dir.appendingPathComponent("acl"))
         let passwd = dir.appendingPathComponent("passwd")
         FileManager.default.createFile(atPath: passwd.path, contents: nil)
-        // The password file is written by `confbus mqtt passwd` (mosquitto's $7$ format), the
-        // password on standard input; mosquitto itself then accepts or refuses the connections.
-        for (user, password) in [("confbus", "confbus-password-1234"), ("billing-api", "billing-password-5678")] {
+        // The password file is written by `confbus mqtt passwd` (mosquitto's $7$ format), which
+        // prints each new secret once on its last line; mosquitto itself then accepts or refuses.
+        var secrets: [String: String] = [:]
+        for user in ["confbus", "billing-api"] {
             let p = Process()
             p.executableURL = try Harness.binary()
-            p.arguments = ["mqtt", "passwd", passwd.path, user]
-            let input = Pipe()
-            p.standardInput = input
+            p.arguments = ["mqtt", "passwd", user, "--password-file", passwd.path]
+            let output = Pipe()
+            p.standardOutput = output
             try p.run()
-            input.fileHandleForWriting.write(Data((password + "\n").utf8))
-            try input.fileHandleForWriting.close()
+            let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             p.waitUntilExit()
             #expect(p.terminationStatus == 0)
+            let secret = try #require(printed.split(separator: "\n").last.map(String.init))
+            #expect(secret.count == 43)
+            secrets[user] = secret
         }
-        #expect(!(try String(contentsOf: passwd, encoding: .utf8)).contains("password-"))
+        // Rotating replaces the line: the old secret no longer works (checked below), the file has one per user.
+        let first = try #require(secrets["billing-api"])
+        let rotate = Process()
+        rotate.executableURL = try Harness.binary()
+        rotate.arguments = ["mqtt", "passwd", "billing-api", "--password-file", passwd.path]
+        let rotated = Pipe()
+        rotate.standardOutput = rotated
+        try rotate.run()
+        secrets["billing-api"] = String(decoding: rotated.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .split(separator: "\n").last.map(String.init)
+        rotate.waitUntilExit()
+        let file = try String(contentsOf: passwd, encoding: .utf8)
+        #expect(file.split(separator: "\n").count == 2)
+        #expect(!file.contains(first) && !file.contains(secrets["billing-api"] ?? "-"))
+        let confbusSecret = try #require(secrets["confbus"])
+        let serviceSecret = try #require(secrets["billing-api"])
         if getuid() == 0 {
             for path in [dir.path, passwd.path, dir.appendingPathComponent("acl").path] { chown(path, mosquittoUID(), 0) }
             chmod(passwd.path, 0o600)
@@ -60,12 +78,12 @@ struct BrokerACLTests {
             p.waitUntilExit()
             return p.terminationStatus == 0
         }
-        #expect(try publishes("billing-api", "billing-password-5678"))
-        #expect(try !publishes("billing-api", "billing-password-0000"))
+        #expect(try publishes("billing-api", serviceSecret))
+        #expect(try !publishes("billing-api", first))
 
-        let confbus = try await MQTTProbe(url: "mqtt://confbus:confbus-password-1234@127.0.0.1:\(port)", name: "confbus")
+        let confbus = try await MQTTProbe(url: "mqtt://confbus:\(confbusSecret)@127.0.0.1:\(port)", name: "confbus")
         defer { Task { await confbus.shutdown() } }
-        let service = try await MQTTProbe(url: "mqtt://billing-api:billing-password-5678@127.0.0.1:\(port)", name: "billing-api")
+        let service = try await MQTTProbe(url: "mqtt://billing-api:\(serviceSecret)@127.0.0.1:\(port)", name: "billing-api")
         defer { Task { await service.shutdown() } }
 
         try await confbus.publish("config/update/billing-api", #"{"version": 1}"#, retain: true)
