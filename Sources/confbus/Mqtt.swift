@@ -2,12 +2,13 @@ import ArgumentParser
 import ConfbusCore
 import Crypto
 import _CryptoExtras
+import ConfbusYAML
 import Foundation
 
 /// Broker identities (CONTRACT §10): the files mosquitto reads, written by confbus.
 struct MQTT: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "mqtt", abstract: "Files for the MQTT broker's identities.",
-                                                    subcommands: [Passwd.self])
+                                                    subcommands: [Passwd.self, ACL.self])
 }
 
 /// Creates or rotates a broker identity (CONTRACT §10): a new random secret, its line in mosquitto's
@@ -87,5 +88,52 @@ struct Passwd: ParsableCommand {
         }
         let dirfd = open(directory, O_RDONLY)
         if dirfd >= 0 { fsync(dirfd); close(dirfd) }
+    }
+}
+
+/// The broker's ACL file from the config tree (CONTRACT §10): the distributor may use everything
+/// under the prefix; each service's identity may read only its own update, rollout and error
+/// topics and write only its own registrations, and acks and health under its own client id.
+struct ACL: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write the broker's ACL file from the config tree.")
+
+    @Option(help: "The config tree.") var configDir = "config"
+    @Option(help: "Write here instead of standard output (replaced atomically).") var output: String?
+    @Option(help: "The topic prefix confbus serves under.") var topicPrefix = "config"
+
+    func run() throws {
+        guard !topicPrefix.isEmpty, !topicPrefix.contains(where: { "+#".contains($0) }) else {
+            throw ValidationError("--topic-prefix must be a topic without wildcards")
+        }
+        let (services, errors) = FileConfigSource(root: configDir).listServices()
+        for error in errors { FileHandle.standardError.write(Data("confbus: \(error.message)\n".utf8)) }
+        let text = Self.render(services.map(\.rawValue).sorted(), prefix: topicPrefix, source: configDir)
+        if let output { try Passwd.writeAtomically(text, to: output) } else { print(text, terminator: "") }
+    }
+
+    static func render(_ services: [String], prefix p: String, source: String) -> String {
+        var lines = [
+            "# Written by `confbus mqtt acl` from \(source) (\(services.count) services); write it again when services change.",
+            "# The distributor.",
+            "user _confbus",
+            "topic readwrite \(p)/#",
+            "",
+        ]
+        for service in services {
+            lines += [
+                "user \(service)",
+                "topic read \(p)/update/\(service)",
+                "topic read \(p)/rollout/\(service)",
+                "topic read \(p)/error/\(service)",
+                "topic write \(p)/register/\(service)",
+                "",
+            ]
+        }
+        lines += [
+            "# Acks and health only under the instance's own client id (%c) and its service (%u).",
+            "pattern write \(p)/ack/%u/%c",
+            "pattern write \(p)/health/%u/%c",
+        ]
+        return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -18,13 +18,23 @@ struct BrokerACLTests {
             .replacingOccurrences(of: "/mosquitto/data/", with: dir.path + "/")
             .replacingOccurrences(of: "listener 1883", with: "listener \(port) 127.0.0.1")
         try conf.write(to: dir.appendingPathComponent("mosquitto.conf"), atomically: true, encoding: .utf8)
-        try FileManager.default.copyItem(at: shipped.appendingPathComponent("acl"), to: dir.appendingPathComponent("acl"))
+        // The ACL is the one `confbus mqtt acl` writes for the example tree (the one shipped in docker/).
+        let acl = Process()
+        acl.executableURL = try Harness.binary()
+        acl.arguments = ["mqtt", "acl", "--config-dir", Harness.repo.appendingPathComponent("config").path,
+                         "--output", dir.appendingPathComponent("acl").path]
+        try acl.run()
+        acl.waitUntilExit()
+        #expect(acl.terminationStatus == 0)
+        let written = try String(contentsOf: dir.appendingPathComponent("acl"), encoding: .utf8)
+        let shippedACL = try String(contentsOf: shipped.appendingPathComponent("acl"), encoding: .utf8)
+        #expect(written.split(separator: "\n").dropFirst() == shippedACL.split(separator: "\n").dropFirst(), "docker/mosquitto/acl is out of date")
         let passwd = dir.appendingPathComponent("passwd")
         FileManager.default.createFile(atPath: passwd.path, contents: nil)
         // The password file is written by `confbus mqtt passwd` (mosquitto's $7$ format), which
         // prints each new secret once on its last line; mosquitto itself then accepts or refuses.
         var secrets: [String: String] = [:]
-        for user in ["confbus", "billing-api"] {
+        for user in ["_confbus", "billing-api"] {
             let p = Process()
             p.executableURL = try Harness.binary()
             p.arguments = ["mqtt", "passwd", user, "--password-file", passwd.path]
@@ -52,7 +62,7 @@ struct BrokerACLTests {
         let file = try String(contentsOf: passwd, encoding: .utf8)
         #expect(file.split(separator: "\n").count == 2)
         #expect(!file.contains(first) && !file.contains(secrets["billing-api"] ?? "-"))
-        let confbusSecret = try #require(secrets["confbus"])
+        let confbusSecret = try #require(secrets["_confbus"])
         let serviceSecret = try #require(secrets["billing-api"])
         if getuid() == 0 {
             for path in [dir.path, passwd.path, dir.appendingPathComponent("acl").path] { chown(path, mosquittoUID(), 0) }
@@ -81,7 +91,7 @@ struct BrokerACLTests {
         #expect(try publishes("billing-api", serviceSecret))
         #expect(try !publishes("billing-api", first))
 
-        let confbus = try await MQTTProbe(url: "mqtt://confbus:\(confbusSecret)@127.0.0.1:\(port)", name: "confbus")
+        let confbus = try await MQTTProbe(url: "mqtt://_confbus:\(confbusSecret)@127.0.0.1:\(port)", name: "confbus")
         defer { Task { await confbus.shutdown() } }
         let service = try await MQTTProbe(url: "mqtt://billing-api:\(serviceSecret)@127.0.0.1:\(port)", name: "billing-api")
         defer { Task { await service.shutdown() } }
@@ -93,6 +103,17 @@ struct BrokerACLTests {
         }
         await #expect(throws: MQTTError.self) {
             try await service.publish("config/register/worker", #"{"instance": "x"}"#)
+        }
+        // Health and acks only under the instance's own client id.
+        let instance = try await MQTTProbe(url: "mqtt://billing-api:\(serviceSecret)@127.0.0.1:\(port)", name: "web", clientID: "web-7")
+        defer { Task { await instance.shutdown() } }
+        try await instance.publish("config/health/billing-api/web-7", #"{"status": "ok"}"#)
+        try await instance.publish("config/ack/billing-api/web-7", #"{"version": 1, "status": "applied"}"#)
+        await #expect(throws: MQTTError.self) {
+            try await instance.publish("config/health/billing-api/web-8", #"{"status": "ok"}"#)
+        }
+        await #expect(throws: MQTTError.self) {
+            try await instance.publish("config/ack/report-worker/web-7", #"{"version": 1, "status": "applied"}"#)
         }
         // The service reads its own update; the forged one never replaced it.
         try service.subscribe("config/update/billing-api")
