@@ -50,9 +50,9 @@ public struct CompiledSchema: Sendable {
         self.uri = root
         self.registry = registry
         self.validator = SchemaValidator(registry: registry, uri: root, options: options)
-        self.defaultsPlan = nil
-        self.defaultsPlan = SchemaNavigator(self).defaultsPlan()
-        self.secretPaths = SchemaNavigator(self).secretPaths()
+        let navigator = SchemaNavigator(self)
+        self.defaultsPlan = navigator.defaultsPlan()
+        self.secretPaths = navigator.secretPaths()
     }
 
     /// Every `$ref` must resolve in the local registry and every pattern must compile: a schema

@@ -357,6 +357,11 @@ struct Evaluator {
             guard case .string(let text) = instance, let valid = Formats.check(name, text), !valid else { return true }
             fail("is not a valid \(name)", keyword: ["format"])
             return false
+        case .size(let keyword, let size, let limit, let atMost):
+            guard let count = size.count(of: instance) else { return true }
+            if atMost ? Double(count) <= limit : Double(count) >= limit { return true }
+            fail(size.message(Self.format(limit), atMost: atMost), keyword: [keyword.rawValue])
+            return false
         case .assertion(let kind, let value):
             return assert(kind, value, instance)
         }
@@ -416,22 +421,6 @@ struct Evaluator {
             guard instance.doubleValue != nil, let limit = value.doubleValue, Self.compare(instance, value) <= 0 else { return true }
             fail("must be greater than \(Self.format(limit))", keyword: keyword)
             return false
-        case .maxLength:
-            guard case .string(let s) = instance, let limit = value.doubleValue, Double(s.unicodeScalars.count) > limit else { return true }
-            fail("must be at most \(Self.format(limit)) characters long", keyword: keyword)
-            return false
-        case .minLength:
-            guard case .string(let s) = instance, let limit = value.doubleValue, Double(s.unicodeScalars.count) < limit else { return true }
-            fail("must be at least \(Self.format(limit)) characters long", keyword: keyword)
-            return false
-        case .maxItems:
-            guard case .array(let a) = instance, let limit = value.doubleValue, Double(a.count) > limit else { return true }
-            fail("must have at most \(Self.format(limit)) items", keyword: keyword)
-            return false
-        case .minItems:
-            guard case .array(let a) = instance, let limit = value.doubleValue, Double(a.count) < limit else { return true }
-            fail("must have at least \(Self.format(limit)) items", keyword: keyword)
-            return false
         case .uniqueItems:
             guard value == .bool(true), case .array(let a) = instance else { return true }
             var seen = Set<JSONValue>()
@@ -440,14 +429,6 @@ struct Evaluator {
                 return false
             }
             return true
-        case .maxProperties:
-            guard case .object(let o) = instance, let limit = value.doubleValue, Double(o.count) > limit else { return true }
-            fail("must have at most \(Self.format(limit)) properties", keyword: keyword)
-            return false
-        case .minProperties:
-            guard case .object(let o) = instance, let limit = value.doubleValue, Double(o.count) < limit else { return true }
-            fail("must have at least \(Self.format(limit)) properties", keyword: keyword)
-            return false
         case .required:
             guard case .object(let o) = instance, case .array(let names) = value else { return true }
             var valid = true

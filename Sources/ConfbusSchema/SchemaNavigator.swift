@@ -10,6 +10,18 @@ public struct SchemaNavigator: Sendable {
 
     private typealias Located = (schema: JSONValue, base: String)
 
+    /// One level of the object `schemas` describe: each declared property's schemas and the ones
+    /// `additionalProperties` gives every other member, all expanded.
+    private func members(of schemas: [Located]) -> (properties: [String: [Located]], additional: [Located]) {
+        var properties: [String: [Located]] = [:]
+        var additional: [Located] = []
+        for located in schemas {
+            for (name, sub) in located.schema["properties"]?.objectValue ?? [:] { properties[name, default: []] += expand((sub, located.base)) }
+            if let sub = located.schema["additionalProperties"], case .object = sub { additional += expand((sub, located.base)) }
+        }
+        return (properties, additional)
+    }
+
     /// The schema itself plus everything reachable through `$ref` and `allOf`.
     private func expand(_ start: Located) -> [Located] {
         var result: [Located] = []
@@ -83,25 +95,16 @@ public struct SchemaNavigator: Sendable {
         remaining -= 1
         guard remaining >= 0 else { return nil }
         guard depth < 32 else { return DefaultsPlan(properties: [], additional: nil) }
-        var properties: [String: [Located]] = [:]
-        for located in schemas {
-            for (name, sub) in located.schema["properties"]?.objectValue ?? [:] {
-                properties[name, default: []] += expand((sub, located.base))
-            }
-        }
+        let (properties, additional) = members(of: schemas)
         var planned: [DefaultsPlan.Property] = []
         for (name, subs) in properties.sorted(by: { $0.key < $1.key }) {
             guard let children = plan(subs, depth: depth + 1, remaining: &remaining) else { return nil }
             planned.append(DefaultsPlan.Property(name: name, own: subs.lazy.compactMap { $0.schema["default"] }.first,
                                                  children: children.isEmpty ? nil : children))
         }
-        let additional = schemas.compactMap { located -> Located? in
-            guard let sub = located.schema["additionalProperties"], case .object = sub else { return nil }
-            return (sub, located.base)
-        }
         var additionalPlan: DefaultsPlan?
         if !additional.isEmpty {
-            guard let members = plan(additional.flatMap { expand($0) }, depth: depth + 1, remaining: &remaining) else { return nil }
+            guard let members = plan(additional, depth: depth + 1, remaining: &remaining) else { return nil }
             additionalPlan = members
         }
         return DefaultsPlan(properties: planned, additional: additionalPlan)
@@ -109,12 +112,7 @@ public struct SchemaNavigator: Sendable {
 
     private func defaults(in schemas: [Located], present: [String: JSONValue], depth: Int = 0) -> [String: JSONValue] {
         guard depth < 32 else { return [:] }
-        var properties: [String: [Located]] = [:]
-        for located in schemas {
-            for (name, sub) in located.schema["properties"]?.objectValue ?? [:] {
-                properties[name, default: []] += expand((sub, located.base))
-            }
-        }
+        let (properties, additional) = members(of: schemas)
         var out: [String: JSONValue] = [:]
         for (name, subs) in properties {
             let own = subs.lazy.compactMap { $0.schema["default"] }.first
@@ -138,15 +136,10 @@ public struct SchemaNavigator: Sendable {
         }
         // Members that no `properties` names take the defaults of `additionalProperties`
         // (a map of feature flags gets each flag's defaults).
-        let additional = schemas.compactMap { located -> Located? in
-            guard let sub = located.schema["additionalProperties"], case .object = sub else { return nil }
-            return (sub, located.base)
-        }
         if !additional.isEmpty {
-            let expanded = additional.flatMap { expand($0) }
             for (name, member) in present where properties[name] == nil {
                 guard case .object(let memberObject) = member else { continue }
-                let nested = defaults(in: expanded, present: memberObject, depth: depth + 1)
+                let nested = defaults(in: additional, present: memberObject, depth: depth + 1)
                 if !nested.isEmpty { out[name] = .object(nested) }
             }
         }
@@ -180,13 +173,11 @@ public struct SchemaNavigator: Sendable {
             out.append(path)
             return
         }
-        var properties: [String: [Located]] = [:]
-        var anyMember: [Located] = []
+        let (properties, additional) = members(of: schemas)
+        var anyMember = additional
         var anyItem: [Located] = []
         var prefix: [Int: [Located]] = [:]
         for located in schemas {
-            for (name, sub) in located.schema["properties"]?.objectValue ?? [:] { properties[name, default: []] += expand((sub, located.base)) }
-            if let sub = located.schema["additionalProperties"], case .object = sub { anyMember += expand((sub, located.base)) }
             for (_, sub) in located.schema["patternProperties"]?.objectValue ?? [:] { anyMember += expand((sub, located.base)) }
             if let sub = located.schema["items"], case .object = sub { anyItem += expand((sub, located.base)) }
             for (i, sub) in (located.schema["prefixItems"]?.arrayValue ?? []).enumerated() { prefix[i, default: []] += expand((sub, located.base)) }

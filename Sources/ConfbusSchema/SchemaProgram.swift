@@ -48,8 +48,34 @@ final class SchemaProgram: Sendable {
         case constant(JSONValue, message: String)
         case pattern(String, ECMARegex?)
         case format(String)
+        /// `maxLength`/`minLength`, `maxItems`/`minItems`, `maxProperties`/`minProperties`.
+        case size(KeywordKind, Size, limit: Double, atMost: Bool)
         /// The other single-value assertions, with the keyword's value.
         case assertion(KeywordKind, JSONValue)
+    }
+
+    /// What a size keyword counts, and in which type of value.
+    enum Size: Sendable {
+        case characters, items, properties
+
+        /// The count of `value`, nil when the keyword does not apply to its type.
+        func count(of value: JSONValue) -> Int? {
+            switch (self, value) {
+            case (.characters, .string(let s)): s.unicodeScalars.count
+            case (.items, .array(let a)): a.count
+            case (.properties, .object(let o)): o.count
+            default: nil
+            }
+        }
+
+        func message(_ limit: String, atMost: Bool) -> String {
+            let bound = atMost ? "at most" : "at least"
+            return switch self {
+            case .characters: "must be \(bound) \(limit) characters long"
+            case .items: "must have \(bound) \(limit) items"
+            case .properties: "must have \(bound) \(limit) properties"
+            }
+        }
     }
 
     let nodes: [Node]
@@ -300,6 +326,14 @@ private struct Compiler {
         case .format:
             guard formatAssertion, case .string(let name) = value else { return nil }
             return .format(name)
+        case .maxLength, .minLength, .maxItems, .minItems, .maxProperties, .minProperties:
+            guard let limit = value.doubleValue else { return nil }
+            let size: SchemaProgram.Size = switch kind {
+            case .maxLength, .minLength: .characters
+            case .maxItems, .minItems: .items
+            default: .properties
+            }
+            return .size(kind, size, limit: limit, atMost: [.maxLength, .maxItems, .maxProperties].contains(kind))
         default:
             return .assertion(kind, value)
         }

@@ -20,14 +20,12 @@ public struct SchemaValidator: Sendable {
     }
 
     let rootURI: String
-    let options: Options
     /// Nil when nothing is registered at the URI.
     let program: SchemaProgram?
 
     /// A validator for the schema registered at `uri` (its `$id` or retrieval URI).
     public init(registry: SchemaRegistry, uri: String, options: Options = Options()) {
         self.rootURI = URIReference(uri).withoutFragment.description
-        self.options = options
         self.program = SchemaProgram.compile(registry: registry, rootURI: rootURI, options: options)
     }
 
