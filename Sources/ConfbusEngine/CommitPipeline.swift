@@ -2,6 +2,7 @@ import ConfbusCore
 import Foundation
 import Logging
 import Metrics
+import Synchronization
 
 /// The one way a version is made. Every use case that writes (reload, override edits, rollback,
 /// batch, import, a first registration) builds a `CommitRequest` and hands it here: the store
@@ -159,5 +160,3 @@ public final class OutboxHandoff: Sendable {
         versions.withLock { held in defer { held = [:] }; return Array(held.values) }
     }
 }
-
-import Synchronization

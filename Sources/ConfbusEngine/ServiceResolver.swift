@@ -74,9 +74,9 @@ public struct ServiceResolver: Sendable {
         var schema: CompiledSchema?
         if let schemaFile = files.schema {
             do {
-                schema = try compiled.schema(for: name, document: schemaFile.value, identity: schemaFile.identity) { () throws(CompiledSchemaError) -> CompiledSchema in
-                    try CompiledSchema(schemaFile.value, uri: "urn:confbus:service:\(name.rawValue)", options: options.validator)
-                }
+                let compiledSchema = try compile(schemaFile, of: name)
+                compiled.remember(Redaction(paths: compiledSchema.secretPaths), for: name)
+                schema = compiledSchema
             } catch {
                 for problem in error.problems {
                     errors.append(ConfbusError(code: .invalidSchema, service: name.rawValue,
@@ -84,9 +84,13 @@ public struct ServiceResolver: Sendable {
                                                location: schemaFile.location(of: problem.pointer) ?? SourceLocation(file: schemaFile.file, line: 1, column: 1)))
                 }
             }
-        } else if !options.allowSchemaless && !files.errors.contains(where: { $0.code == .invalidYAML || $0.code == .unreadableFile || $0.code == .invalidJSON || $0.code == .documentTooLarge }) {
-            errors.append(ConfbusError(code: .missingSchema, service: name.rawValue,
-                                       message: "no schema.yaml or schema.json: a service without a schema is distributed only with allow_schemaless: true"))
+        } else if !files.errors.contains(where: { $0.code == .invalidYAML || $0.code == .unreadableFile || $0.code == .invalidJSON || $0.code == .documentTooLarge }) {
+            // No schema file at all (not one that failed to read: then the last schema's secrets stand).
+            compiled.remember(withoutSchema, for: name)
+            if !options.allowSchemaless {
+                errors.append(ConfbusError(code: .missingSchema, service: name.rawValue,
+                                           message: "no schema.yaml or schema.json: a service without a schema is distributed only with allow_schemaless: true"))
+            }
         }
         let navigator = schema.map(SchemaNavigator.init)
 
@@ -143,18 +147,29 @@ public struct ServiceResolver: Sendable {
     /// schema cannot be read (a broken file, no file while schemas are required) has every member
     /// masked, since which of its values are secret is unknown.
     public func redaction(files: ServiceFiles) -> Redaction {
-        guard let schemaFile = files.schema else { return options.allowSchemaless ? Redaction(paths: []) : .everything }
-        guard let schema = try? compiled.schema(for: files.name, document: schemaFile.value, identity: schemaFile.identity, compile: { () throws(CompiledSchemaError) -> CompiledSchema in
-                  try CompiledSchema(schemaFile.value, uri: "urn:confbus:service:\(files.name.rawValue)", options: options.validator)
-              })
-        else { return .everything }
-        return Redaction(paths: schema.secretPaths)
+        let redaction: Redaction
+        if let schemaFile = files.schema {
+            redaction = (try? compile(schemaFile, of: files.name)).map { Redaction(paths: $0.secretPaths) } ?? .everything
+        } else {
+            redaction = withoutSchema
+        }
+        compiled.remember(redaction, for: files.name)
+        return redaction
     }
 
-    /// The redaction from the schema this process last compiled for the service, without touching
-    /// a file (for every pull); nil when it has compiled none.
-    public func knownRedaction(_ service: ServiceName) -> Redaction? {
-        compiled.latest(service).map { Redaction(paths: $0.secretPaths) }
+    /// The redaction this process last worked out for the service (by resolving it or by
+    /// `redaction(files:)`), without touching a file: what every pull asks. Nil before either.
+    public func knownRedaction(_ service: ServiceName) -> Redaction? { compiled.redaction(for: service) }
+
+    /// A service without a schema file: nothing is secret where schemas are optional, and where
+    /// they are required which values are secret is unknown, so every member is masked.
+    private var withoutSchema: Redaction { options.allowSchemaless ? Redaction(paths: []) : .everything }
+
+    /// The service's compiled schema, compiled again only when its file changed.
+    private func compile(_ schemaFile: LoadedDocument, of service: ServiceName) throws(CompiledSchemaError) -> CompiledSchema {
+        try compiled.schema(for: service, document: schemaFile.value, identity: schemaFile.identity) { () throws(CompiledSchemaError) -> CompiledSchema in
+            try CompiledSchema(schemaFile.value, uri: "urn:confbus:service:\(service.rawValue)", options: options.validator)
+        }
     }
 
     /// Validates a config against the service's current schema (for rollbacks).
@@ -163,10 +178,7 @@ public struct ServiceResolver: Sendable {
             return options.allowSchemaless ? [] : [ConfbusError(code: .missingSchema, service: files.name.rawValue, message: "no schema")]
         }
         do {
-            let schema = try compiled.schema(for: files.name, document: schemaFile.value, identity: schemaFile.identity) { () throws(CompiledSchemaError) -> CompiledSchema in
-                try CompiledSchema(schemaFile.value, uri: "urn:confbus:service:\(files.name.rawValue)", options: options.validator)
-            }
-            return schema.validate(config).map {
+            return try compile(schemaFile, of: files.name).validate(config).map {
                 ConfbusError(code: .schemaViolation, service: files.name.rawValue, message: $0.description, issues: [$0])
             }
         } catch {
@@ -241,5 +253,10 @@ final class SchemaCache: Sendable {
         return schema
     }
 
-    func latest(_ service: ServiceName) -> CompiledSchema? { entries.withLock { $0[service]?.schema } }
+    /// Which values of each service are secret, as last worked out from its schema (or its lack of one).
+    private let redactions = Mutex<[ServiceName: Redaction]>([:])
+
+    func remember(_ redaction: Redaction, for service: ServiceName) { redactions.withLock { $0[service] = redaction } }
+
+    func redaction(for service: ServiceName) -> Redaction? { redactions.withLock { $0[service] } }
 }
