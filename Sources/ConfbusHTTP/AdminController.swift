@@ -138,19 +138,9 @@ struct AdminController: Sendable {
     }
 
     @Sendable func export(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
-        let history: Bool
-        switch request.uri.queryParameters.get("history").map({ String($0) }) {
-        case nil, "false", "0": history = false
-        case "true", "1": history = true
-        default: throw Problem(.badRequest, code: "bad_request", detail: "history must be true or false")
-        }
+        let history = try ReadController.boolean(request, "history") ?? false
         // Secret values are masked unless asked for (CONTRACT §6c): a backup to restore needs them.
-        let secrets: Bool
-        switch request.uri.queryParameters.get("secrets").map({ String($0) }) {
-        case nil, "false", "0": secrets = false
-        case "true", "1": secrets = true
-        default: throw Problem(.badRequest, code: "bad_request", detail: "secrets must be true or false")
-        }
+        let secrets = try ReadController.boolean(request, "secrets") ?? false
         return Response.json(try await distributor.archive.export(history: history, secrets: secrets))
     }
 

@@ -35,6 +35,16 @@ struct ReadController: Sendable {
         return value
     }
 
+    /// `true`/`1` or `false`/`0`; nil when absent.
+    static func boolean(_ request: Request, _ name: String) throws -> Bool? {
+        switch request.uri.queryParameters.get(name).map({ String($0) }) {
+        case nil: nil
+        case "true", "1": true
+        case "false", "0": false
+        default: throw Problem(.badRequest, code: "bad_request", detail: "\(name) must be true or false")
+        }
+    }
+
     @Sendable func config(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
         let reads = VisibleReads(allReads, for: context.caller)
         let service = try context.requireService()
@@ -78,12 +88,7 @@ struct ReadController: Sendable {
         var headers = staleHeaders()
         let etag = "\"\(version.checksum)\""
         headers[.eTag] = etag
-        // Secrets in full only for an admin and for a token scoped to this service (CONTRACT §6c).
-        var masking: Redaction?
-        if !(context.caller?.seesSecrets(of: service) ?? false) {
-            let redaction = await reads.redaction(service)
-            if !redaction.isEmpty { masking = redaction }
-        }
+        let masking = await reads.masking(service)
         if let pointer {
             guard let value = version.config.value(at: pointer) else {
                 throw Problem(.notFound, code: "not_found", detail: "no value at \(pointer) in version \(version.version)")
@@ -135,12 +140,11 @@ struct ReadController: Sendable {
         guard let old = try await reads.version(service, from), let new = try await reads.version(service, to) else {
             throw Problem(.notFound, code: "not_found", detail: "\(service) has no version \(from) or \(to)")
         }
-        // Secrets are shown only to admins.
-        let redaction = context.caller?.seesSecrets(of: service) == true ? Redaction(paths: []) : await reads.redaction(service)
+        let masking = await reads.masking(service)
         let changes = ConfigDiff.changes(from: old.config, to: new.config).map { change -> JSONValue in
             var c = change
             // A secret, or a changed subtree that holds one, is masked whole.
-            if redaction.touches(c.path) {
+            if masking?.touches(c.path) == true {
                 if c.old != nil { c.old = Redaction.mask }
                 if c.new != nil { c.new = Redaction.mask }
             }

@@ -49,5 +49,11 @@ struct VisibleReads: Sendable {
 
     func schema(_ service: ServiceName) async -> JSONValue? { sees(service) ? await reads.schema(service) : nil }
 
-    func redaction(_ service: ServiceName) async -> Redaction { await reads.redaction(service) }
+    /// The secrets of `service` this caller sees masked (CONTRACT §6c): nil for an admin and for a
+    /// token scoped to the service (the service itself), and when the schema marks nothing secret.
+    func masking(_ service: ServiceName) async -> Redaction? {
+        if caller?.seesSecrets(of: service) == true { return nil }
+        let redaction = await reads.redaction(service)
+        return redaction.isEmpty ? nil : redaction
+    }
 }
