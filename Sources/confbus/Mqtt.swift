@@ -47,21 +47,20 @@ struct Passwd: ParsableCommand {
         }
     }
 
+    /// `count` random bytes from swift-crypto's generator.
+    static func randomBytes(_ count: Int) -> [UInt8] {
+        SymmetricKey(size: SymmetricKeySize(bitCount: count * 8)).withUnsafeBytes { Array($0) }
+    }
+
     /// 32 random bytes, base64url without padding (43 characters).
     static func newSecret() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        return Data(bytes).base64EncodedString()
+        Data(randomBytes(32)).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 
     /// `$7$<rounds>$<salt>$<hash>`: PBKDF2-SHA512 over a 12-byte random salt, 64 bytes, base64.
-    static func hash(_ password: String, rounds: Int, salt: [UInt8]? = nil) throws -> String {
-        var salt = salt ?? []
-        if salt.isEmpty {
-            var generator = SystemRandomNumberGenerator()
-            salt = (0..<12).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        }
+    static func hash(_ password: String, rounds: Int) throws -> String {
+        let salt = randomBytes(12)
         let key = try KDF.Insecure.PBKDF2.deriveKey(from: Array(password.utf8), salt: salt, using: .sha512, outputByteCount: 64,
                                                      unsafeUncheckedRounds: rounds)
         let hash = key.withUnsafeBytes { Data($0) }
