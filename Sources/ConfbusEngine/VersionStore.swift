@@ -133,6 +133,10 @@ public struct CommitBase: Sendable, Equatable {
         self.latestChecksum = latestChecksum
         self.overrideLayer = overrideLayer
     }
+
+    /// Whether `version` has the config the service is at already: a store then makes no version
+    /// (it may still store the change's override layer).
+    public func holds(_ version: NewVersion) -> Bool { latestVersion > 0 && latestChecksum == version.checksum }
 }
 
 /// One service's change, computed from its `CommitBase`: the config it resolves to and the

@@ -115,7 +115,7 @@ public struct PostgresVersionStore: VersionStore {
         let byService = Dictionary(bases.map { ($0.service, $0) }, uniquingKeysWith: { first, _ in first })
         return changes.compactMap { change in
             guard let base = byService[change.version.service] else { return nil }
-            let same = base.latestVersion > 0 && base.latestChecksum == change.version.checksum
+            let same = base.holds(change.version)
             return (change.version.service.rawValue, base.latestVersion, same ? base.latestVersion : base.latestVersion + 1, change.version.checksum)
         }
     }
@@ -140,7 +140,7 @@ public struct PostgresVersionStore: VersionStore {
             let layer: JSONValue? = change.overrideLayer.map { layer in
                 layer.isNull || layer == .object([:]) ? .null : .string(layer.serialized(.canonical))
             }
-            if base.latestVersion > 0, base.latestChecksum == new.checksum {
+            if base.holds(new) {
                 if let layer { layerUpdates.append(["name": .string(new.service.rawValue), "layer": layer]) }
                 unchanged.append((index, new.service.rawValue, base.latestVersion))
                 continue

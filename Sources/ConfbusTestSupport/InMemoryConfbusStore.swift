@@ -81,7 +81,7 @@ public actor InMemoryConfbusStore: ConfbusStore {
             let service = base.service
             var row = next.services[service]!
             if let layer = change.overrideLayer { row.overrideLayer = layer.isNull || layer == .object([:]) ? JSONValue?.none : layer }
-            if base.latestVersion > 0, base.latestChecksum == change.version.checksum {
+            if base.holds(change.version) {
                 next.services[service] = row
                 outcomes.append(.unchanged(next.versions[service]!.last!.stored))
                 continue
