@@ -19,7 +19,7 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
                              logger: Logger) throws -> some ApplicationProtocol {
     let failpoints = try processEnvironment["CONFBUS_FAILPOINTS"].map(Failpoints.init(parsing:)) ?? Failpoints()
     let postgres = PostgresClient(configuration: try .init(url: settings.databaseURL), backgroundLogger: logger)
-    let store = PostgresVersionStore(client: postgres, logger: logger, failpoints: failpoints)
+    let store = PostgresVersionStore(client: postgres, logger: logger, failpoints: failpoints, sealer: settings.sealer)
     let source = FileConfigSource(root: settings.configDir, limits: .init(maxDocumentBytes: settings.maxDocumentBytes))
     let resolver = ServiceResolver(
         options: .init(environment: settings.environment, allowSchemaless: settings.allowSchemaless, validator: .init(formatAssertion: true)),
@@ -27,7 +27,7 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
     let topics = TopicCodec(prefix: settings.topicPrefix)
     let limits = PublishLimits(maxDocumentBytes: settings.maxDocumentBytes, updateTopicBytes: { topics.update($0).utf8.count })
     let outboxSignal = WakeSignal()
-    let distributor = Distributor(options: .init(environment: settings.environment, maxPayloadBytes: settings.maxDocumentBytes),
+    let distributor = Distributor(options: .init(environment: settings.environment, maxPayloadBytes: settings.maxDocumentBytes, sealer: settings.sealer),
                                   source: source, resolver: resolver, store: store, limits: limits, signal: outboxSignal, logger: logger)
     let readiness = Readiness()
     let relayStatus = RelayStatus()
@@ -61,7 +61,10 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
             Startup(distributor: distributor, instances: store, readiness: readiness,
                     options: .init(refreshInterval: settings.reconcileInterval, instanceTTL: settings.instanceTTL), logger: logger,
                     probe: { try await postgres.query("SELECT 1", logger: logger) },
-                    migrate: { try await Migrations.run(on: postgres, logger: logger) }),
+                    migrate: {
+                        try await Migrations.run(on: postgres, logger: logger)
+                        try await store.checkSecretKey()
+                    }),
             VersionListener(client: postgres, reads: distributor.reads, logger: logger),
             gateway,
             relay,

@@ -12,7 +12,8 @@ import SystemPackage
 /// `topic_prefix` (config), `node_id` (the host name), `health_interval` (10s),
 /// `reconcile_interval` (30s), `admin_tokens`, `read_tokens` (secret lists), `max_document_bytes`
 /// (1 MiB), `rate_limit` (1000 requests a second per token, 0 for none), `allow_schemaless` (false), `instance_ttl` (24h of silence before an instance is
-/// forgotten), `log_level` (info), `log_format` (text|json).
+/// forgotten), `secret_key_file` (a file holding 32 random bytes in base64: secret values are
+/// stored sealed under it), `log_level` (info), `log_format` (text|json).
 /// Precedence: flags, then `CONFBUS_*` variables, then `<config_dir>/confbus.yaml`, then defaults.
 public struct Settings: Sendable {
     public var databaseURL: String
@@ -32,6 +33,8 @@ public struct Settings: Sendable {
     /// HTTP requests a second per token (bursts of twice that); 0 turns the limit off.
     public var rateLimit: Int
     public var allowSchemaless: Bool
+    /// The key of `secret_key_file`: with one, every secret value is stored sealed (AES-256-GCM).
+    public var sealer: SecretSealer?
     public var logLevel: Logger.Level
     public var logFormat: LogFormat
 
@@ -119,6 +122,18 @@ public struct Settings: Sendable {
         case "false", "0", "no": allowSchemaless = false
         case let other?: throw Invalid(description: "allow_schemaless must be true or false, not \"\(other)\"")
         }
+        if let keyFile = text("secret_key_file") {
+            guard let data = FileManager.default.contents(atPath: keyFile) else {
+                throw Invalid(description: "secret_key_file \(keyFile) cannot be read")
+            }
+            do {
+                sealer = try SecretSealer(keyFileContents: String(decoding: data, as: UTF8.self))
+            } catch {
+                throw Invalid(description: "secret_key_file \(keyFile): \(error.message) (make one with `confbus secrets keygen`)")
+            }
+        } else {
+            sealer = nil
+        }
         let level = text("log_level") ?? "info"
         guard let parsedLevel = Logger.Level(rawValue: level.lowercased()) else {
             throw Invalid(description: "log_level must be one of trace, debug, info, notice, warning, error, critical")
@@ -145,6 +160,7 @@ public struct Settings: Sendable {
         "environment=\(environment) config_dir=\(configDir) http=\(httpHost):\(httpPort) topic_prefix=\(topicPrefix) node_id=\(nodeID) "
             + "database_url=\(Self.redactURL(databaseURL)) mqtt_url=\(Self.redactURL(mqttURL)) "
             + "admin_tokens=\(adminTokens.map(\.name)) read_tokens=\(readTokens.map(\.name))"
+            + (sealer.map { " secrets_sealed_under=\($0.keyID)" } ?? "")
     }
 
     static func redactURL(_ url: String) -> String {

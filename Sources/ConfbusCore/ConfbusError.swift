@@ -24,6 +24,7 @@ public struct ConfbusError: Error, Hashable, Sendable, CustomStringConvertible {
             case invalidValue = "invalid_value"
             case rateLimited = "rate_limited"
             case requestInFlight = "request_in_flight"
+            case sealedValue = "sealed_value"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -53,6 +54,8 @@ public struct ConfbusError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let rateLimited = Code(.rateLimited)
         /// A request with the same idempotency key is still being committed.
         public static let requestInFlight = Code(.requestInFlight)
+        /// A value sealed at rest that this node cannot open: another key, or altered (§10).
+        public static let sealedValue = Code(.sealedValue)
     }
 
     public var code: Code

@@ -183,6 +183,7 @@ public struct BatchUpdates: Sendable {
             let base = bases[index]
             var config = JSONValue.object([:])
             var resolvedChecksum: String?
+            var secrets = definitions.knownSecrets(service)
             var layer = layers[index]
             var source = VersionSource.batch
             var errors: [ConfbusError] = []
@@ -191,6 +192,7 @@ public struct BatchUpdates: Sendable {
                 let resolution = resolutions[index]
                 config = resolution?.resolved?.config ?? resolution?.merged?.config ?? .object([:])
                 resolvedChecksum = resolution?.resolved?.checksum
+                if let resolved = resolution?.resolved { secrets = resolved.secrets }
                 errors = resolution?.errors ?? [ConfbusError(code: .notFound, service: service.rawValue, message: "\(service) has no files to resolve")]
             case .rollback:
                 guard let (old, oldLayer) = targets[index] else { continue }
@@ -229,7 +231,7 @@ public struct BatchUpdates: Sendable {
             items.append(.init(service: service, document: document, changed: base.latestChecksum != checksum,
                                changes: ConfigDiff.changes(from: old?.config ?? .object([:]), to: config)))
             changes.append(PlannedChange(version: NewVersion(service: service, config: config, checksum: checksum, source: source, author: author, reason: reason,
-                                                             environment: environment, batchID: batchID),
+                                                             environment: environment, batchID: batchID, secrets: secrets),
                                          overrideLayer: layer))
         }
         guard issues.isEmpty else {

@@ -15,11 +15,15 @@ public final class CommitPipeline: Sendable {
         public var maxPayloadBytes: Int
         /// The author of versions made from the files.
         public var author: String
+        /// The key secrets are sealed under at rest (`secret_key_file`): an export with its secrets
+        /// holds them sealed too.
+        public var sealer: SecretSealer?
 
-        public init(environment: String, maxPayloadBytes: Int = 1 << 20, author: String = "confbus") {
+        public init(environment: String, maxPayloadBytes: Int = 1 << 20, author: String = "confbus", sealer: SecretSealer? = nil) {
             self.environment = environment
             self.maxPayloadBytes = maxPayloadBytes
             self.author = author
+            self.sealer = sealer
         }
     }
 
@@ -83,7 +87,7 @@ public final class CommitPipeline: Sendable {
         return PlannedChange(version: NewVersion(service: base.service, config: resolved.config, checksum: resolved.checksum,
                                                  source: source, author: author,
                                                  reason: reason, environment: options.environment,
-                                                 layers: Self.provenanceJSON(resolved)),
+                                                 layers: Self.provenanceJSON(resolved), secrets: resolved.secrets),
                              overrideLayer: overrideLayer)
     }
 

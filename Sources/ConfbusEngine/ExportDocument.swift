@@ -109,26 +109,72 @@ public struct Archive: Sendable {
     /// Without `secrets`, every value a service's schema marks secret is `"***"`, in its versions and
     /// override layers (the checksums stay those of the real configs, so such a document cannot be
     /// imported).
+    /// With `secrets` on a node that seals secrets at rest, they stay sealed in the document, which
+    /// only a node with the same key can import.
     public func export(history: Bool, secrets: Bool = true) async throws -> JSONValue {
         var services = try await store.exportAll(history: history)
-        if !secrets {
+        let sealer = secrets ? pipeline.options.sealer : nil
+        if !secrets || sealer != nil {
             for (i, service) in services.enumerated() {
                 let redaction = await definitions.redaction(service.service)
                 guard !redaction.isEmpty else { continue }
-                services[i].overrideLayer = service.overrideLayer.map { redaction.apply(to: $0) }
-                for (n, entry) in service.versions.enumerated() {
-                    services[i].versions[n].stored.config = redaction.apply(to: entry.stored.config)
-                    services[i].versions[n].overrideLayer = entry.overrideLayer.map { redaction.apply(to: $0) }
+                let hide: (JSONValue) throws(SealingError) -> JSONValue = if let sealer {
+                    { (value) throws(SealingError) in try sealer.seal(value, secrets: redaction, service: service.service.rawValue) }
+                } else {
+                    { value in redaction.apply(to: value) }
+                }
+                do {
+                    services[i].overrideLayer = try service.overrideLayer.map(hide)
+                    for (n, entry) in service.versions.enumerated() {
+                        services[i].versions[n].stored.config = try hide(entry.stored.config)
+                        services[i].versions[n].overrideLayer = try entry.overrideLayer.map(hide)
+                    }
+                } catch {
+                    throw ConfbusError(code: .sealedValue, service: service.service.rawValue, message: error.message)
                 }
             }
         }
         return ExportDocument.encode(services, environment: pipeline.options.environment, history: history, secretsMasked: !secrets)
     }
 
+    /// The export with every sealed value opened by this node's key; checksums are of the plain configs.
+    func opened(_ document: JSONValue) throws(ConfbusError) -> JSONValue {
+        guard SecretSealer.holdsEnvelopes(document), case .object(var object) = document, case .array(var services)? = object["services"] else {
+            return document
+        }
+        guard let sealer = pipeline.options.sealer else {
+            let keys = SecretSealer.keyIDs(in: document).sorted().joined(separator: ", ")
+            throw ConfbusError(code: .sealedValue, message: "this export holds secrets sealed under key \(keys); import it on a node with that secret_key_file")
+        }
+        for (i, entry) in services.enumerated() {
+            guard case .object(var service) = entry, case .string(let name)? = service["service"] else { continue }
+            func open(_ value: JSONValue?) throws(ConfbusError) -> JSONValue? {
+                guard let value else { return nil }
+                do { return try sealer.unseal(value, service: name) } catch {
+                    throw ConfbusError(code: .sealedValue, service: name, message: "\(name): \(error.message)")
+                }
+            }
+            service["override_layer"] = try open(service["override_layer"])
+            if case .array(var versions)? = service["versions"] {
+                for (n, version) in versions.enumerated() {
+                    guard case .object(var v) = version else { continue }
+                    v["config"] = try open(v["config"])
+                    v["override_layer"] = try open(v["override_layer"])
+                    versions[n] = .object(v)
+                }
+                service["versions"] = .array(versions)
+            }
+            services[i] = .object(service)
+        }
+        object["services"] = .array(services)
+        return .object(object)
+    }
+
     /// Stores an export in a database without those services; returns how many versions it held.
     /// Every version must satisfy its service's schema (where the tree has one) and be publishable (§6b).
     public func importDocument(_ value: JSONValue, by context: OperatorContext) async throws -> Int {
-        let services = try ExportDocument.decode(value)
+        var services = try ExportDocument.decode(try opened(value))
+        for (i, export) in services.enumerated() { services[i].secrets = await definitions.redaction(export.service) }
         var issues: [ValidationIssue] = []
         for export in services {
             let files = await definitions.tree.hasService(export.service) ? await definitions.tree.load(export.service) : nil
@@ -153,7 +199,7 @@ public struct Archive: Sendable {
         }
         let audit = AuditRecord(actor: context.actor, requestID: context.requestID, action: "import", outcome: "accepted",
                                 services: services.map(\.service.rawValue), reason: context.reason)
-        try await pipeline.treeLock.withLock { try await store.importAll(services, audit: audit) }
+        try await pipeline.treeLock.withLock { [services] in try await store.importAll(services, audit: audit) }
         pipeline.committed(services.compactMap { $0.versions.last.map { .committed($0.stored) } })
         return services.reduce(0) { $0 + $1.versions.count }
     }

@@ -96,13 +96,14 @@ public struct OverrideEditing: Sendable {
             throw CommitPipeline.refusal(service, issues)
         }
         let pipeline = self.pipeline
+        let secrets = await definitions.redaction(service)
         return try await pipeline.refusingAudited(audit) {
             try await pipeline.commit(CommitRequest(services: [service], audit: audit) { bases in
                 let base = bases[0]
                 try CommitPipeline.check(expectedVersion, base)
                 try pipeline.checkPublishable(old.config, on: base)
                 return [PlannedChange(version: NewVersion(service: service, config: old.config, source: .rollback, author: context.actor,
-                                                          reason: reason, environment: pipeline.options.environment),
+                                                          reason: reason, environment: pipeline.options.environment, secrets: secrets),
                                       overrideLayer: layer)]
             })[0]
         }

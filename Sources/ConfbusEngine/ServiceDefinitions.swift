@@ -28,6 +28,10 @@ public struct ServiceDefinitions: Sendable {
 
     /// Which paths the service's schema marks secret: from the schema last compiled for it when
     /// there is one (a pull reads no file), else from its files.
+    /// What is secret in `service` as far as it is known without reading files: every member when
+    /// its schema has not been read yet.
+    public func knownSecrets(_ service: ServiceName) -> Redaction { resolver.knownRedaction(service) ?? .everything }
+
     public func redaction(_ service: ServiceName) async -> Redaction {
         if let known = resolver.knownRedaction(service) { return known }
         let files = await tree.load(service)

@@ -14,6 +14,8 @@ public struct ResolvedService: Sendable {
     public var provenance: [JSONPointer: Provenance] { merged.provenance }
     /// The newest modification time of the service's files.
     public var updatedAt: Date?
+    /// The members the service's schema marks secret.
+    public var secrets: Redaction
 
     /// The resolved document of CONTRACT.md §3; `version` is added by whoever stores it.
     public func document(version: Int? = nil, updatedAt: Date? = nil) -> JSONValue {
@@ -139,7 +141,8 @@ public struct ServiceResolver: Sendable {
         }
         let modified = [files.schema, files.defaults, files.environment].compactMap { $0?.modified }.max()
         let resolved = ResolvedService(service: name, environment: options.environment, config: merged.config,
-                                       checksum: merged.config.checksum, merged: merged, updatedAt: modified)
+                                       checksum: merged.config.checksum, merged: merged, updatedAt: modified,
+                                       secrets: schema.map { Redaction(paths: $0.secretPaths) } ?? withoutSchema)
         return ServiceResolution(service: name, resolved: resolved, merged: merged, errors: [], warnings: warnings)
     }
 

@@ -45,10 +45,10 @@ public struct Startup: Service {
     }
 
     public func run() async throws {
-        await cancelWhenGracefulShutdown { await supervise() }
+        try await cancelWhenGracefulShutdown { try await supervise() }
     }
 
-    private func supervise() async {
+    private func supervise() async throws {
         var started = false
         var sinceRefresh = ContinuousClock.now
         while !Task.isCancelled {
@@ -76,6 +76,9 @@ public struct Startup: Service {
                         if expired > 0 { logger.info("forgot silent instances", metadata: ["count": "\(expired)"]) }
                         sinceRefresh = .now
                     }
+                } catch let refusal as StartupRefusal {
+                    logger.critical("confbus cannot start on this database", metadata: ["reason": "\(refusal.message)"])
+                    throw refusal
                 } catch {
                     logger.error("start-up against the database failed; retrying", metadata: ["error": "\(String(reflecting: error).prefix(500))"])
                 }
@@ -101,6 +104,16 @@ public struct Startup: Service {
             }
         }
     }
+}
+
+/// A start-up that retrying cannot fix (a database sealed under a key this node does not hold):
+/// the process stops with this message.
+public struct StartupRefusal: Error, Sendable, CustomStringConvertible {
+    public var message: String
+
+    public init(_ message: String) { self.message = message }
+
+    public var description: String { message }
 }
 
 /// The one continuation of `Startup.succeeds`, resumed by whichever of its two tasks ends first.

@@ -60,10 +60,14 @@ public struct NewVersion: Sendable {
     public var layers: JSONValue
     /// The batch this version belongs to, if any.
     public var batchID: UUID?
+    /// The members the service's schema marks secret: a store that encrypts at rest seals them, in
+    /// the config and in the override layer stored with it.
+    public var secrets: Redaction
 
     public init(service: ServiceName, config: JSONValue, checksum: String? = nil, source: VersionSource, author: String, reason: String?,
-                environment: String, layers: JSONValue = .null, batchID: UUID? = nil) {
+                environment: String, layers: JSONValue = .null, batchID: UUID? = nil, secrets: Redaction = Redaction(paths: [])) {
         self.batchID = batchID
+        self.secrets = secrets
         self.service = service
         self.config = config
         self.checksum = checksum ?? config.checksum
@@ -196,11 +200,14 @@ public struct ServiceExport: Sendable, Equatable {
     public var service: ServiceName
     public var overrideLayer: JSONValue?
     public var versions: [Version]
+    /// On import, the members the service's schema marks secret (a store that encrypts at rest seals them).
+    public var secrets: Redaction
 
-    public init(service: ServiceName, overrideLayer: JSONValue?, versions: [Version]) {
+    public init(service: ServiceName, overrideLayer: JSONValue?, versions: [Version], secrets: Redaction = Redaction(paths: [])) {
         self.service = service
         self.overrideLayer = overrideLayer
         self.versions = versions
+        self.secrets = secrets
     }
 }
 

@@ -26,7 +26,7 @@ public struct Problem: Error, Sendable {
         let status: HTTPResponse.Status = switch error.code {
         case .invalidName, .badRequest, .invalidJSON, .invalidYAML, .invalidPayload: .badRequest
         case .notFound, .unknownService: .notFound
-        case .schemaViolation, .invalidOverride, .invalidValue, .invalidSchema, .missingSchema: .unprocessableContent
+        case .schemaViolation, .invalidOverride, .invalidValue, .invalidSchema, .missingSchema, .sealedValue: .unprocessableContent
         case .versionConflict: .preconditionFailed
         case .alreadyExists, .requestInFlight: .conflict
         case .documentTooLarge, .tooLargeToPublish: .contentTooLarge

@@ -100,6 +100,17 @@ public enum Migrations {
             "ALTER TABLE services ADD COLUMN publisher_epoch bigint NOT NULL DEFAULT 0",
             "CREATE INDEX instances_last_seen ON instances (last_seen)",
         ]),
+        (5, [
+            // Which key the database's secrets are sealed under (CONTRACT.md §10); no row, none is.
+            """
+            CREATE TABLE secret_key (
+                id integer PRIMARY KEY CHECK (id = 1),
+                key_id text NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                rotated_at timestamptz
+            )
+            """,
+        ]),
     ]
 
     public static var latestVersion: Int { steps.last?.version ?? 0 }

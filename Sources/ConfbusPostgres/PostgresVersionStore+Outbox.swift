@@ -41,7 +41,7 @@ extension PostgresVersionStore: OutboxStore {
             JOIN config_versions v ON v.service = p.service AND v.version = p.version
             ORDER BY p.oldest
             """, logger: logger).collect()
-        return try rows.map(Self.decodeVersion)
+        return try rows.map { try Self.decodeVersion($0, atRest) }
     }
 
     public func markPublished(_ marks: [ServiceName: Int], lease: RelayLease) async throws -> Bool {

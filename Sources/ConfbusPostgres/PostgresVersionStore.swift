@@ -13,11 +13,14 @@ public struct PostgresVersionStore: VersionStore {
     let client: PostgresClient
     let logger: Logger
     let failpoints: Failpoints
+    let atRest: AtRest
 
-    public init(client: PostgresClient, logger: Logger, failpoints: Failpoints = Failpoints()) {
+    /// With a `sealer`, every secret value is stored sealed under its key (CONTRACT.md §10).
+    public init(client: PostgresClient, logger: Logger, failpoints: Failpoints = Failpoints(), sealer: SecretSealer? = nil) {
         self.client = client
         self.logger = logger
         self.failpoints = failpoints
+        self.atRest = AtRest(sealer: sealer)
     }
 
     static let versionColumns = "service, version, config, checksum, source, author, reason, created_at, environment, batch_id::text"
@@ -25,27 +28,28 @@ public struct PostgresVersionStore: VersionStore {
     static let columnCount = 10
     static let qualifiedColumns = "v.service, v.version, v.config, v.checksum, v.source, v.author, v.reason, v.created_at, v.environment, v.batch_id::text"
 
-    static func decodeVersion(_ row: PostgresRow) throws -> StoredVersion {
+    static func decodeVersion(_ row: PostgresRow, _ atRest: AtRest) throws -> StoredVersion {
         let (service, version, config, checksum, source, author, reason, createdAt, environment, batchID) =
             try row.decode((String, Int, String, String, String, String, String?, Date, String, String?).self)
         return StoredVersion(service: try ServiceName(validating: service), version: version,
-                             config: try JSONParser().parse(config), checksum: checksum,
+                             config: try atRest.decode(config, service: service), checksum: checksum,
                              source: VersionSource(rawValue: source) ?? .files, author: author, reason: reason,
                              createdAt: createdAt, environment: environment, batchID: batchID)
     }
 
     public func commit(_ request: CommitRequest) async throws -> [CommitOutcome] {
         try failpoints.hit("before_commit")
+        let atRest = self.atRest
         let outcomes: [CommitOutcome] = try await Self.unwrapping { try await client.withTransaction(logger: logger) { connection in
             if let idempotency = request.idempotency {
                 // A second request with the same key waits here for the first to end, then finds its answer.
                 try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(idempotency.key), 0))", logger: logger)
                 for try await (hash, answer) in try await connection.query(
                     "SELECT request_hash, answer FROM idempotency_keys WHERE key = \(idempotency.key)", logger: logger).decode((String, String).self) {
-                    throw IdempotentReplay(requestHash: hash, answer: answer)
+                    throw IdempotentReplay(requestHash: hash, answer: try atRest.decodeAnswer(answer, key: idempotency.key))
                 }
             }
-            let bases = try await Self.lockBases(request.services, on: connection, logger: logger)
+            let bases = try await Self.lockBases(request.services, atRest: atRest, on: connection, logger: logger)
             let changes = try request.plan(bases)
             // What the commit does is known before it runs (the rows are locked): the audit row
             // goes into the same statement as the versions.
@@ -58,9 +62,9 @@ public struct PostgresVersionStore: VersionStore {
             })
             // Versions made from the files are audited only when they make a version.
             let audited = record.action != "files" || planned.contains { $0.new > $0.old }
-            let outcomes = try await Self.write(changes, bases: bases, audit: audited ? record : nil, on: connection, logger: logger)
+            let outcomes = try await Self.write(changes, bases: bases, audit: audited ? record : nil, atRest: atRest, on: connection, logger: logger)
             if let idempotency = request.idempotency {
-                let answer = idempotency.answer(outcomes)
+                let answer = try atRest.encodeAnswer(idempotency.answer(outcomes), key: idempotency.key)
                 try await connection.query("""
                     INSERT INTO idempotency_keys (key, request_hash, answer) VALUES (\(idempotency.key), \(idempotency.requestHash), \(answer))
                     """, logger: logger)
@@ -79,6 +83,7 @@ public struct PostgresVersionStore: VersionStore {
         } catch let error as PostgresTransactionError {
             if let refusal = error.closureError as? ConfbusError { throw refusal }
             if let replay = error.closureError as? IdempotentReplay { throw replay }
+            if let refusal = error.closureError as? StartupRefusal { throw refusal }
             throw error
         }
     }
@@ -86,25 +91,26 @@ public struct PostgresVersionStore: VersionStore {
     /// Locks the services' rows in name order (so two commits over the same services cannot
     /// deadlock), creating the missing ones first; returns their bases in the order asked. Rows
     /// that exist, the usual case, take one statement.
-    static func lockBases(_ services: [ServiceName], on connection: PostgresConnection, logger: Logger) async throws -> [CommitBase] {
+    static func lockBases(_ services: [ServiceName], atRest: AtRest, on connection: PostgresConnection, logger: Logger) async throws -> [CommitBase] {
         let names = services.map(\.rawValue).sorted()
-        var found = try await selectForUpdate(names, on: connection, logger: logger)
+        var found = try await selectForUpdate(names, atRest: atRest, on: connection, logger: logger)
         let missing = names.filter { found[$0] == nil }
         if !missing.isEmpty {
             try await connection.query("""
                 INSERT INTO services (name) SELECT unnest(\(missing)::text[]) ORDER BY 1 ON CONFLICT (name) DO NOTHING
                 """, logger: logger)
-            found.merge(try await selectForUpdate(missing, on: connection, logger: logger)) { $1 }
+            found.merge(try await selectForUpdate(missing, atRest: atRest, on: connection, logger: logger)) { $1 }
         }
         return services.map { found[$0.rawValue] ?? CommitBase(service: $0, latestVersion: 0, latestChecksum: nil, overrideLayer: nil) }
     }
 
-    private static func selectForUpdate(_ names: [String], on connection: PostgresConnection, logger: Logger) async throws -> [String: CommitBase] {
+    private static func selectForUpdate(_ names: [String], atRest: AtRest, on connection: PostgresConnection,
+                                        logger: Logger) async throws -> [String: CommitBase] {
         var found: [String: CommitBase] = [:]
         for try await (name, latest, checksum, layer) in try await connection.execute(Prepared.LockServices(names: names), logger: logger) {
             let service = try ServiceName(validating: name)
             found[name] = CommitBase(service: service, latestVersion: latest, latestChecksum: latest > 0 ? checksum : nil,
-                                     overrideLayer: try layer.map { try JSONParser().parse($0) })
+                                     overrideLayer: try layer.map { try atRest.decode($0, service: name) })
         }
         return found
     }
@@ -124,7 +130,7 @@ public struct PostgresVersionStore: VersionStore {
     /// however many services (the services' rows, the versions, their outbox rows and
     /// notifications, and `audit`), plus one for the layers of unchanged services. Changes are
     /// matched to their bases by service.
-    static func write(_ changes: [PlannedChange], bases: [CommitBase], audit: AuditRecord?, on connection: PostgresConnection,
+    static func write(_ changes: [PlannedChange], bases: [CommitBase], audit: AuditRecord?, atRest: AtRest, on connection: PostgresConnection,
                       logger: Logger) async throws -> [CommitOutcome] {
         let byService = Dictionary(bases.map { ($0.service, $0) }, uniquingKeysWith: { first, _ in first })
         var layerUpdates: [JSONValue] = []
@@ -137,15 +143,15 @@ public struct PostgresVersionStore: VersionStore {
             let new = change.version
             guard let base = byService[new.service] else { continue }
             // nil keeps the stored layer; an empty object or null clears it.
-            let layer: JSONValue? = change.overrideLayer.map { layer in
-                layer.isNull || layer == .object([:]) ? .null : .string(layer.serialized(.canonical))
+            let layer: JSONValue? = try change.overrideLayer.map { layer in
+                layer.isNull || layer == .object([:]) ? .null : .string(try atRest.encode(layer, secrets: new.secrets, service: new.service))
             }
             if base.holds(new) {
                 if let layer { layerUpdates.append(["name": .string(new.service.rawValue), "layer": layer]) }
                 unchanged.append((index, new.service.rawValue, base.latestVersion))
                 continue
             }
-            configs.append(new.config.serialized(.canonical))
+            configs.append(try atRest.encode(new.config, secrets: new.secrets, service: new.service))
             layerTexts.append(new.layers.isNull ? "" : new.layers.serialized(.canonical))
             inserts.append([
                 "i": .integer(configs.count), "service": .string(new.service.rawValue), "version": .integer(base.latestVersion + 1),
@@ -173,7 +179,7 @@ public struct PostgresVersionStore: VersionStore {
                 SELECT \(unescaped: qualifiedColumns) FROM config_versions v
                 JOIN unnest(\(names)::text[], \(numbers)::integer[]) AS u(service, version) ON v.service = u.service AND v.version = u.version
                 """, logger: logger).collect() {
-                let version = try decodeVersion(row)
+                let version = try decodeVersion(row, atRest)
                 stored[version.service.rawValue] = version
             }
             for entry in unchanged { outcomes[entry.index] = stored[entry.name].map(CommitOutcome.unchanged) }
@@ -217,7 +223,7 @@ public struct PostgresVersionStore: VersionStore {
         for try await (hash, answer) in try await client.query(
             "SELECT request_hash, answer FROM idempotency_keys WHERE key = \(key)", logger: logger).decode((String, String).self)
         {
-            return (hash, answer)
+            return (hash, try atRest.decodeAnswer(answer, key: key))
         }
         return nil
     }
@@ -247,7 +253,7 @@ public struct PostgresVersionStore: VersionStore {
         for try await (name, text) in try await client.query(
             "SELECT name, override_layer FROM services WHERE override_layer IS NOT NULL", logger: logger).decode((String, String).self)
         {
-            if let service = try? ServiceName(validating: name), let layer = try? JSONParser().parse(text) { layers[service] = layer }
+            if let service = try? ServiceName(validating: name) { layers[service] = try atRest.decode(text, service: name) }
         }
         return layers
     }
@@ -257,7 +263,7 @@ public struct PostgresVersionStore: VersionStore {
         for try await text in try await client.query(
             "SELECT override_layer FROM config_versions WHERE service = \(service.rawValue) AND version = \(version)", logger: logger
         ).decode(String?.self) {
-            layer = try text.map { try JSONParser().parse($0) }
+            layer = try text.map { try atRest.decode($0, service: service.rawValue) }
         }
         return layer
     }
@@ -294,7 +300,7 @@ public struct PostgresVersionStore: VersionStore {
     }
 
     private func versions(_ query: PostgresQuery) async throws -> [StoredVersion] {
-        try await client.query(query, logger: logger).collect().map(Self.decodeVersion)
+        try await client.query(query, logger: logger).collect().map { try Self.decodeVersion($0, atRest) }
     }
 
     public func recordRegistration(_ service: ServiceName, instance: String) async throws {
@@ -354,7 +360,7 @@ public struct PostgresVersionStore: VersionStore {
         for try await (name, layer) in try await client.query("SELECT name, override_layer FROM services WHERE latest_version > 0 ORDER BY name",
                                                               logger: logger).decode((String, String?).self) {
             // updateValue, not subscript assignment: a nil layer must keep its key.
-            layers.updateValue(try layer.map { try JSONParser().parse($0) }, forKey: name)
+            layers.updateValue(try layer.map { try atRest.decode($0, service: name) }, forKey: name)
         }
         let query: PostgresQuery = history
             ? "SELECT \(unescaped: Self.qualifiedColumns), v.override_layer FROM config_versions v ORDER BY v.service, v.version"
@@ -364,9 +370,9 @@ public struct PostgresVersionStore: VersionStore {
               """
         var byService: [String: [ServiceExport.Version]] = [:]
         for row in try await client.query(query, logger: logger).collect() {
-            let version = try Self.decodeVersion(row)
+            let version = try Self.decodeVersion(row, atRest)
             let columns = row.makeRandomAccess()
-            let layer = try columns[Self.columnCount].decode(String?.self).map { try JSONParser().parse($0) }
+            let layer = try columns[Self.columnCount].decode(String?.self).map { try atRest.decode($0, service: version.service.rawValue) }
             byService[version.service.rawValue, default: []].append(.init(stored: version, overrideLayer: layer))
         }
         return try layers.keys.sorted().map { name in
@@ -375,6 +381,7 @@ public struct PostgresVersionStore: VersionStore {
     }
 
     public func importAll(_ services: [ServiceExport], audit: AuditRecord) async throws {
+        let atRest = self.atRest
         try await Self.unwrapping { try await client.withTransaction(logger: logger) { connection in
             for export in services {
                 let name = export.service.rawValue
@@ -385,7 +392,7 @@ public struct PostgresVersionStore: VersionStore {
                     throw ConfbusError(code: .alreadyExists, service: name, message: "\(name) already has versions; import only into a database without it")
                 }
                 let latest = export.versions.last?.stored.version ?? 0
-                let layer = export.overrideLayer.map { $0.serialized(.canonical) }
+                let layer = try export.overrideLayer.map { try atRest.encode($0, secrets: export.secrets, service: export.service) }
                 try await connection.query("""
                     INSERT INTO services (name, latest_version, latest_checksum, override_layer)
                     VALUES (\(name), \(latest), \(export.versions.last?.stored.checksum), \(layer))
@@ -394,11 +401,12 @@ public struct PostgresVersionStore: VersionStore {
                     """, logger: logger)
                 for entry in export.versions {
                     let v = entry.stored
-                    let versionLayer = entry.overrideLayer.map { $0.serialized(.canonical) }
+                    let versionLayer = try entry.overrideLayer.map { try atRest.encode($0, secrets: export.secrets, service: export.service) }
+                    let config = try atRest.encode(v.config, secrets: export.secrets, service: export.service)
                     let batch = v.batchID.flatMap(UUID.init(uuidString:))
                     try await connection.query("""
                         INSERT INTO config_versions (service, version, config, checksum, source, author, reason, environment, override_layer, batch_id, created_at)
-                        VALUES (\(name), \(v.version), \(v.config.serialized(.canonical)), \(v.checksum), \(v.source.rawValue), \(v.author),
+                        VALUES (\(name), \(v.version), \(config), \(v.checksum), \(v.source.rawValue), \(v.author),
                                 \(v.reason), \(v.environment), \(versionLayer), \(batch), \(v.createdAt))
                         """, logger: logger)
                 }

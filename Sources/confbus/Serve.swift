@@ -31,6 +31,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest document, HTTP body or MQTT payload, in bytes.") var maxDocumentBytes: Int?
     @Option(help: "HTTP requests a second per token (bursts of twice that); 0 for no limit.") var rateLimit: Int?
     @Flag(help: "Distribute services without a schema.") var allowSchemaless = false
+    @Option(help: "A file of 32 random bytes in base64 (`confbus secrets keygen`): secret values are stored sealed under it.") var secretKeyFile: String?
     @Option(help: "trace, debug, info, notice, warning, error, critical") var logLevel: String?
     @Option(help: "text or json") var logFormat: String?
 
@@ -42,7 +43,7 @@ struct Serve: AsyncParsableCommand {
             ("http_port", httpPort.map(String.init)), ("topic_prefix", topicPrefix), ("node_id", nodeId),
             ("health_interval", healthInterval), ("reconcile_interval", reconcileInterval), ("instance_ttl", instanceTTL), ("admin_tokens", adminTokens),
             ("read_tokens", readTokens), ("max_document_bytes", maxDocumentBytes.map(String.init)), ("rate_limit", rateLimit.map(String.init)),
-            ("allow_schemaless", allowSchemaless ? "true" : nil), ("log_level", logLevel), ("log_format", logFormat),
+            ("allow_schemaless", allowSchemaless ? "true" : nil), ("secret_key_file", secretKeyFile), ("log_level", logLevel), ("log_format", logFormat),
         ]
         for case (let key, let value?) in options { flags[key] = value }
         let configDir = configDir ?? environment["CONFBUS_CONFIG_DIR"] ?? "config"

@@ -225,6 +225,13 @@ final class Confbus: @unchecked Sendable {
     static let adminToken = "it-admin-secret"
 
     func start(waitUntilReady: Bool = true) async throws {
+        try launch()
+        try await waitForPort(httpPort)
+        if waitUntilReady { try await self.waitUntilReady() }
+    }
+
+    /// Starts the process without waiting for anything (for a start that is expected to be refused).
+    func launch() throws {
         let p = Process()
         p.executableURL = try Harness.binary()
         p.arguments = ["serve", "--config-dir", configDir.path, "--database-url", databaseURL, "--mqtt-url", mqttURL,
@@ -241,8 +248,6 @@ final class Confbus: @unchecked Sendable {
         try p.run()
         track(p)
         process = p
-        try await waitForPort(httpPort)
-        if waitUntilReady { try await self.waitUntilReady() }
     }
 
     func waitUntilReady(timeout: Duration = .seconds(30)) async throws {
@@ -282,6 +287,11 @@ final class Confbus: @unchecked Sendable {
     func waitForExit(timeout: Duration = .seconds(30)) async throws -> Int32 {
         let deadline = ContinuousClock.now + timeout
         while let p = process, p.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        if let p = process, p.isRunning {
+            Issue.record("confbus did not end by itself; log:\n\(logTail())")
+            kill9()
+            return -1
+        }
         let status = process?.terminationStatus ?? -1
         process = nil
         return status
