@@ -4,12 +4,15 @@ import Metrics
 public struct GatewayCounters: Sendable {
     public let published: Counter
     public let reconciled: Counter
+    /// Refusals past a client's budget (`confbus_rate_limited_total{api="mqtt"}`, beside HTTP's).
+    public let rateLimited: Counter
     private let factory: any MetricsFactory
 
     public init(factory: any MetricsFactory = MetricsSystem.factory) {
         self.factory = factory
         published = Counter(label: "confbus_versions_published_total", factory: factory)
         reconciled = Counter(label: "confbus_reconcile_republished_total", factory: factory)
+        rateLimited = Counter(label: "confbus_rate_limited_total", dimensions: [("api", "mqtt")], factory: factory)
     }
 
     public func refused(code: String) {

@@ -166,13 +166,16 @@ final class InstanceInbox: Sendable {
             failure = error
         }
         counters.refused(code: failure.code.description)
-        logger.info("refused a message", metadata: ["confbus.service": "\(service)", "confbus.kind": "\(kind)",
-                                                     "error.code": "\(failure.code)", "error": "\(failure.message)"])
         let client = instance.flatMap { InstanceMessages.isValidInstanceID($0) ? $0 : nil }
+        // Past its budget a client's refusals are counted only: neither answered nor logged, so a
+        // flood turns confbus into neither an amplifier nor a log filler.
         guard limiter.withLock({ $0.allow(service: service.rawValue, client: client ?? "", now: .now) }) else {
             counters.refused(code: "reply_rate_limited")
+            counters.rateLimited.increment()
             return
         }
+        logger.info("refused a message", metadata: ["confbus.service": "\(service)", "confbus.kind": "\(kind)",
+                                                     "error.code": "\(failure.code)", "error": "\(failure.message)"])
         var body: [String: JSONValue] = ["error": .object(["code": .string(failure.code.description), "message": .string(failure.message)])]
         if let client { body["instance"] = .string(client) }
         try? await self.client.publish(JSONValue.object(body).serializedBytes(), to: topics.error(service), retain: false)

@@ -26,6 +26,10 @@ struct InputBoundsTests {
         #expect(probe.messages(on: errors).count == 5)
         let metrics = String(decoding: try await confbus.get("/metrics").body, as: UTF8.self)
         #expect(metrics.contains("reply_rate_limited"))
+        #expect(metrics.contains("confbus_rate_limited_total{api=\"mqtt\"} 15"))
+        // Only the answered refusals are logged, not the flood.
+        let logged = try String(contentsOf: confbus.log, encoding: .utf8).components(separatedBy: "refused a message").count - 1
+        #expect(logged == 5)
 
         // An ack for a version that does not exist is refused and not recorded.
         try await probe.publish(confbus.topic("ack", "report-worker/web-1"), #"{"version": 99, "status": "applied"}"#)
