@@ -33,6 +33,7 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
     let relayStatus = RelayStatus()
 
     var mqttConfiguration = MosquittoClient.Configuration(url: try MQTTURL(settings.mqttURL), clientID: "confbus-\(settings.nodeID)")
+    mqttConfiguration.caFile = settings.mqttCAFile
     let startedAt = Date()
     mqttConfiguration.will = (topics.nodeHealth(settings.nodeID), MQTTGateway.willPayload(node: settings.nodeID, startedAt: startedAt), true)
     // The broker never sends us more than a document may be (CONTRACT.md §6b).

@@ -7,7 +7,8 @@ import SystemPackage
 /// The distributor's settings (CONTRACT.md §6), read once at start-up and passed down.
 ///
 /// ## Configuration keys
-/// `database_url` (secret), `mqtt_url` (secret: it may hold a password), `environment`
+/// `database_url` (secret), `mqtt_url` (secret: it may hold a password), `mqtt_ca_file` (for
+/// `mqtts://`, the CAs to trust instead of the system's), `environment`
 /// (development), `config_dir` (config), `http_host` (127.0.0.1), `http_port` (8080),
 /// `topic_prefix` (config), `node_id` (the host name), `health_interval` (10s),
 /// `reconcile_interval` (30s), `admin_tokens`, `read_tokens` (secret lists), `max_document_bytes`
@@ -18,6 +19,8 @@ import SystemPackage
 public struct Settings: Sendable {
     public var databaseURL: String
     public var mqttURL: String
+    /// For `mqtts://`: the CAs to trust (PEM) instead of the system's.
+    public var mqttCAFile: String?
     public var environment: String
     public var configDir: String
     public var httpHost: String
@@ -91,6 +94,10 @@ public struct Settings: Sendable {
 
         databaseURL = text("database_url") ?? "postgres://confbus:confbus@127.0.0.1:5432/confbus"
         mqttURL = text("mqtt_url") ?? "mqtt://127.0.0.1:1883"
+        mqttCAFile = text("mqtt_ca_file")
+        if let file = mqttCAFile, !FileManager.default.isReadableFile(atPath: file) {
+            throw Invalid(description: "mqtt_ca_file \(file) cannot be read")
+        }
         environment = text("environment") ?? "development"
         guard ServiceName.isValid(environment) else { throw Invalid(description: "environment \"\(environment)\" is not a valid name") }
         self.configDir = configDir

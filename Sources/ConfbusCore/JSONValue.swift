@@ -54,6 +54,15 @@ extension JSONValue {
         return nil
     }
 
+    /// An integer, or a number with no fraction that fits one (JSON Schema's `integer`: `3.0` is one).
+    public var integralValue: Int? {
+        switch self {
+        case .integer(let i): return i
+        case .number(let d) where d.rounded() == d && abs(d) < 9.0e15: return Int(d)
+        default: return nil
+        }
+    }
+
     public var boolValue: Bool? {
         if case .bool(let b) = self { return b }
         return nil

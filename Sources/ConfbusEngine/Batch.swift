@@ -49,14 +49,14 @@ public struct BatchRequest: Sendable {
                 throw ConfbusError(code: .invalidName, message: "updates[\(index)]: invalid service name")
             }
             guard seen.insert(service).inserted else {
-                throw ConfbusError(code: .badRequest, message: "updates[\(index)]: \(service) appears more than once (duplicate_service)")
+                throw ConfbusError(code: .invalidValue, message: "updates[\(index)]: \(service) appears more than once (duplicate_service)")
             }
             let kinds = ["override", "patch", "rollback"].filter { u[$0] != nil }
             guard kinds.count == 1 else { throw Self.bad("updates[\(index)] needs exactly one of override, patch or rollback") }
             switch (kinds[0], u[kinds[0]]!) {
             case ("override", .object(let o)): entries.append(Entry(service: service, change: .override(.object(o))))
             case ("patch", .object(let o)): entries.append(Entry(service: service, change: .patch(.object(o))))
-            case ("rollback", .integer(let n)) where n >= 1: entries.append(Entry(service: service, change: .rollback(n)))
+            case ("rollback", let n) where (n.integralValue ?? 0) >= 1: entries.append(Entry(service: service, change: .rollback(n.integralValue!)))
             default: throw Self.bad("updates[\(index)].\(kinds[0]) has the wrong type")
             }
         }

@@ -46,18 +46,31 @@ public enum ExportDocument {
     public static func decode(_ value: JSONValue) throws(ConfbusError) -> [ServiceExport] {
         func bad(_ message: String) -> ConfbusError { ConfbusError(code: .badRequest, message: message) }
         guard value["format"] == .string(format) else { throw bad("not a \(format) document") }
+        switch value["secrets_masked"] {
+        case nil, .bool?: break
+        default: throw bad("\"secrets_masked\" must be a boolean")
+        }
+        if let history = value["history"], history.boolValue == nil { throw bad("\"history\" must be a boolean") }
+        if let environment = value["environment"], environment.stringValue == nil { throw bad("\"environment\" must be a string") }
         guard value["secrets_masked"] != .bool(true) else {
             throw ConfbusError(code: .schemaViolation,
                                message: "this export has its secret values masked; export with secrets=true to back up and restore")
         }
         guard case .array(let services) = value["services"] else { throw bad("\"services\" must be an array") }
+        func layerValue(_ value: JSONValue?, _ owner: String) throws(ConfbusError) -> JSONValue? {
+            switch value {
+            case nil, .null?: return nil
+            case .object?: return value
+            default: throw bad("\(owner): \"override_layer\" must be an object or null")
+            }
+        }
         var out: [ServiceExport] = []
         var seen = Set<ServiceName>()
         for (i, s) in services.enumerated() {
             guard case .string(let raw) = s["service"], let name = try? ServiceName(validating: raw) else {
                 throw bad("services[\(i)]: invalid service name")
             }
-            guard seen.insert(name).inserted else { throw bad("services[\(i)]: \(name) appears twice") }
+            guard seen.insert(name).inserted else { throw ConfbusError(code: .invalidValue, message: "services[\(i)]: \(name) appears twice") }
             guard case .array(let versions) = s["versions"] else { throw bad("services[\(i)]: \"versions\" must be an array") }
             var entries: [ServiceExport.Version] = []
             for (n, v) in versions.enumerated() {
@@ -75,10 +88,10 @@ public enum ExportDocument {
                 let stored = StoredVersion(service: name, version: number, config: config, checksum: checksum, source: kind, author: author,
                                            reason: v["reason"]?.stringValue, createdAt: created, environment: environment,
                                            batchID: v["batch_id"]?.stringValue)
-                let layer = v["override_layer"].flatMap { $0.isNull ? nil : $0 }
+                let layer = try layerValue(v["override_layer"], "\(name) version \(number)")
                 entries.append(.init(stored: stored, overrideLayer: layer))
             }
-            let layer = s["override_layer"].flatMap { $0.isNull ? nil : $0 }
+            let layer = try layerValue(s["override_layer"], "\(name)")
             out.append(ServiceExport(service: name, overrideLayer: layer, versions: entries))
         }
         return out

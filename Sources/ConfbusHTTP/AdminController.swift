@@ -53,7 +53,10 @@ struct AdminController: Sendable {
         guard let header = request.headers[.ifMatch]?.trimmingCharacters(in: .whitespaces) else { return nil }
         if header == "*" { return nil }
         let value = header.hasPrefix("\"") && header.hasSuffix("\"") && header.count >= 2 ? String(header.dropFirst().dropLast()) : header
-        if let version = Int(value) { return version }
+        if let version = Int(value), version >= 0 { return version }
+        guard Self.isChecksum(value) else {
+            throw Problem(.badRequest, code: "bad_request", detail: "If-Match must be \"<version>\", the ETag or *")
+        }
         guard let latest = distributor.reads.latest(service) else {
             throw Problem(.preconditionFailed, code: "version_conflict", detail: "\(service) has no version to match")
         }
@@ -61,6 +64,12 @@ struct AdminController: Sendable {
             throw Problem(.preconditionFailed, code: "version_conflict", detail: "If-Match does not match the current version of \(service)")
         }
         return latest.version
+    }
+
+    /// `sha256:` and 64 lower-case hexadecimal digits.
+    static func isChecksum(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        return bytes.count == 71 && text.hasPrefix("sha256:") && bytes[7...].allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
     }
 
     func documentResponse(_ outcome: CommitOutcome) -> Response {
@@ -73,22 +82,32 @@ struct AdminController: Sendable {
     func override(_ request: Request, _ context: ConfbusRequestContext, _ method: OverrideMethod) async throws -> Response {
         let service = try context.requireService()
         let who = try operatorContext(request, context)
-        let expected = try expectedVersion(request, service)
+        // The body first: a malformed request is 400 whatever its If-Match says.
         let edit: OverrideEdit = switch method {
-        case .put: .replace(try await body.json(request))
-        case .patch: .patch(try await body.json(request))
+        case .put: .replace(try await layer(request))
+        case .patch: .patch(try await layer(request))
         case .delete: .clear
         }
+        let expected = try expectedVersion(request, service)
         return documentResponse(try await distributor.overrides.edit(service, edit, expectedVersion: expected, by: who))
+    }
+
+    /// A request body that is an override layer or a merge patch of one: a JSON object.
+    func layer(_ request: Request) async throws -> JSONValue {
+        let value = try await body.json(request)
+        guard case .object = value else {
+            throw Problem(.badRequest, code: "bad_request", detail: "an override layer, or a patch of one, is a JSON object")
+        }
+        return value
     }
 
     @Sendable func rollback(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
         let service = try context.requireService()
         let who = try operatorContext(request, context)
-        let expected = try expectedVersion(request, service)
-        guard case .integer(let target)? = try await body.json(request)["version"], target >= 1 else {
+        guard let target = try await body.json(request)["version"]?.integralValue, target >= 1 else {
             throw Problem(.badRequest, code: "bad_request", detail: "the body must be {\"version\": N} with N from 1")
         }
+        let expected = try expectedVersion(request, service)
         return documentResponse(try await distributor.overrides.rollback(service, to: target, expectedVersion: expected, by: who))
     }
 

@@ -1,4 +1,5 @@
 import ConfbusCore
+import ConfbusEngine
 
 /// OpenAPI 3.1 of the API as it exists. A test checks that every route the router serves is
 /// here and nothing else is, so the document stays true as the API grows.
@@ -8,9 +9,88 @@ enum OpenAPIDocument {
         var path: String
         var summary: String
         var query: [(name: String, description: String)] = []
+        var requiredQuery: Set<String> = []
+        /// The request body's schema (JSON; a batch may also be YAML); every body is required.
+        var body: JSONValue? = nil
+        /// Optional request headers the handler reads.
+        var headers: [(name: String, description: String, schema: JSONValue)] = []
         var responses: [String: String]
         var admin = false
     }
+
+    static let serviceName: JSONValue = ["type": "string", "pattern": #"^(?!.*\.\.)[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$"#]
+    static let reasonHeader = (name: "X-Confbus-Reason", description: "why, for the audit log (at most 1000 characters are kept)",
+                               schema: ["type": "string"] as JSONValue)
+    static let ifMatchHeader = (name: "If-Match", description: "the version number or the quoted checksum the change expects, or *",
+                                schema: ["type": "string", "pattern": #"^(\*|[0-9]{1,10}|"[0-9]{1,10}"|sha256:[0-9a-f]{64}|"sha256:[0-9a-f]{64}")$"#] as JSONValue)
+
+    /// One batch entry: a service and exactly one of a replacing override, a merge patch or a rollback.
+    static let batchBody: JSONValue = [
+        "type": "object",
+        "required": ["updates"],
+        "properties": [
+            "reason": ["type": "string"],
+            "dry_run": ["type": "boolean"],
+            "updates": [
+                "type": "array", "minItems": 1, "maxItems": 1000,
+                "items": [
+                    "type": "object",
+                    "required": ["service"],
+                    "properties": [
+                        "service": serviceName,
+                        "override": ["type": "object"], "patch": ["type": "object"], "rollback": ["type": "integer", "minimum": 1, "maximum": 2147483647],
+                    ],
+                    "oneOf": [
+                        ["required": ["override"], "not": ["anyOf": [["required": ["patch"]], ["required": ["rollback"]]]]],
+                        ["required": ["patch"], "not": ["anyOf": [["required": ["override"]], ["required": ["rollback"]]]]],
+                        ["required": ["rollback"], "not": ["anyOf": [["required": ["override"]], ["required": ["patch"]]]]],
+                    ],
+                ],
+            ],
+        ],
+    ]
+
+    /// What `GET /v1/export` writes and `POST /v1/import` reads (confbus-export/1).
+    static let exportBody: JSONValue = [
+        "type": "object",
+        "required": ["format", "services"],
+        "properties": [
+            "format": ["const": .string(ExportDocument.format)],
+            "environment": ["type": "string"],
+            "history": ["type": "boolean"],
+            "secrets_masked": ["const": false],
+            "services": [
+                "type": "array",
+                "items": [
+                    "type": "object",
+                    "required": ["service", "versions"],
+                    "properties": [
+                        "service": serviceName,
+                        "override_layer": ["type": ["object", "null"]],
+                        "versions": [
+                            "type": "array",
+                            "items": [
+                                "type": "object",
+                                "required": ["version", "config", "checksum", "source", "author", "created_at", "environment"],
+                                "properties": [
+                                    "version": ["type": "integer", "minimum": 1, "maximum": 2147483647],
+                                    "config": ["type": "object"],
+                                    "checksum": ["type": "string", "pattern": "^sha256:[0-9a-f]{64}$"],
+                                    "source": ["enum": ["files", "override", "batch", "rollback", "import"]],
+                                    "author": ["type": "string"],
+                                    "reason": ["type": ["string", "null"]],
+                                    "created_at": ["type": "string", "format": "date-time"],
+                                    "environment": ["type": "string"],
+                                    "batch_id": ["type": ["string", "null"], "format": "uuid"],
+                                    "override_layer": ["type": ["object", "null"]],
+                                ],
+                            ],
+                        ],
+                    ],
+                ],
+            ],
+        ],
+    ]
 
     /// The methods the API serves at a concrete path (`HEAD` with every `GET`), matched against the
     /// documented paths with `{service}` standing for one segment; nil when no path matches.
@@ -52,7 +132,7 @@ enum OpenAPIDocument {
                   query: [("limit", "at most this many (default 50)"), ("before", "versions below this")],
                   responses: ["200": "history", "404": "unknown service"]),
         Operation(method: "get", path: "/v1/config/{service}/diff", summary: "Leaf-level changes between two versions",
-                  query: [("from", "version"), ("to", "version")], responses: ["200": "changes", "404": "unknown version"]),
+                  query: [("from", "version"), ("to", "version")], requiredQuery: ["from", "to"], responses: ["200": "changes", "404": "unknown version"]),
         Operation(method: "get", path: "/v1/services", summary: "Every service with version and instance counts", responses: ["200": "services"]),
         Operation(method: "get", path: "/v1/services/{service}/instances", summary: "Instances, health and applied versions",
                   responses: ["200": "instances", "404": "unknown service"]),
@@ -61,26 +141,37 @@ enum OpenAPIDocument {
                   responses: ["200": "what was committed, unchanged or refused", "401": "admin token required", "503": "database down"],
                   admin: true),
         Operation(method: "put", path: "/v1/config/{service}/override", summary: "Replace the ops override layer (If-Match optional)",
+                  body: ["type": "object"], headers: [ifMatchHeader, reasonHeader],
                   responses: ["200": "the resulting document", "401": "admin token required", "412": "If-Match mismatch",
                               "422": "the result is invalid; nothing stored"], admin: true),
         Operation(method: "patch", path: "/v1/config/{service}/override", summary: "Merge-patch the ops override layer (RFC 7396)",
+                  body: ["type": "object"], headers: [ifMatchHeader, reasonHeader],
                   responses: ["200": "the resulting document", "401": "admin token required", "412": "If-Match mismatch",
                               "422": "the result is invalid; nothing stored"], admin: true),
         Operation(method: "delete", path: "/v1/config/{service}/override", summary: "Clear the ops override layer",
+                  headers: [ifMatchHeader, reasonHeader],
                   responses: ["200": "the resulting document", "401": "admin token required", "412": "If-Match mismatch"], admin: true),
         Operation(method: "post", path: "/v1/config/{service}/rollback", summary: "A new version whose config is version N's",
-                  responses: ["200": "the new document", "401": "admin token required", "404": "no such version",
+                  body: ["type": "object", "required": ["version"], "properties": ["version": ["type": "integer", "minimum": 1, "maximum": 2147483647]]],
+                  headers: [ifMatchHeader, reasonHeader],
+                  responses: ["200": "the new document", "401": "admin token required", "404": "no such version", "412": "If-Match mismatch",
                               "422": "version N's config no longer validates"], admin: true),
         Operation(method: "post", path: "/v1/batch", summary: "Overrides, patches and rollbacks for many services, all or nothing (JSON or YAML; Idempotency-Key)",
-                  responses: ["200": "batch id and each service's document and changes", "400": "malformed batch",
+                  body: batchBody,
+                  headers: [("Idempotency-Key", "a retry with the same key and body gets the first answer (at most 200 characters are kept)",
+                             ["type": "string"]), reasonHeader],
+                  responses: ["200": "batch id and each service's document and changes", "400": "malformed batch", "404": "an unknown service",
                               "401": "admin token required", "413": "too large", "422": "a change is invalid; nothing stored"], admin: true),
         Operation(method: "post", path: "/v1/validate", summary: "A batch resolved and validated, with diffs; nothing stored",
-                  responses: ["200": "documents and changes", "401": "admin token required", "422": "invalid"], admin: true),
+                  body: batchBody,
+                  responses: ["200": "documents and changes", "401": "admin token required", "404": "an unknown service", "422": "invalid"],
+                  admin: true),
         Operation(method: "get", path: "/v1/export", summary: "Every service's layers and versions as one document",
                   query: [("history", "all versions (true) or only the latest (false)"),
                           ("secrets", "secret values in full (true; needed to import) or masked as \"***\" (false, the default)")],
                   responses: ["200": "confbus-export/1 document", "401": "admin token required"], admin: true),
         Operation(method: "post", path: "/v1/import", summary: "Store an export (full history) into a database without those services",
+                  body: exportBody, headers: [reasonHeader],
                   responses: ["200": "versions imported", "401": "admin token required", "409": "a service already exists",
                               "422": "history with gaps or checksums that do not match"], admin: true),
         Operation(method: "get", path: "/v1/audit", summary: "Accepted and refused changes, newest first",
@@ -101,10 +192,12 @@ enum OpenAPIDocument {
     static func querySchema(_ name: String) -> JSONValue {
         switch name {
         case "pointer": ["type": "string", "pattern": "^/"]
+        case "service": serviceName
+        case "from", "to": ["type": "integer", "minimum": 1, "maximum": 2147483647]
         case "history", "secrets": ["type": "boolean"]
-        case "version": ["type": "integer", "minimum": 1]
-        // `wait` above 60 and `limit` above 1000 are accepted and clamped, so they carry no maximum.
-        default: ["type": "integer", "minimum": 0]
+        case "version": ["type": "integer", "minimum": 1, "maximum": 2147483647]
+        // `wait` above 60 and `limit` above 1000 are accepted and clamped (CONTRACT.md §5), up to any 32-bit integer.
+        default: ["type": "integer", "minimum": 0, "maximum": 2147483647]
         }
     }
 
@@ -112,7 +205,12 @@ enum OpenAPIDocument {
     /// missing token, a token past its rate, a write while the database is down.
     static func commonResponses(_ op: Operation) -> [String: String] {
         var common: [String: String] = [:]
-        if op.path.contains("{service}") { common["400"] = "malformed service name or parameter" }
+        if op.path.contains("{service}") {
+            common["400"] = "malformed service name or parameter"
+            common["404"] = "unknown service"
+        }
+        if !op.query.isEmpty || op.body != nil { common["400"] = "a malformed parameter or body" }
+        if op.body != nil { common["413"] = "the body is larger than max_document_bytes" }
         let operational = ["/healthz", "/readyz", "/metrics", "/openapi.json"].contains(op.path)
         guard !operational else { return common }
         common["401"] = op.admin ? "admin token required" : "a read token is required (when read tokens are set)"
@@ -126,11 +224,14 @@ enum OpenAPIDocument {
         for op in operations {
             var parameters: [JSONValue] = []
             if op.path.contains("{service}") {
-                parameters.append(["name": "service", "in": "path", "required": true,
-                                   "schema": ["type": "string", "pattern": "^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$"]])
+                parameters.append(["name": "service", "in": "path", "required": true, "schema": serviceName])
+            }
+            for h in op.headers {
+                parameters.append(["name": .string(h.name), "in": "header", "required": false, "description": .string(h.description),
+                                   "schema": h.schema])
             }
             for q in op.query {
-                parameters.append(["name": .string(q.name), "in": "query", "required": false, "description": .string(q.description),
+                parameters.append(["name": .string(q.name), "in": "query", "required": .bool(op.requiredQuery.contains(q.name)), "description": .string(q.description),
                                    "schema": querySchema(q.name)])
             }
             var responses: [String: JSONValue] = [:]
@@ -145,6 +246,9 @@ enum OpenAPIDocument {
             }
             var operation: [String: JSONValue] = ["summary": .string(op.summary), "responses": .object(responses)]
             if !parameters.isEmpty { operation["parameters"] = .array(parameters) }
+            if let body = op.body {
+                operation["requestBody"] = ["required": true, "content": ["application/json": ["schema": body]]]
+            }
             if op.admin { operation["security"] = [["admin": []]] }
             var item = paths[op.path]?.objectValue ?? [:]
             item[op.method] = .object(operation)

@@ -29,8 +29,8 @@ struct ReadController: Sendable {
 
     static func integer(_ request: Request, _ name: String) throws -> Int? {
         guard let raw = request.uri.queryParameters.get(name) else { return nil }
-        guard let value = Int(raw), value >= 0 else {
-            throw Problem(.badRequest, code: "bad_request", detail: "query parameter \(name) must be a non-negative integer")
+        guard let value = Int(raw), (0...Int(Int32.max)).contains(value) else {
+            throw Problem(.badRequest, code: "bad_request", detail: "query parameter \(name) must be an integer from 0 to 2147483647")
         }
         return value
     }

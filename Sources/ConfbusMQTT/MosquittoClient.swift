@@ -29,6 +29,8 @@ public final class MosquittoClient: Sendable {
         public var publishTimeout: Duration = .seconds(10)
         /// CA certificates for `mqtts://`.
         public var caPath: String = "/etc/ssl/certs"
+        /// For `mqtts://`: a PEM file of the CAs to trust instead of the system's (`mqtt_ca_file`).
+        public var caFile: String?
 
         public init(url: MQTTURL, clientID: String) {
             self.url = url
@@ -83,7 +85,8 @@ public final class MosquittoClient: Sendable {
             mosquitto_username_pw_set(handle, user, configuration.url.password)
         }
         if configuration.url.tls {
-            try Self.check(mosquitto_tls_set(handle, nil, configuration.caPath, nil, nil, nil))
+            // The broker's certificate is verified against the CAs, and its name against the URL's host.
+            try Self.check(mosquitto_tls_set(handle, configuration.caFile, configuration.caFile == nil ? configuration.caPath : nil, nil, nil, nil))
         }
         if let will = configuration.will {
             try will.payload.withUnsafeBytes { buffer in

@@ -174,7 +174,7 @@ struct BatchTests {
         #expect(audit?["services"] == ["billing-api", "feature-flags", "report-worker"])
 
         let duplicate = #"{"updates": [{"service": "billing-api", "patch": {}}, {"service": "billing-api", "patch": {}}]}"#
-        #expect(try await confbus.request("POST", "/v1/batch", headers: AdminTests.admin(), body: Data(duplicate.utf8)).status == 400)
+        #expect(try await confbus.request("POST", "/v1/batch", headers: AdminTests.admin(), body: Data(duplicate.utf8)).status == 422)
         let unknown = #"{"updates": [{"service": "no-such", "patch": {}}]}"#
         #expect(try await confbus.request("POST", "/v1/batch", headers: AdminTests.admin(), body: Data(unknown.utf8)).status == 404)
     }

@@ -356,9 +356,10 @@ final class MQTTProbe: Sendable {
     private let pump: Task<Void, Never>
 
     /// `clientID` takes another client's session over (MQTT reason 0x8E for the other one).
-    init(url: String, name: String = "probe", clientID: String? = nil) async throws {
+    init(url: String, name: String = "probe", clientID: String? = nil, caFile: String? = nil) async throws {
         _ = MosquittoClient.libraryInitialized
         var configuration = MosquittoClient.Configuration(url: try MQTTURL(url), clientID: clientID ?? "\(name)-\(UUID().uuidString.prefix(8))")
+        configuration.caFile = caFile
         configuration.maximumBackoff = .milliseconds(500)
         let client = try MosquittoClient(configuration: configuration, logger: Harness.logger)
         self.client = client
