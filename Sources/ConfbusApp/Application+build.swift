@@ -6,6 +6,9 @@ import ConfbusPostgres
 import ConfbusYAML
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import NIOSSL
 import Logging
 import Metrics
 import PostgresNIO
@@ -54,8 +57,16 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
                    try YAMLLoader(limits: limits).load(bytes: bytes, file: "request body", requireMapping: true).value
                }).addRoutes(to: router)
 
+    let server: HTTPServerBuilder = if let tls = settings.tls {
+        try .tls(.http1(), tlsConfiguration: .makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(tls.certificateFile).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.keyFile, format: .pem))))
+    } else {
+        .http1()
+    }
     return Application(
         router: router,
+        server: server,
         configuration: .init(address: .hostname(settings.httpHost, port: settings.httpPort), serverName: "confbus"),
         services: [
             postgres,

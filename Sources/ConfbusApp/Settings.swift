@@ -8,7 +8,8 @@ import SystemPackage
 ///
 /// ## Configuration keys
 /// `database_url` (secret), `mqtt_url` (secret: it may hold a password), `mqtt_ca_file` (for
-/// `mqtts://`, the CAs to trust instead of the system's), `environment`
+/// `mqtts://`, the CAs to trust instead of the system's), `tls_cert_file` and `tls_key_file` (PEM: the
+/// API is served over HTTPS), `environment`
 /// (development), `config_dir` (config), `http_host` (127.0.0.1), `http_port` (8080),
 /// `topic_prefix` (config), `node_id` (the host name), `health_interval` (10s),
 /// `reconcile_interval` (30s), `admin_tokens`, `read_tokens` (secret lists), `max_document_bytes`
@@ -21,6 +22,8 @@ public struct Settings: Sendable {
     public var mqttURL: String
     /// For `mqtts://`: the CAs to trust (PEM) instead of the system's.
     public var mqttCAFile: String?
+    /// HTTPS for the API: a PEM certificate chain and its private key (`tls_cert_file`, `tls_key_file`).
+    public var tls: (certificateFile: String, keyFile: String)?
     public var environment: String
     public var configDir: String
     public var httpHost: String
@@ -95,6 +98,15 @@ public struct Settings: Sendable {
         databaseURL = text("database_url") ?? "postgres://confbus:confbus@127.0.0.1:5432/confbus"
         mqttURL = text("mqtt_url") ?? "mqtt://127.0.0.1:1883"
         mqttCAFile = text("mqtt_ca_file")
+        switch (text("tls_cert_file"), text("tls_key_file")) {
+        case (nil, nil): tls = nil
+        case (let cert?, let key?):
+            for file in [cert, key] where !FileManager.default.isReadableFile(atPath: file) {
+                throw Invalid(description: "\(file) cannot be read")
+            }
+            tls = (cert, key)
+        default: throw Invalid(description: "tls_cert_file and tls_key_file go together: set both for HTTPS, or neither")
+        }
         if let file = mqttCAFile, !FileManager.default.isReadableFile(atPath: file) {
             throw Invalid(description: "mqtt_ca_file \(file) cannot be read")
         }

@@ -22,6 +22,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The config tree.") var configDir: String?
     @Option(help: "HTTP listen address.") var httpHost: String?
     @Option(help: "HTTP port.") var httpPort: Int?
+    @Option(help: "PEM certificate chain: the API is served over HTTPS (with --tls-key-file).") var tlsCertFile: String?
+    @Option(help: "PEM private key of --tls-cert-file.") var tlsKeyFile: String?
     @Option(help: "MQTT topic prefix.") var topicPrefix: String?
     @Option(help: "This node's id (client id and health topic).") var nodeId: String?
     @Option(help: "Seconds, or a number with ms, s or m.") var healthInterval: String?
@@ -40,7 +42,7 @@ struct Serve: AsyncParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         var flags: [String: String] = [:]
         let options: [(String, String?)] = [
-            ("database_url", databaseURL), ("mqtt_url", mqttURL), ("mqtt_ca_file", mqttCaFile), ("environment", self.environment), ("http_host", httpHost),
+            ("database_url", databaseURL), ("mqtt_url", mqttURL), ("mqtt_ca_file", mqttCaFile), ("tls_cert_file", tlsCertFile), ("tls_key_file", tlsKeyFile), ("environment", self.environment), ("http_host", httpHost),
             ("http_port", httpPort.map(String.init)), ("topic_prefix", topicPrefix), ("node_id", nodeId),
             ("health_interval", healthInterval), ("reconcile_interval", reconcileInterval), ("instance_ttl", instanceTTL), ("admin_tokens", adminTokens),
             ("read_tokens", readTokens), ("max_document_bytes", maxDocumentBytes.map(String.init)), ("rate_limit", rateLimit.map(String.init)),

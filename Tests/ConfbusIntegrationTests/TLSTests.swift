@@ -80,4 +80,41 @@ struct TLSTests {
         let refused = try await untrusting.get("/readyz")
         #expect(refused.status == 503 && refused.json?["mqtt"] != "connected")
     }
+
+    static func curl(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        p.arguments = ["-s", "--max-time", "5"] + arguments
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, text)
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func theAPIIsServedOverHTTPSWithTheGivenCertificate() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let dir = try Harness.temporaryDirectory("https")
+        let certificates = try Self.makeCertificates(in: dir, name: "api")
+        let confbus = try Confbus(configDir: try Harness.copyOfExampleTree(), databaseURL: try await Harness.createDatabase(), mqttURL: broker,
+                                  environment: ["CONFBUS_TLS_CERT_FILE": certificates.cert, "CONFBUS_TLS_KEY_FILE": certificates.key])
+        try await confbus.start(waitUntilReady: false)
+        defer { confbus.stop() }
+        let url = "https://127.0.0.1:\(confbus.httpPort)"
+        var ready = (status: Int32(-1), output: "")
+        for _ in 0..<100 {
+            ready = try Self.curl(["--cacert", certificates.ca, "\(url)/readyz"])
+            if ready.output.contains("\"mqtt\":\"connected\"") && ready.output.contains("\"database\":\"connected\"") { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(ready.status == 0 && ready.output.contains("\"database\":\"connected\""), "\(confbus.logTail())")
+        let document = try Self.curl(["--cacert", certificates.ca, "\(url)/v1/config/billing-api"])
+        #expect(try JSONParser().parse(document.output)["service"] == "billing-api")
+        // Without the CA the certificate is not trusted, and plain HTTP gets no answer from the TLS port.
+        #expect(try Self.curl(["\(url)/healthz"]).status != 0)
+        #expect(try Self.curl(["http://127.0.0.1:\(confbus.httpPort)/healthz"]).output.isEmpty)
+    }
 }
