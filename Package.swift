@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "confbus", targets: ["confbus"]),
         .library(name: "ConfbusCore", targets: ["ConfbusCore"]),
         .library(name: "ConfbusSchema", targets: ["ConfbusSchema"]),
+        .library(name: "ConfbusClient", targets: ["ConfbusClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),
@@ -96,6 +97,12 @@ let package = Package(
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The client side (CONTRACT.md §9): a swift-configuration provider fed by the document a
+        // service receives, verified, cached and applied only when newer.
+        .target(name: "ConfbusClient", dependencies: [
+            "ConfbusCore",
+            .product(name: "Configuration", package: "swift-configuration"),
+        ]),
         .target(name: "ConfbusTestSupport", dependencies: ["ConfbusCore", "ConfbusEngine"]),
         .testTarget(name: "ConfbusCoreTests", dependencies: ["ConfbusCore"]),
         .testTarget(name: "ConfbusSchemaTests", dependencies: ["ConfbusCore", "ConfbusSchema"]),
@@ -103,6 +110,11 @@ let package = Package(
         .testTarget(name: "ConfbusEngineTests", dependencies: [
             "ConfbusCore", "ConfbusSchema", "ConfbusEngine", "ConfbusYAML", "ConfbusTestSupport",
             .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "ConfbusClientTests", dependencies: [
+            "ConfbusCore", "ConfbusClient",
+            .product(name: "Configuration", package: "swift-configuration"),
+            .product(name: "ConfigurationTesting", package: "swift-configuration"),
         ]),
         .testTarget(name: "ConfbusCLITests", dependencies: ["ConfbusCore", "ConfbusTestSupport"]),
         .testTarget(name: "ConfbusMQTTTests", dependencies: ["ConfbusCore", "ConfbusMQTT"]),
