@@ -100,8 +100,12 @@ let package = Package(
         // The client side (CONTRACT.md §9): a swift-configuration provider fed by the document a
         // service receives, verified, cached and applied only when newer.
         .target(name: "ConfbusClient", dependencies: [
-            "ConfbusCore",
+            "ConfbusCore", "ConfbusMQTT",
             .product(name: "Configuration", package: "swift-configuration"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "ConfbusTestSupport", dependencies: ["ConfbusCore", "ConfbusEngine"]),
         .testTarget(name: "ConfbusCoreTests", dependencies: ["ConfbusCore"]),
@@ -119,7 +123,8 @@ let package = Package(
         .testTarget(name: "ConfbusCLITests", dependencies: ["ConfbusCore", "ConfbusTestSupport"]),
         .testTarget(name: "ConfbusMQTTTests", dependencies: ["ConfbusCore", "ConfbusMQTT"]),
         .testTarget(name: "ConfbusIntegrationTests", dependencies: [
-            "ConfbusCore", "ConfbusEngine", "ConfbusYAML", "ConfbusMQTT", "ConfbusPostgres", "ConfbusTestSupport",
+            "ConfbusCore", "ConfbusEngine", "ConfbusYAML", "ConfbusMQTT", "ConfbusPostgres", "ConfbusTestSupport", "ConfbusClient",
+            .product(name: "Configuration", package: "swift-configuration"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -1,0 +1,337 @@
+import AsyncHTTPClient
+import ConfbusCore
+import ConfbusMQTT
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// The client of CONTRACT.md §9 as a swift-service-lifecycle `Service`: it starts from the verified
+/// cache, pulls, then follows `config/update/<service>` over MQTT (registering with the version it
+/// holds, acking every decision, its health retained with a Last Will `offline`), long-polls while
+/// MQTT is down, and feeds every version the application accepts to `provider`.
+public final class ConfbusClientService: Service, Sendable {
+    public enum StartupPolicy: Sendable, Equatable {
+        /// Start only with a document from the server: throw when it has not answered within `serverWait`.
+        case requireServer
+        /// Wait up to `maxWait` for the server, then go on with the cached document (or throw without one).
+        case lastKnownGood(maxWait: Duration)
+        /// Go on at once with whatever is held, even nothing (lower-priority providers supply defaults).
+        case empty
+    }
+
+    public enum Verdict: Sendable, Equatable {
+        case accept
+        /// Not applied; the reason goes back in the `rejected` ack.
+        case reject(String)
+    }
+
+    public struct Configuration: Sendable {
+        public var service: String
+        public var instance: String
+        /// `http://host:port` of a confbus node; nil for MQTT only.
+        public var serverURL: String?
+        public var mqttURL: String?
+        public var mqttCAFile: String?
+        /// A read token (scoped to the service, so that its secrets come in full).
+        public var token: String?
+        public var topicPrefix = "config"
+        public var environment: String?
+        public var cacheDirectory: String?
+        public var startup: StartupPolicy = .lastKnownGood(maxWait: .seconds(10))
+        public var healthInterval: Duration = .seconds(30)
+        /// While MQTT is up, how often the server is asked whether a push was lost (an ETag check).
+        public var recheckInterval: Duration = .seconds(30)
+        public var longPollSeconds = 55
+        /// How long `requireServer` keeps trying before it gives up.
+        public var serverWait: Duration = .seconds(30)
+
+        public init(service: String, instance: String, serverURL: String? = nil, mqttURL: String? = nil) {
+            self.service = service
+            self.instance = instance
+            self.serverURL = serverURL
+            self.mqttURL = mqttURL
+        }
+    }
+
+    public struct StartupFailure: Error, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+
+    public let configuration: Configuration
+    public let provider: ConfbusProvider
+    private let applier: Applier
+    private let logger: Logger
+    private let http: HTTPClient
+    private let started = Mutex(false)
+
+    public init(configuration: Configuration, logger: Logger,
+                accept: @escaping @Sendable (ClientDocument) async -> Verdict = { _ in .accept }) {
+        self.configuration = configuration
+        self.logger = logger
+        self.provider = ConfbusProvider(service: configuration.service)
+        // The process-wide client: it needs no shutdown, so a client that only starts leaks nothing.
+        self.http = HTTPClient.shared
+        self.applier = Applier(service: configuration.service, cache: configuration.cacheDirectory.map {
+            DocumentCache(directory: $0, service: configuration.service)
+        }, provider: provider, accept: accept, logger: logger)
+    }
+
+    /// The version held (0 before any).
+    public var heldVersion: Int { provider.version }
+
+    /// Documents dropped so far, by reason.
+    public func dropped() async -> [ClientDocument.Refusal: Int] { await applier.dropped() }
+
+    // MARK: Start
+
+    /// The cache, then the server, as the start-up policy says. `run` calls it unless it was called.
+    public func start() async throws {
+        guard started.withLock({ was in defer { was = true }; return !was }) else { return }
+        let cached = await applier.loadCache()
+        guard configuration.serverURL != nil else {
+            if configuration.startup == .requireServer || (!cached && configuration.startup != .empty) {
+                throw StartupFailure(description: "no server to pull \(configuration.service) from, and nothing cached")
+            }
+            return
+        }
+        let deadline: ContinuousClock.Instant? = switch configuration.startup {
+        case .requireServer: .now + configuration.serverWait
+        case .lastKnownGood(let wait): .now + wait
+        case .empty: nil
+        }
+        guard let deadline else {
+            _ = try? await pull(wait: nil, timeout: .seconds(2))
+            return
+        }
+        var backoff: Duration = .milliseconds(200)
+        while true {
+            if (try? await pull(wait: nil, timeout: max(deadline - .now, .milliseconds(200)))) != nil { return }
+            if ContinuousClock.now >= deadline { break }
+            try await Task.sleep(for: min(backoff, deadline - .now))
+            backoff = min(backoff * 2, .seconds(5))
+        }
+        if configuration.startup == .requireServer || !cached {
+            throw StartupFailure(description: "confbus did not answer for \(configuration.service)\(cached ? "" : ", and nothing is cached")")
+        }
+        logger.warning("confbus did not answer; starting from the cached document", metadata: ["confbus.version": "\(heldVersion)"])
+    }
+
+    /// One pull (a long-poll with `wait`): true when the server answered (200 or 304).
+    @discardableResult
+    func pull(wait: Int?, timeout: Duration? = nil) async throws -> Bool {
+        guard let server = configuration.serverURL else { return false }
+        var url = "\(server)/v1/config/\(configuration.service)?instance=\(configuration.instance)"
+        if let wait { url += "&wait=\(wait)&after=\(heldVersion)" }
+        var request = HTTPClientRequest(url: url)
+        if let token = configuration.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        // AsyncHTTPClient retries a refused connection until the deadline: the deadline is the caller's.
+        let limit = timeout ?? .seconds((wait ?? 0) + 10)
+        let response = try await http.execute(request, timeout: .milliseconds(Self.milliseconds(limit)))
+        let body = try await response.body.collect(upTo: 64 << 20)
+        switch response.status.code {
+        case 200:
+            await deliver(Array(buffer: body), via: wait == nil ? "pull" : "long-poll")
+            return true
+        case 304: return true
+        default:
+            throw StartupFailure(description: "GET \(configuration.service) answered \(response.status.code)")
+        }
+    }
+
+    // MARK: Run
+
+    public func run() async throws {
+        try await start()
+        logger.debug("client started", metadata: ["confbus.version": "\(heldVersion)"])
+        guard let mqttURL = configuration.mqttURL else {
+            // HTTP only: long-poll until shutdown.
+            await cancelWhenGracefulShutdown { await self.longPollWhile { true } }
+            return
+        }
+        var mqtt = MosquittoClient.Configuration(url: try MQTTURL(mqttURL), clientID: configuration.instance)
+        mqtt.caFile = configuration.mqttCAFile
+        mqtt.will = (healthTopic, Self.health("offline"), true)
+        mqtt.maximumBackoff = .seconds(5)
+        let client = try MosquittoClient(configuration: mqtt, logger: logger)
+        await applier.attach(client, ackTopic: "\(configuration.topicPrefix)/ack/\(configuration.service)/\(configuration.instance)")
+        client.start()
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.follow(client) }
+                group.addTask { await self.longPollWhile { !client.isConnected } }
+                group.addTask { await self.recheck(client) }
+                group.addTask { await self.reportHealth(client) }
+            }
+        } onGracefulShutdown: {
+            Task {
+                try? await client.publish(Self.health("offline"), to: self.healthTopic, retain: true, timeout: .seconds(2))
+                await client.shutdown()
+            }
+        }
+    }
+
+    var updateTopic: String { "\(configuration.topicPrefix)/update/\(configuration.service)" }
+    var healthTopic: String { "\(configuration.topicPrefix)/health/\(configuration.service)/\(configuration.instance)" }
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    static func health(_ status: String) -> [UInt8] { JSONValue.object(["status": .string(status)]).serializedBytes() }
+
+    /// MQTT: on every (re)connect subscribe, register with the version held and say `online`; then every update.
+    private func follow(_ client: MosquittoClient) async {
+        for await event in client.events {
+            switch event {
+            case .connected:
+                do {
+                    try client.subscribe([updateTopic])
+                    var registration: [String: JSONValue] = ["instance": .string(configuration.instance)]
+                    if heldVersion > 0 { registration["version"] = .integer(heldVersion) }
+                    if let environment = configuration.environment { registration["environment"] = .string(environment) }
+                    try await client.publish(JSONValue.object(registration).serializedBytes(),
+                                             to: "\(configuration.topicPrefix)/register/\(configuration.service)", retain: false)
+                    try await client.publish(Self.health("online"), to: healthTopic, retain: true)
+                    // A decision made before MQTT was up (the pull at start) is acked now.
+                    await applier.flushPendingAck()
+                } catch {
+                    logger.debug("registration not sent", metadata: ["error": "\(error)"])
+                }
+            case .message(let topic, let payload, _) where topic == updateTopic:
+                await deliver(payload, via: "mqtt")
+            case .message, .disconnected:
+                break
+            }
+        }
+    }
+
+    /// Long-polls while `condition` holds (MQTT down, or no MQTT at all), with backoff on errors.
+    private func longPollWhile(_ condition: @Sendable () -> Bool) async {
+        var backoff: Duration = .milliseconds(500)
+        while !Task.isCancelled {
+            guard condition(), configuration.serverURL != nil else {
+                try? await Task.sleep(for: .milliseconds(500))
+                continue
+            }
+            do {
+                try await pull(wait: configuration.longPollSeconds)
+                backoff = .milliseconds(500)
+            } catch {
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(30))
+            }
+        }
+    }
+
+    /// While MQTT is up: a pull now and then, in case a push was lost.
+    private func recheck(_ client: MosquittoClient) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: configuration.recheckInterval)
+            if client.isConnected { _ = try? await pull(wait: nil) }
+        }
+    }
+
+    private func reportHealth(_ client: MosquittoClient) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: configuration.healthInterval)
+            if client.isConnected { try? await client.publish(Self.health("online"), to: healthTopic, retain: true) }
+        }
+    }
+
+    private func deliver(_ bytes: [UInt8], via source: String) async {
+        await applier.offer(bytes, source: source)
+    }
+}
+
+/// Takes documents one at a time, whatever their source, so versions are applied in order.
+actor Applier {
+    private var state: ClientState
+    private let cache: DocumentCache?
+    private let provider: ConfbusProvider
+    private let accept: @Sendable (ClientDocument) async -> ConfbusClientService.Verdict
+    private let logger: Logger
+    private var client: MosquittoClient?
+    private var ackTopic = ""
+
+    init(service: String, cache: DocumentCache?, provider: ConfbusProvider,
+         accept: @escaping @Sendable (ClientDocument) async -> ConfbusClientService.Verdict, logger: Logger) {
+        self.state = ClientState(service: service)
+        self.cache = cache
+        self.provider = provider
+        self.accept = accept
+        self.logger = logger
+    }
+
+    func attach(_ client: MosquittoClient, ackTopic: String) {
+        self.client = client
+        self.ackTopic = ackTopic
+    }
+
+    func dropped() -> [ClientDocument.Refusal: Int] { state.dropped }
+
+    /// Starts from the cached document when it verifies; true when there was one.
+    func loadCache() -> Bool {
+        switch cache?.load() {
+        case .success(let document)?:
+            state.applied(document)
+            provider.apply(ConfbusSnapshot(version: document.version, config: document.config))
+            logger.info("loaded the cached document", metadata: ["confbus.version": "\(document.version)"])
+            return true
+        case .failure(let refusal)?:
+            logger.warning("the cached document is not used", metadata: ["reason": "\(refusal.rawValue)"])
+            return false
+        case nil:
+            return false
+        }
+    }
+
+    func offer(_ bytes: [UInt8], source: String) async {
+        let document: ClientDocument
+        switch state.candidate(bytes) {
+        case .success(let d): document = d
+        case .failure(.stale): return
+        case .failure(let refusal):
+            logger.warning("dropped a document", metadata: ["reason": "\(refusal.rawValue)", "source": "\(source)"])
+            return
+        }
+        switch await accept(document) {
+        case .reject(let reason):
+            logger.info("the application refused a version", metadata: ["confbus.version": "\(document.version)"])
+            await ack(document.version, "rejected", detail: String(reason.prefix(500)))
+        case .accept:
+            if let cache {
+                do { try cache.store(document) } catch {
+                    logger.error("the document could not be cached", metadata: ["error": "\(error)"])
+                }
+            }
+            state.applied(document)
+            provider.apply(ConfbusSnapshot(version: document.version, config: document.config))
+            logger.info("applied a version", metadata: ["confbus.version": "\(document.version)", "source": "\(source)"])
+            await ack(document.version, "applied", detail: nil)
+        }
+    }
+
+    /// The last decision not yet acked because MQTT was not up.
+    private var pendingAck: (version: Int, status: String, detail: String?)?
+
+    func flushPendingAck() async {
+        guard let pending = pendingAck else { return }
+        pendingAck = nil
+        await ack(pending.version, pending.status, detail: pending.detail)
+    }
+
+    private func ack(_ version: Int, _ status: String, detail: String?) async {
+        guard let client, client.isConnected else {
+            pendingAck = (version, status, detail)
+            return
+        }
+        var body: [String: JSONValue] = ["version": .integer(version), "status": .string(status)]
+        if let detail { body["detail"] = .string(detail) }
+        do { try await client.publish(JSONValue.object(body).serializedBytes(), to: ackTopic, retain: false) } catch {
+            pendingAck = (version, status, detail)
+            logger.debug("ack not sent", metadata: ["error": "\(error)"])
+        }
+    }
+}

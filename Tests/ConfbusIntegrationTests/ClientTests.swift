@@ -1,0 +1,104 @@
+import ConfbusClient
+import ConfbusCore
+import Configuration
+import Foundation
+import Testing
+
+/// The client library against a running confbus, real PostgreSQL and mosquitto (issue 10).
+@Suite(.requiresPostgres, .requiresMQTT, .serialized)
+struct ClientLibraryTests {
+    static func client(_ confbus: Confbus?, broker: String?, cache: String?, startup: ConfbusClientService.StartupPolicy,
+                       instance: String = "web-1",
+                       accept: @escaping @Sendable (ClientDocument) async -> ConfbusClientService.Verdict = { _ in .accept }) -> ConfbusClientService {
+        var configuration = ConfbusClientService.Configuration(
+            service: "billing-api", instance: instance,
+            serverURL: confbus.map { "http://127.0.0.1:\($0.httpPort)" } ?? "http://127.0.0.1:\((try? Harness.freePort()) ?? 9)",
+            mqttURL: broker)
+        configuration.topicPrefix = confbus?.prefix ?? "nobody"
+        configuration.cacheDirectory = cache
+        configuration.startup = startup
+        configuration.recheckInterval = .seconds(2)
+        configuration.serverWait = .seconds(1)
+        configuration.token = Confbus.adminToken
+        return ConfbusClientService(configuration: configuration, logger: Harness.logger, accept: accept)
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func withNoServerAndNoCacheTheStartupPolicyDecides() async throws {
+        let cache = try Harness.temporaryDirectory("client-cache").path
+        await #expect(throws: ConfbusClientService.StartupFailure.self) {
+            try await Self.client(nil, broker: nil, cache: cache, startup: .requireServer).start()
+        }
+        await #expect(throws: ConfbusClientService.StartupFailure.self) {
+            try await Self.client(nil, broker: nil, cache: cache, startup: .lastKnownGood(maxWait: .milliseconds(300))).start()
+        }
+        let empty = Self.client(nil, broker: nil, cache: cache, startup: .empty)
+        try await empty.start()
+        #expect(empty.heldVersion == 0)
+        #expect(try empty.provider.value(forKey: AbsoluteConfigKey(["database", "pool_size"]), type: .int).value == nil)
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func theClientFollowsPatchesRefusesWhatTheAppRefusesAndStartsFromItsCache() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let cache = try Harness.temporaryDirectory("client-cache").path
+        let client = Self.client(confbus, broker: broker, cache: cache, startup: .requireServer) { document in
+            document.config["database"]?["pool_size"] == .integer(77) ? .reject("pool_size 77 is not allowed here") : .accept
+        }
+        try await client.start()
+        #expect(client.heldVersion == 1)
+        let running = Task { try await client.run() }
+        defer { running.cancel() }
+        try await FaultIsolationTests.eventually("the client holds version 1") { client.heldVersion == 1 }
+        let reader = ConfigReader(provider: client.provider)
+        #expect(reader.int(forKey: "database.pool_size") == 10)
+        // The instance registered and acked over MQTT.
+        try await FaultIsolationTests.eventually("the instance is listed with version 1 applied") {
+            let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
+            return instances.contains { $0["instance"] == "web-1" && $0["applied_version"] == .integer(1) }
+        }
+
+        // A PATCH reaches a watcher.
+        let watched = Task {
+            try await client.provider.watchValue(forKey: AbsoluteConfigKey(["database", "pool_size"]), type: .int) { updates in
+                for await update in updates {
+                    if case .int(40)? = try update.get().value?.content { return true }
+                }
+                return false
+            }
+        }
+        #expect(try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(),
+                                          body: Data(#"{"database": {"pool_size": 40}}"#.utf8)).status == 200)
+        #expect(try await watched.value)
+        #expect(client.heldVersion == 2)
+
+        // A version the application refuses is acked rejected and not applied.
+        #expect(try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(),
+                                          body: Data(#"{"database": {"pool_size": 77}}"#.utf8)).status == 200)
+        try await FaultIsolationTests.eventually("the refusal is acked") {
+            let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
+            return instances.contains { $0["instance"] == "web-1" && $0["ack_status"] == "rejected" && $0["applied_version"] == .integer(2) }
+        }
+        #expect(reader.int(forKey: "database.pool_size") == 40)
+
+        // A forged document (another checksum) and a stale one are dropped.
+        let probe = try await MQTTProbe(url: broker)
+        let forged = JSONValue.object(["service": "billing-api", "environment": "development", "version": 50,
+                                       "checksum": .string("sha256:" + String(repeating: "a", count: 64)), "config": ["database": ["pool_size": 1]]])
+        try await probe.publish(confbus.topic("update", "billing-api"), forged.serialized(.canonical))
+        try await FaultIsolationTests.eventually("the forged document is counted") { await client.dropped()[.checksumMismatch] == 1 }
+        #expect(client.heldVersion == 2 && reader.int(forKey: "database.pool_size") == 40)
+        await probe.shutdown()
+        running.cancel()
+        _ = try? await running.value
+
+        // With confbus gone, a new client starts from the cache: version 2, verified.
+        confbus.stop()
+        let restarted = Self.client(confbus, broker: nil, cache: cache, startup: .lastKnownGood(maxWait: .milliseconds(500)))
+        try await restarted.start()
+        #expect(restarted.heldVersion == 2)
+        #expect(ConfigReader(provider: restarted.provider).int(forKey: "database.pool_size") == 40)
+    }
+}
