@@ -1,5 +1,6 @@
 import ConfbusCore
 import Foundation
+import ServiceLifecycle
 import Synchronization
 
 /// The latest version of every service, in memory: what HTTP pull serves without a database
@@ -61,11 +62,13 @@ public final class LiveCache: Sendable {
         if let held = latest(service), held.version > after { return held }
         let id = UUID()
         let deadline = ContinuousClock.now + timeout
-        return await withTaskCancellationHandler {
+        // A graceful shutdown answers every waiter at once ("nothing newer"), so that the server,
+        // which waits for its requests to end, stops within its bound and not a long-poll later.
+        return await withGracefulShutdownHandler { await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<StoredVersion?, Never>) in
                 let (immediate, startSweeper): (StoredVersion??, Bool) = self.state.withLock { state in
                     if let held = state.latest[service], held.version > after { return (.some(held), false) }
-                    if Task.isCancelled { return (.some(nil), false) }
+                    if Task.isCancelled || Task.isShuttingDownGracefully { return (.some(nil), false) }
                     state.waiters[service, default: [:]][id] = Waiter(after: after, deadline: deadline, continuation: continuation)
                     defer { state.sweeping = true }
                     return (.none, !state.sweeping)
@@ -74,6 +77,8 @@ public final class LiveCache: Sendable {
                 if startSweeper { Task.detached { await self.sweep() } }
             }
         } onCancel: {
+            self.cancel(id, service: service)
+        } } onGracefulShutdown: {
             self.cancel(id, service: service)
         }
     }

@@ -1,11 +1,13 @@
+import Foundation
 import Synchronization
 
-/// A level-triggered wake-up: `signal()` from anywhere, `wait(timeout:)` in one consumer loop.
-/// A signal that arrives while nobody waits is kept, so no wake-up is lost.
+/// A level-triggered wake-up: `signal()` from anywhere, `wait(timeout:)` in the consumers. A signal
+/// that arrives while nobody waits is kept, so no wake-up is lost; one that arrives while some wait
+/// wakes them all. Each waiter is resumed exactly once (signalled, timed out or cancelled).
 public final class WakeSignal: Sendable {
     private struct State {
         var pending = false
-        var continuation: CheckedContinuation<Void, Never>?
+        var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
     }
 
     private let state = Mutex(State())
@@ -13,19 +15,20 @@ public final class WakeSignal: Sendable {
     public init() {}
 
     public func signal() {
-        let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if let c = state.continuation {
-                state.continuation = nil
-                return c
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard !state.waiters.isEmpty else {
+                state.pending = true
+                return []
             }
-            state.pending = true
-            return nil
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
         }
-        continuation?.resume()
+        for waiter in waiters { waiter.resume() }
     }
 
     /// Returns when signalled or after `timeout`, whichever comes first.
     public func wait(timeout: Duration) async {
+        let id = UUID()
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await withTaskCancellationHandler {
@@ -35,17 +38,13 @@ public final class WakeSignal: Sendable {
                                 state.pending = false
                                 return true
                             }
-                            state.continuation = continuation
+                            state.waiters[id] = continuation
                             return false
                         }
                         if resumeNow { continuation.resume() }
                     }
                 } onCancel: {
-                    let c = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
-                        defer { state.continuation = nil }
-                        return state.continuation
-                    }
-                    c?.resume()
+                    self.state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
                 }
             }
             group.addTask { try? await Task.sleep(for: timeout) }

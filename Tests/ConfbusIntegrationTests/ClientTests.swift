@@ -101,4 +101,46 @@ struct ClientLibraryTests {
         #expect(restarted.heldVersion == 2)
         #expect(ConfigReader(provider: restarted.provider).int(forKey: "database.pool_size") == 40)
     }
+
+    @Test(.timeLimit(.minutes(2)))
+    func withTheBrokerDownUpdatesArriveByLongPollAndARestartMakesNoVersion() async throws {
+        _ = try #require(TestServers.mqttURL)
+        let broker = try Broker()
+        try await broker.start()
+        defer { broker.stop() }
+        let tree = try Harness.copyOfExampleTree()
+        let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: broker.url)
+        try await confbus.start()
+        defer { confbus.stop() }
+        let client = Self.client(confbus, broker: broker.url, cache: try Harness.temporaryDirectory("client-cache").path, startup: .requireServer)
+        try await client.start()
+        let running = Task { try await client.run() }
+        defer { running.cancel() }
+        try await FaultIsolationTests.eventually("acked over MQTT") {
+            let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
+            return instances.contains { $0["instance"] == "web-1" && $0["applied_version"] == .integer(1) }
+        }
+        // The broker dies: the PATCH still reaches the client, by long-poll.
+        broker.stop()
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(),
+                                          body: Data(#"{"database": {"pool_size": 33}}"#.utf8)).status == 200)
+        try await FaultIsolationTests.eventually("version 2 by long-poll") { client.heldVersion == 2 }
+        #expect(ConfigReader(provider: client.provider).int(forKey: "database.pool_size") == 33)
+        // The broker comes back: the ack of version 2, made while it was away, is sent on reconnect.
+        try await broker.start()
+        try await FaultIsolationTests.eventually("version 2 acked once the broker is back") {
+            let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
+            return instances.contains { $0["instance"] == "web-1" && $0["applied_version"] == .integer(2) }
+        }
+        // confbus restarts: the client stays at version 2 (a retained replay is stale) and no version is made.
+        confbus.stop()
+        confbus.prefixOverride = confbus.prefix
+        try await confbus.start()
+        try await Task.sleep(for: .seconds(1))
+        #expect(try await Harness.versions(in: confbus.databaseURL, service: "billing-api") == [1, 2])
+        #expect(client.heldVersion == 2)
+        #expect(await client.dropped()[.checksumMismatch] == nil)
+        running.cancel()
+    }
 }
