@@ -157,19 +157,23 @@ public final class ConfbusClientService: Service, Sendable {
         let client = try MosquittoClient(configuration: mqtt, logger: logger)
         await applier.attach(client, ackTopic: "\(configuration.topicPrefix)/ack/\(configuration.service)/\(configuration.instance)")
         client.start()
-        await withGracefulShutdownHandler {
+        await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.follow(client) }
                 group.addTask { await self.longPollWhile { !client.isConnected } }
                 group.addTask { await self.recheck(client) }
                 group.addTask { await self.reportHealth(client) }
             }
-        } onGracefulShutdown: {
-            Task {
-                try? await client.publish(Self.health("offline"), to: self.healthTopic, retain: true, timeout: .seconds(2))
-                await client.shutdown()
-            }
         }
+        // Stopping: say so (the Will covers a crash), then leave.
+        try? await client.publish(Self.health("offline"), to: healthTopic, retain: true, timeout: .seconds(2))
+        await client.shutdown()
+    }
+
+    /// The held document's config (nil before any).
+    public var heldConfig: JSONValue? {
+        guard let snapshot = provider.snapshot() as? ConfbusSnapshot, snapshot.version > 0 else { return nil }
+        return snapshot.config
     }
 
     var updateTopic: String { "\(configuration.topicPrefix)/update/\(configuration.service)" }
@@ -287,7 +291,18 @@ actor Applier {
         }
     }
 
+    /// The offer being handled: the next one waits for it (an actor alone would let a second copy of a
+    /// version, from MQTT and a long-poll at once, in while the first waits for the accept hook).
+    private var tail: Task<Void, Never>?
+
     func offer(_ bytes: [UInt8], source: String) async {
+        let previous = tail
+        let task = Task { await previous?.value; await self.handle(bytes, source: source) }
+        tail = task
+        await task.value
+    }
+
+    private func handle(_ bytes: [UInt8], source: String) async {
         let document: ClientDocument
         switch state.candidate(bytes) {
         case .success(let d): document = d

@@ -8,7 +8,7 @@ import Testing
 @Suite(.requiresPostgres, .requiresMQTT, .serialized)
 struct ClientLibraryTests {
     static func client(_ confbus: Confbus?, broker: String?, cache: String?, startup: ConfbusClientService.StartupPolicy,
-                       instance: String = "web-1",
+                       instance: String = "web-\(UUID().uuidString.prefix(6).lowercased())",
                        accept: @escaping @Sendable (ClientDocument) async -> ConfbusClientService.Verdict = { _ in .accept }) -> ConfbusClientService {
         var configuration = ConfbusClientService.Configuration(
             service: "billing-api", instance: instance,
@@ -57,7 +57,7 @@ struct ClientLibraryTests {
         // The instance registered and acked over MQTT.
         try await FaultIsolationTests.eventually("the instance is listed with version 1 applied") {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
-            return instances.contains { $0["instance"] == "web-1" && $0["applied_version"] == .integer(1) }
+            return instances.contains { $0["instance"] == .string(client.configuration.instance) && $0["applied_version"] == .integer(1) }
         }
 
         // A PATCH reaches a watcher.
@@ -79,7 +79,7 @@ struct ClientLibraryTests {
                                           body: Data(#"{"database": {"pool_size": 77}}"#.utf8)).status == 200)
         try await FaultIsolationTests.eventually("the refusal is acked") {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
-            return instances.contains { $0["instance"] == "web-1" && $0["ack_status"] == "rejected" && $0["applied_version"] == .integer(2) }
+            return instances.contains { $0["instance"] == .string(client.configuration.instance) && $0["ack_status"] == "rejected" && $0["applied_version"] == .integer(2) }
         }
         #expect(reader.int(forKey: "database.pool_size") == 40)
 
@@ -118,7 +118,7 @@ struct ClientLibraryTests {
         defer { running.cancel() }
         try await FaultIsolationTests.eventually("acked over MQTT") {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
-            return instances.contains { $0["instance"] == "web-1" && $0["applied_version"] == .integer(1) }
+            return instances.contains { $0["instance"] == .string(client.configuration.instance) && $0["applied_version"] == .integer(1) }
         }
         // The broker dies: the PATCH still reaches the client, by long-poll.
         broker.stop()
@@ -131,7 +131,7 @@ struct ClientLibraryTests {
         try await broker.start()
         try await FaultIsolationTests.eventually("version 2 acked once the broker is back") {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
-            return instances.contains { $0["instance"] == "web-1" && $0["applied_version"] == .integer(2) }
+            return instances.contains { $0["instance"] == .string(client.configuration.instance) && $0["applied_version"] == .integer(2) }
         }
         // confbus restarts: the client stays at version 2 (a retained replay is stale) and no version is made.
         confbus.stop()
