@@ -110,6 +110,14 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
+        // Examples/: a Hummingbird service that reads its settings through ConfbusProvider.
+        .executableTarget(name: "billing-example", dependencies: [
+            "ConfbusClient",
+            .product(name: "Configuration", package: "swift-configuration"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], path: "Examples/BillingService"),
         .target(name: "ConfbusTestSupport", dependencies: ["ConfbusCore", "ConfbusEngine"]),
         .testTarget(name: "ConfbusCoreTests", dependencies: ["ConfbusCore"]),
         .testTarget(name: "ConfbusSchemaTests", dependencies: ["ConfbusCore", "ConfbusSchema"]),
