@@ -203,7 +203,11 @@ public final class MQTTGateway: Service, UpdatePublisher {
         let databaseUp = status.database
         let outbox = relay.outbox
         // The node's own dependencies only: one team's invalid files never degrade it (§6a, P18).
-        let stuck = (outbox.oldestAge ?? 0) > Double(options.reconcileInterval.components.seconds)
+        // Stuck means the relay makes no progress. A service whose publishes the broker answers with a
+        // refusal (an ACL, a size) is that service's fault, counted and shown in the backlog, not the node's:
+        // only versions waiting beyond those refused ones count.
+        let refused = relay.failing.values.filter { $0.hasPrefix("refused_") || $0 == "too_large" }.count
+        let stuck = (outbox.oldestAge ?? 0) > Double(options.reconcileInterval.components.seconds) && outbox.backlog > refused
         let degraded = !databaseUp || stuck
         let invalid = reads.invalidServices
         var payload: [String: JSONValue] = [
