@@ -82,9 +82,7 @@ actor ConfigFileWriter {
         do { text = try Self.render(config, as: format) } catch { return .reject("cannot render the config as \(format.rawValue)") }
         if onlyIfChanged, FileManager.default.contents(atPath: output).map({ String(decoding: $0, as: UTF8.self) }) == text { return .accept }
         let temporary = output + ".confbus-new"
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
-            return .reject("cannot write \(temporary)")
-        }
+        do { try AtomicFile.writeDurably(Array(text.utf8), to: temporary) } catch { return .reject("cannot write \(temporary): \(error)") }
         if let check {
             let (status, stderr) = Self.shell(check + " " + Self.quoted(temporary))
             guard status == 0 else {
@@ -93,10 +91,7 @@ actor ConfigFileWriter {
                     ? "the check exited \(status)" : String(stderr.suffix(400)))
             }
         }
-        guard rename(temporary, output) == 0 else {
-            unlink(temporary)
-            return .reject("cannot move the new config onto \(output)")
-        }
+        do { try AtomicFile.replace(output, with: temporary) } catch { return .reject("cannot move the new config onto \(output): \(error)") }
         if let exec { _ = Self.shell(exec) }
         return .accept
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConfbusClient
 import ConfbusCore
 import Crypto
 import _CryptoExtras
@@ -67,26 +68,11 @@ struct Passwd: ParsableCommand {
         return "$7$\(rounds)$\(Data(salt).base64EncodedString())$\(hash.base64EncodedString())"
     }
 
-    /// Temp file (0600), fsync, rename over the old one, fsync the directory.
+    /// Temp file (0600), fsync, rename over the old one, fsync the directory (`AtomicFile`).
     static func writeAtomically(_ text: String, to path: String) throws {
-        let directory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
-        let temporary = (directory as NSString).appendingPathComponent(".\((path as NSString).lastPathComponent).\(getpid()).tmp")
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        guard fd >= 0 else { throw ValidationError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        let bytes = Array(text.utf8)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == bytes.count, fsync(fd) == 0 else {
-            close(fd)
-            unlink(temporary)
-            throw ValidationError("cannot write \(temporary)")
+        do { try AtomicFile.write(Array(text.utf8), to: path) } catch {
+            throw ValidationError("cannot write \(path): \(error)")
         }
-        close(fd)
-        guard rename(temporary, path) == 0 else {
-            unlink(temporary)
-            throw ValidationError("cannot replace \(path): \(String(cString: strerror(errno)))")
-        }
-        let dirfd = open(directory, O_RDONLY)
-        if dirfd >= 0 { fsync(dirfd); close(dirfd) }
     }
 }
 
