@@ -128,7 +128,7 @@ public final class ConfbusClientService: Service, Sendable {
         if let token = configuration.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         // AsyncHTTPClient retries a refused connection until the deadline: the deadline is the caller's.
         let limit = timeout ?? .seconds((wait ?? 0) + 10)
-        let response = try await http.execute(request, timeout: .milliseconds(Self.milliseconds(limit)))
+        let response = try await http.execute(request, timeout: TimeAmount(limit))
         let body = try await response.body.collect(upTo: 64 << 20)
         switch response.status.code {
         case 200:
@@ -178,10 +178,6 @@ public final class ConfbusClientService: Service, Sendable {
 
     var updateTopic: String { "\(configuration.topicPrefix)/update/\(configuration.service)" }
     var healthTopic: String { "\(configuration.topicPrefix)/health/\(configuration.service)/\(configuration.instance)" }
-
-    static func milliseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
-    }
 
     static func health(_ status: String) -> [UInt8] { JSONValue.object(["status": .string(status)]).serializedBytes() }
 
