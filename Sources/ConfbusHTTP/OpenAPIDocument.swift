@@ -24,6 +24,8 @@ enum OpenAPIDocument {
     static let ifMatchHeader = (name: "If-Match", description: "the version number or the quoted checksum the change expects, or *",
                                 schema: ["type": "string", "pattern": #"^(\*|[0-9]{1,10}|"[0-9]{1,10}"|sha256:[0-9a-f]{64}|"sha256:[0-9a-f]{64}")$"#] as JSONValue)
 
+    static let batchKinds = ["override", "patch", "rollback"]
+
     /// One batch entry: a service and exactly one of a replacing override, a merge patch or a rollback.
     static let batchBody: JSONValue = [
         "type": "object",
@@ -40,11 +42,11 @@ enum OpenAPIDocument {
                         "service": serviceName,
                         "override": ["type": "object"], "patch": ["type": "object"], "rollback": ["type": "integer", "minimum": 1, "maximum": 2147483647],
                     ],
-                    "oneOf": [
-                        ["required": ["override"], "not": ["anyOf": [["required": ["patch"]], ["required": ["rollback"]]]]],
-                        ["required": ["patch"], "not": ["anyOf": [["required": ["override"]], ["required": ["rollback"]]]]],
-                        ["required": ["rollback"], "not": ["anyOf": [["required": ["override"]], ["required": ["patch"]]]]],
-                    ],
+                    // Exactly one kind: each alternative requires its own and none of the others.
+                    "oneOf": .array(batchKinds.map { kind in
+                        ["required": [.string(kind)],
+                         "not": ["anyOf": .array(batchKinds.filter { $0 != kind }.map { ["required": [.string($0)]] })]]
+                    }),
                 ],
             ],
         ],
