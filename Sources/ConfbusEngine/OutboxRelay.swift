@@ -10,6 +10,7 @@ public final class RelayStatus: Sendable {
     private struct State {
         var lease: RelayLease?
         var failing: [ServiceName: String] = [:]
+        var refused: Set<ServiceName> = []
         var outbox = OutboxStatus()
         var requeued: Set<ServiceName> = []
     }
@@ -21,6 +22,8 @@ public final class RelayStatus: Sendable {
     public var isRelaying: Bool { lease != nil }
     /// Services whose last publish failed, with the reason.
     public var failing: [ServiceName: String] { state.withLock { $0.failing } }
+    /// Of those, the services whose publishes the broker refused (an ACL, a size): their own fault.
+    public var refused: Set<ServiceName> { state.withLock { $0.refused } }
     public var outbox: OutboxStatus { state.withLock { $0.outbox } }
 
     func setLease(_ lease: RelayLease?) {
@@ -32,7 +35,9 @@ public final class RelayStatus: Sendable {
 
     func takeRequeued() -> Set<ServiceName> { state.withLock { s in defer { s.requeued = [] }; return s.requeued } }
 
-    func setFailing(_ failing: [ServiceName: String]) { state.withLock { $0.failing = failing } }
+    func setFailing(_ failing: [ServiceName: String], refused: Set<ServiceName>) {
+        state.withLock { $0.failing = failing; $0.refused = refused }
+    }
     public func setOutbox(_ outbox: OutboxStatus) { state.withLock { $0.outbox = outbox } }
 }
 
@@ -193,7 +198,8 @@ public struct OutboxRelay: Service {
                 if let mark { marks[mark.0] = max(marks[mark.0] ?? 0, mark.1) }
             }
         }
-        status.setFailing(machine.state.withLock { $0.failing })
+        let (failing, refused) = machine.state.withLock { ($0.failing, $0.refused) }
+        status.setFailing(failing, refused: refused)
         if !marks.isEmpty {
             do {
                 try failpoints.hit("after_publish_before_mark")
@@ -223,7 +229,8 @@ public struct OutboxRelay: Service {
             } catch {
                 let reason = publisher.failureReason(error)
                 Counter(label: "confbus_publish_failures_total", dimensions: [("reason", reason)]).increment()
-                let delay = machine.state.withLock { $0.failed(version.service, version: version.version, reason: reason, at: .now) }
+                let refused = publisher.isRefusal(error)
+                let delay = machine.state.withLock { $0.failed(version.service, version: version.version, reason: reason, refused: refused, at: .now) }
                 logger.warning("publish failed; this service retries with backoff, the others go on",
                                metadata: ["confbus.service": "\(version.service)", "confbus.version": "\(version.version)",
                                           "confbus.reason": "\(reason)", "confbus.retry_in": "\(delay)"])

@@ -32,6 +32,8 @@ public struct OutboxStateMachine<Instant: Comparable & Sendable>: Sendable {
         var inFlight: Int?
         var published = 0
         var lastFailure: String?
+        /// The broker answered the last publish with a refusal (the service's fault, not the relay's).
+        var refused = false
     }
 
     public enum Action: Sendable, Equatable {
@@ -83,6 +85,7 @@ public struct OutboxStateMachine<Instant: Comparable & Sendable>: Sendable {
         state.failures = 0
         state.retryAt = nil
         state.lastFailure = nil
+        state.refused = false
         state.published = max(state.published, version)
         services[service] = state
     }
@@ -90,11 +93,12 @@ public struct OutboxStateMachine<Instant: Comparable & Sendable>: Sendable {
     /// The publish failed: the service waits out a growing backoff; others are untouched.
     /// Returns the delay.
     @discardableResult
-    public mutating func failed(_ service: ServiceName, version: Int, reason: String, at now: Instant) -> Duration {
+    public mutating func failed(_ service: ServiceName, version: Int, reason: String, refused: Bool = false, at now: Instant) -> Duration {
         var state = services[service] ?? ServiceState()
         state.inFlight = nil
         state.failures += 1
         state.lastFailure = reason
+        state.refused = refused
         let delay = backoff.delay(afterFailures: state.failures)
         state.retryAt = advance(now, delay)
         services[service] = state
@@ -119,5 +123,10 @@ public struct OutboxStateMachine<Instant: Comparable & Sendable>: Sendable {
     /// Services whose last publish failed, with the reason.
     public var failing: [ServiceName: String] {
         services.compactMapValues { $0.lastFailure }
+    }
+
+    /// Services whose last publish the broker refused.
+    public var refused: Set<ServiceName> {
+        Set(services.compactMap { $0.value.refused && $0.value.lastFailure != nil ? $0.key : nil })
     }
 }

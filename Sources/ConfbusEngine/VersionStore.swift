@@ -359,8 +359,12 @@ public protocol UpdatePublisher: Sendable {
     func publishUpdate(_ version: StoredVersion) async throws
     /// A short label for a failure, for `confbus_publish_failures_total{reason}` and the log.
     func failureReason(_ error: any Error) -> String
+    /// Whether the bus answered with a refusal of this message (as opposed to not answering): the
+    /// service's own fault, which must not make the node look stuck.
+    func isRefusal(_ error: any Error) -> Bool
 }
 
 extension UpdatePublisher {
     public func failureReason(_ error: any Error) -> String { "error" }
+    public func isRefusal(_ error: any Error) -> Bool { false }
 }

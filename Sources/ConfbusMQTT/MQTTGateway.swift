@@ -83,6 +83,14 @@ public final class MQTTGateway: Service, UpdatePublisher {
         (error as? MQTTError)?.reasonLabel ?? "error"
     }
 
+    /// A reason code from the broker, or a message larger than it takes.
+    public func isRefusal(_ error: any Error) -> Bool {
+        switch error as? MQTTError {
+        case .refused?, .tooLarge?: true
+        default: false
+        }
+    }
+
     // MARK: Service
 
     public func run() async throws {
@@ -206,8 +214,7 @@ public final class MQTTGateway: Service, UpdatePublisher {
         // Stuck means the relay makes no progress. A service whose publishes the broker answers with a
         // refusal (an ACL, a size) is that service's fault, counted and shown in the backlog, not the node's:
         // only versions waiting beyond those refused ones count.
-        let refused = relay.failing.values.filter { $0.hasPrefix("refused_") || $0 == "too_large" }.count
-        let stuck = (outbox.oldestAge ?? 0) > Double(options.reconcileInterval.components.seconds) && outbox.backlog > refused
+        let stuck = (outbox.oldestAge ?? 0) > Double(options.reconcileInterval.components.seconds) && outbox.backlog > relay.refused.count
         let degraded = !databaseUp || stuck
         let invalid = reads.invalidServices
         var payload: [String: JSONValue] = [

@@ -28,8 +28,9 @@ struct OutboxStateMachineTests {
         let a = try ServiceName(validating: "a")
         let first = m.schedule([try Self.entry("a", 1), try Self.entry("b", 1), try Self.entry("c", 1)], at: 0)
         #expect(Self.published(first) == ["a@1", "b@1", "c@1"])
-        let delay = m.failed(a, version: 1, reason: "refused_0x87", at: 0)
+        let delay = m.failed(a, version: 1, reason: "refused_0x87", refused: true, at: 0)
         #expect(delay == .milliseconds(500))
+        #expect(m.refused == [a])
         m.published(try ServiceName(validating: "b"), version: 1)
         m.published(try ServiceName(validating: "c"), version: 1)
         // While a waits out its backoff it is left out; a new version of c goes out at once.
@@ -41,6 +42,9 @@ struct OutboxStateMachineTests {
         let retried = m.schedule([try Self.entry("a", 1)], at: 500)
         #expect(Self.published(retried) == ["a@1"])
         #expect(m.failing[a] == "refused_0x87")
+        // Published at last: neither failing nor refused any more.
+        m.published(a, version: 1)
+        #expect(m.refused.isEmpty && m.failing[a] == nil)
     }
 
     @Test func theBackoffGrowsAndIsCapped() throws {
