@@ -103,7 +103,7 @@ let package = Package(
         // The client side (CONTRACT.md §9): a swift-configuration provider fed by the document a
         // service receives, verified, cached and applied only when newer.
         .target(name: "ConfbusClient", dependencies: [
-            "ConfbusCore", "ConfbusMQTT",
+            "ConfbusCore", "ConfbusSchema", "ConfbusMQTT",
             .product(name: "Configuration", package: "swift-configuration"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import ConfbusCore
 import ConfbusMQTT
+import ConfbusSchema
 import Foundation
 import Logging
 import NIOCore
@@ -132,6 +133,8 @@ public final class ConfbusClientService: Service, Sendable {
         let body = try await response.body.collect(upTo: 64 << 20)
         switch response.status.code {
         case 200:
+            // The first document from the server comes with the schema's secret members.
+            if !(await applier.secretsFetched) { await refreshSecrets() }
             await deliver(Array(buffer: body), via: wait == nil ? "pull" : "long-poll")
             return true
         case 304: return true
@@ -241,7 +244,33 @@ public final class ConfbusClientService: Service, Sendable {
     }
 
     private func deliver(_ bytes: [UInt8], via source: String) async {
-        await applier.offer(bytes, source: source)
+        // A new version may come from a new schema: which members are secret is asked again.
+        if await applier.offer(bytes, source: source) && source != "pull" { await refreshSecrets() }
+    }
+
+    /// Which members the service's schema marks secret (`writeOnly`, `x-confbus-secret`), from
+    /// `GET /v1/schemas/<service>` and found by the same schema code as the server's: their values
+    /// come back `isSecret`. Best effort: without an answer the paths known before stay.
+    func refreshSecrets() async {
+        guard let server = configuration.serverURL else { return }
+        var request = HTTPClientRequest(url: "\(server)/v1/schemas/\(configuration.service)")
+        if let token = configuration.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        do {
+            let response = try await http.execute(request, timeout: .seconds(5))
+            let body = try await response.body.collect(upTo: 16 << 20)
+            switch response.status.code {
+            case 200:
+                let schema = try CompiledSchema(try JSONParser().parse(Array(buffer: body)), uri: "urn:confbus:service:\(configuration.service)")
+                await applier.useSecrets(Redaction(paths: schema.secretPaths))
+            case 404:
+                // No schema (or none this token may see): nothing is marked.
+                await applier.useSecrets(Redaction(paths: []))
+            default:
+                logger.debug("the schema was not read", metadata: ["status": "\(response.status.code)"])
+            }
+        } catch {
+            logger.debug("the schema was not read", metadata: ["error": "\(error)"])
+        }
     }
 }
 
@@ -254,6 +283,9 @@ actor Applier {
     private let logger: Logger
     private var client: MosquittoClient?
     private var ackTopic = ""
+    /// The members the schema marks secret, as last read from the server (or the cache).
+    private var secrets = Redaction(paths: [])
+    private(set) var secretsFetched = false
 
     init(service: String, cache: DocumentCache?, provider: ConfbusProvider,
          accept: @escaping @Sendable (ClientDocument) async -> ConfbusClientService.Verdict, logger: Logger) {
@@ -275,8 +307,9 @@ actor Applier {
     func loadCache() -> Bool {
         switch cache?.load() {
         case .success(let document)?:
+            if let paths = cache?.loadSecrets() { secrets = Redaction(paths: paths) }
             state.applied(document)
-            provider.apply(ConfbusSnapshot(version: document.version, config: document.config))
+            provider.apply(snapshot(document))
             logger.info("loaded the cached document", metadata: ["confbus.version": "\(document.version)"])
             return true
         case .failure(let refusal)?:
@@ -289,28 +322,46 @@ actor Applier {
 
     /// The offer being handled: the next one waits for it (an actor alone would let a second copy of a
     /// version, from MQTT and a long-poll at once, in while the first waits for the accept hook).
-    private var tail: Task<Void, Never>?
 
-    func offer(_ bytes: [UInt8], source: String) async {
+    private var tail: Task<Bool, Never>?
+
+    /// True when the document was applied.
+    func offer(_ bytes: [UInt8], source: String) async -> Bool {
         let previous = tail
-        let task = Task { await previous?.value; await self.handle(bytes, source: source) }
+        let task = Task { _ = await previous?.value; return await self.handle(bytes, source: source) }
         tail = task
-        await task.value
+        return await task.value
     }
 
-    private func handle(_ bytes: [UInt8], source: String) async {
+    private func snapshot(_ document: ClientDocument) -> ConfbusSnapshot {
+        ConfbusSnapshot(providerName: provider.providerName, version: document.version, config: document.config, secrets: secrets)
+    }
+
+    /// From now on the values under `paths` are secret; the snapshot held is made again when that changes.
+    func useSecrets(_ redaction: Redaction) {
+        secretsFetched = true
+        guard redaction != secrets else { return }
+        secrets = redaction
+        do { try cache?.storeSecrets(redaction.paths) } catch {
+            logger.error("the secret paths could not be cached", metadata: ["error": "\(error)"])
+        }
+        if let held = state.held { provider.apply(snapshot(held)) }
+    }
+
+    private func handle(_ bytes: [UInt8], source: String) async -> Bool {
         let document: ClientDocument
         switch state.candidate(bytes) {
         case .success(let d): document = d
-        case .failure(.stale): return
+        case .failure(.stale): return false
         case .failure(let refusal):
             logger.warning("dropped a document", metadata: ["reason": "\(refusal.rawValue)", "source": "\(source)"])
-            return
+            return false
         }
         switch await accept(document) {
         case .reject(let reason):
             logger.info("the application refused a version", metadata: ["confbus.version": "\(document.version)"])
             await ack(document.version, "rejected", detail: String(reason.prefix(500)))
+            return false
         case .accept:
             if let cache {
                 do { try cache.store(document) } catch {
@@ -318,9 +369,10 @@ actor Applier {
                 }
             }
             state.applied(document)
-            provider.apply(ConfbusSnapshot(version: document.version, config: document.config))
+            provider.apply(snapshot(document))
             logger.info("applied a version", metadata: ["confbus.version": "\(document.version)", "source": "\(source)"])
             await ack(document.version, "applied", detail: nil)
+            return true
         }
     }
 

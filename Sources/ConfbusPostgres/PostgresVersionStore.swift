@@ -3,6 +3,7 @@ import ConfbusEngine
 import Foundation
 import Logging
 import PostgresNIO
+import Synchronization
 
 /// `VersionStore` over PostgreSQL. Version numbers are assigned under a row lock on the
 /// service's row, a primary key on (service, version) backs "no gaps, no duplicates", and the
@@ -14,6 +15,9 @@ public struct PostgresVersionStore: VersionStore {
     let logger: Logger
     let failpoints: Failpoints
     let atRest: AtRest
+    /// Each service's row as this node last saw it: an edit of one service is planned on it and
+    /// written in one guarded statement, with no transaction and no lock taken first.
+    let seen = SeenBases()
 
     /// With a `sealer`, every secret value is stored sealed under its key (CONTRACT.md §10).
     public init(client: PostgresClient, logger: Logger, failpoints: Failpoints = Failpoints(), sealer: SecretSealer? = nil) {
@@ -39,8 +43,45 @@ public struct PostgresVersionStore: VersionStore {
 
     public func commit(_ request: CommitRequest) async throws -> [CommitOutcome] {
         try failpoints.hit("before_commit")
+        let outcomes: [CommitOutcome]
+        if let optimistic = try await optimisticCommit(request) {
+            outcomes = optimistic
+        } else {
+            outcomes = try await lockedCommit(request)
+        }
+        if outcomes.contains(where: \.isCommitted) { try failpoints.hit("after_commit") }
+        return outcomes
+    }
+
+    /// The usual edit — one service, a new version, its row unchanged since this node last saw it —
+    /// in one round trip: planned on the row as last seen and written by a statement that changes
+    /// nothing unless the row still holds that version and override layer. nil when the edit is
+    /// not of that kind or the row has moved: the locked path then plans it again on what is stored.
+    /// A plan that throws on the remembered base is not an answer either (If-Match, for one, must
+    /// be judged on what is stored).
+    func optimisticCommit(_ request: CommitRequest) async throws -> [CommitOutcome]? {
+        guard request.services.count == 1, request.idempotency == nil, let (base, storedLayer) = seen.base(request.services[0]),
+              let changes = try? request.plan([base]), changes.count == 1, changes[0].version.service == base.service,
+              !base.holds(changes[0].version)
+        else { return nil }
         let atRest = self.atRest
-        let outcomes: [CommitOutcome] = try await Self.unwrapping { try await client.withTransaction(logger: logger) { connection in
+        let audit = Self.auditRecord(request, changes: changes, bases: [base])
+        let outcomes: [CommitOutcome]
+        do {
+            outcomes = try await client.withConnection { connection in
+                try await Self.write(changes, bases: [base], audit: audit, atRest: atRest, on: connection, logger: logger,
+                                     expectedLayer: .some(storedLayer), seen: seen)
+            }
+        } catch is RowMoved {
+            return nil
+        }
+        return outcomes
+    }
+
+    func lockedCommit(_ request: CommitRequest) async throws -> [CommitOutcome] {
+        let atRest = self.atRest
+        let seen = self.seen
+        return try await Self.unwrapping { try await client.withTransaction(logger: logger) { connection in
             if let idempotency = request.idempotency {
                 // A second request with the same key waits here for the first to end, then finds its answer.
                 try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(idempotency.key), 0))", logger: logger)
@@ -51,18 +92,8 @@ public struct PostgresVersionStore: VersionStore {
             }
             let bases = try await Self.lockBases(request.services, atRest: atRest, on: connection, logger: logger)
             let changes = try request.plan(bases)
-            // What the commit does is known before it runs (the rows are locked): the audit row
-            // goes into the same statement as the versions.
-            let planned = Self.planned(changes, bases: bases)
-            var record = request.audit
-            // The services the commit changes or confirms (a plan may leave some out).
-            if !planned.isEmpty { record.services = planned.map(\.service) }
-            record.changes = .array(planned.map { p in
-                ["service": .string(p.service), "old_version": .integer(p.old), "new_version": .integer(p.new), "checksum": .string(p.checksum)]
-            })
-            // Versions made from the files are audited only when they make a version.
-            let audited = record.action != "files" || planned.contains { $0.new > $0.old }
-            let outcomes = try await Self.write(changes, bases: bases, audit: audited ? record : nil, atRest: atRest, on: connection, logger: logger)
+            let audit = Self.auditRecord(request, changes: changes, bases: bases)
+            let outcomes = try await Self.write(changes, bases: bases, audit: audit, atRest: atRest, on: connection, logger: logger, seen: seen)
             if let idempotency = request.idempotency {
                 let answer = try atRest.encodeAnswer(idempotency.answer(outcomes), key: idempotency.key)
                 try await connection.query("""
@@ -71,8 +102,20 @@ public struct PostgresVersionStore: VersionStore {
             }
             return outcomes
         } }
-        if outcomes.contains(where: \.isCommitted) { try failpoints.hit("after_commit") }
-        return outcomes
+    }
+
+    /// What the commit does is known before it runs (the bases are read): the audit row goes into
+    /// the same statement as the versions. Versions made from the files are audited only when they
+    /// make a version (nil otherwise).
+    static func auditRecord(_ request: CommitRequest, changes: [PlannedChange], bases: [CommitBase]) -> AuditRecord? {
+        let planned = Self.planned(changes, bases: bases)
+        var record = request.audit
+        // The services the commit changes or confirms (a plan may leave some out).
+        if !planned.isEmpty { record.services = planned.map(\.service) }
+        record.changes = .array(planned.map { p in
+            ["service": .string(p.service), "old_version": .integer(p.old), "new_version": .integer(p.new), "checksum": .string(p.checksum)]
+        })
+        return record.action != "files" || planned.contains { $0.new > $0.old } ? record : nil
     }
 
     /// A refusal raised inside a transaction (a version conflict, a validation failure, an
@@ -130,8 +173,12 @@ public struct PostgresVersionStore: VersionStore {
     /// however many services (the services' rows, the versions, their outbox rows and
     /// notifications, and `audit`), plus one for the layers of unchanged services. Changes are
     /// matched to their bases by service.
+    /// `expectedLayer` set: the optimistic write of `optimisticCommit` (one new version, no
+    /// transaction around it), which throws `RowMoved` when the row is no longer the base's.
+    /// What is written is remembered in `seen`, after the statement (inside a transaction the
+    /// caller's commit may still fail; a stale memory only costs the guarded write its round trip).
     static func write(_ changes: [PlannedChange], bases: [CommitBase], audit: AuditRecord?, atRest: AtRest, on connection: PostgresConnection,
-                      logger: Logger) async throws -> [CommitOutcome] {
+                      logger: Logger, expectedLayer: String?? = nil, seen: SeenBases) async throws -> [CommitOutcome] {
         let byService = Dictionary(bases.map { ($0.service, $0) }, uniquingKeysWith: { first, _ in first })
         var layerUpdates: [JSONValue] = []
         var unchanged: [(index: Int, name: String, version: Int)] = []
@@ -188,12 +235,18 @@ public struct PostgresVersionStore: VersionStore {
             let records = JSONValue.array(inserts).serialized(.canonical)
             // The service row first (latest version, and the new layer when one is given), then the
             // version with the layer now in force.
-            var stored: [String: (version: Int, createdAt: Date)] = [:]
-            for try await (service, number, createdAt, _) in try await connection.execute(Prepared.WriteVersions(records: records, configs: configs, layers: layerTexts, audit: audit),
-                                                                                             logger: logger) {
-                // The config is the one just sent: no need to read it back and parse it again.
-                stored[service] = (number, createdAt)
+            var stored: [String: (version: Int, createdAt: Date, layer: String?)] = [:]
+            let write = Prepared.WriteVersions(records: records, configs: configs, layers: layerTexts, audit: audit)
+            let rows = if let expectedLayer {
+                try await connection.execute(Prepared.WriteVersionIfUnchanged(write: write, expectedLayer: expectedLayer), logger: logger)
+            } else {
+                try await connection.execute(write, logger: logger)
             }
+            for try await (service, number, createdAt, layer, _) in rows {
+                // The config is the one just sent: no need to read it back and parse it again.
+                stored[service] = (number, createdAt, layer)
+            }
+            if expectedLayer != nil && stored.isEmpty { throw RowMoved() }
             for index in inserted {
                 let new = changes[index].version
                 outcomes[index] = stored[new.service.rawValue].map { row in
@@ -201,6 +254,13 @@ public struct PostgresVersionStore: VersionStore {
                                              source: new.source, author: new.author, reason: new.reason, createdAt: row.createdAt,
                                              environment: new.environment, batchID: new.batchID?.uuidString.lowercased()))
                 }
+            }
+            for index in inserted {
+                let new = changes[index].version
+                guard let row = stored[new.service.rawValue], let base = byService[new.service] else { continue }
+                let layer: JSONValue? = row.layer == nil ? nil : (changes[index].overrideLayer.map { $0.isNull || $0 == .object([:]) ? nil : $0 } ?? base.overrideLayer)
+                seen.remember(CommitBase(service: new.service, latestVersion: row.version, latestChecksum: new.checksum, overrideLayer: layer),
+                              layer: row.layer)
             }
         }
         if inserts.isEmpty, let audit { try await insertAudit(audit, on: connection, logger: logger) }
@@ -419,6 +479,28 @@ public struct PostgresVersionStore: VersionStore {
             try await Self.insertAudit(audit, on: connection, logger: logger)
         } }
     }
+}
+
+/// The optimistic write found the service's row changed since it was last seen.
+struct RowMoved: Error {}
+
+/// Each service's row (latest version, checksum, override layer and that layer's stored text) as
+/// this node last wrote or read it. Only a hint: every write that relies on it is guarded.
+final class SeenBases: Sendable {
+    private let bases = Mutex<[ServiceName: (base: CommitBase, layer: String?)]>([:])
+
+    func base(_ service: ServiceName) -> (CommitBase, String?)? {
+        bases.withLock { $0[service] }.map { ($0.base, $0.layer) }
+    }
+
+    func remember(_ base: CommitBase, layer: String?) {
+        bases.withLock { held in
+            // Never step back: a slower writer of an older version must not hide a newer one.
+            if let known = held[base.service], known.base.latestVersion > base.latestVersion { return }
+            held[base.service] = (base, layer)
+        }
+    }
+
 }
 
 struct PostgresCommitError: Error, CustomStringConvertible {

@@ -54,6 +54,10 @@ struct ClientLibraryTests {
         try await FaultIsolationTests.eventually("the client holds version 1") { client.heldVersion == 1 }
         let reader = ConfigReader(provider: client.provider)
         #expect(reader.int(forKey: "database.pool_size") == 10)
+        // The schema marks database.password writeOnly: it comes back secret, pool_size does not.
+        let password = AbsoluteConfigKey(["database", "password"])
+        #expect(try client.provider.value(forKey: password, type: .string).value?.isSecret == true)
+        #expect(try client.provider.value(forKey: AbsoluteConfigKey(["database", "pool_size"]), type: .int).value?.isSecret == false)
         // The instance registered and acked over MQTT.
         try await FaultIsolationTests.eventually("the instance is listed with version 1 applied") {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
@@ -100,6 +104,8 @@ struct ClientLibraryTests {
         try await restarted.start()
         #expect(restarted.heldVersion == 2)
         #expect(ConfigReader(provider: restarted.provider).int(forKey: "database.pool_size") == 40)
+        // Which values are secret was cached too.
+        #expect(try restarted.provider.value(forKey: password, type: .string).value?.isSecret == true)
     }
 
     @Test(.timeLimit(.minutes(2)))
