@@ -22,11 +22,29 @@ async def waiter(results):
     results.append((status, time.monotonic()))
     writer.close()
 
+async def waiting():
+    """confbus's own count of the long-polls it holds (the gauge is refreshed every 2 s)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    await writer.drain()
+    body = (await reader.read()).decode()
+    writer.close()
+    for line in body.splitlines():
+        if line.startswith("confbus_long_poll_waiters "):
+            return int(float(line.split()[1]))
+    return 0
+
 async def main():
     before = rss_kib()
     results = []
     tasks = [asyncio.create_task(waiter(results)) for _ in range(n)]
-    await asyncio.sleep(3)
+    # Memory is read once confbus itself holds every waiter (at most 60 s).
+    for _ in range(120):
+        await asyncio.sleep(0.5)
+        if await waiting() >= n:
+            break
+    else:
+        print(f"only {await waiting()} of {n} waiters were held after 60 s")
     threads = len(os.listdir(f"/proc/{pid}/task"))
     during = rss_kib()
     print(f"{n} waiters open: confbus RSS {before} KiB -> {during} KiB ({(during - before) * 1024 / n:.0f} bytes per waiter), {threads} threads")

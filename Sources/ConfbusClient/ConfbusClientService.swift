@@ -47,6 +47,9 @@ public final class ConfbusClientService: Service, Sendable {
         public var longPollSeconds = 55
         /// How long `requireServer` keeps trying before it gives up.
         public var serverWait: Duration = .seconds(30)
+        /// Take part in progressive rollouts (CONTRACT.md §8): register with `"features": ["rollout"]`
+        /// and apply a candidate from `config/rollout/<service>` when this instance is in its cohort.
+        public var takesPartInRollouts = true
 
         public init(service: String, instance: String, serverURL: String? = nil, mqttURL: String? = nil) {
             self.service = service
@@ -169,7 +172,7 @@ public final class ConfbusClientService: Service, Sendable {
             }
         }
         // Stopping: say so (the Will covers a crash), then leave.
-        try? await client.publish(Self.health("offline"), to: healthTopic, retain: true, timeout: .seconds(2))
+        try? await client.publish(Self.health("offline", version: heldVersion), to: healthTopic, retain: true, timeout: .seconds(2))
         await client.shutdown()
     }
 
@@ -180,9 +183,22 @@ public final class ConfbusClientService: Service, Sendable {
     }
 
     var updateTopic: String { "\(configuration.topicPrefix)/update/\(configuration.service)" }
+    var rolloutTopic: String { "\(configuration.topicPrefix)/rollout/\(configuration.service)" }
+
+    /// The instances a rollout document is for (nil when it is not one).
+    static func cohort(of payload: [UInt8]) -> Set<String>? {
+        guard !payload.isEmpty, case .array(let members)? = (try? JSONParser().parse(payload))?["cohort"] else { return nil }
+        return Set(members.compactMap(\.stringValue))
+    }
     var healthTopic: String { "\(configuration.topicPrefix)/health/\(configuration.service)/\(configuration.instance)" }
 
-    static func health(_ status: String) -> [UInt8] { JSONValue.object(["status": .string(status)]).serializedBytes() }
+    /// The retained health message: with the version held, so that confbus learns it even when an
+    /// ack was lost (confbus away from the broker when it was sent): retained messages reach it on return.
+    static func health(_ status: String, version: Int = 0) -> [UInt8] {
+        var body: [String: JSONValue] = ["status": .string(status)]
+        if version > 0 { body["version"] = .integer(version) }
+        return JSONValue.object(body).serializedBytes()
+    }
 
     /// MQTT: on every (re)connect subscribe, register with the version held and say `online`; then every update.
     private func follow(_ client: MosquittoClient) async {
@@ -190,13 +206,14 @@ public final class ConfbusClientService: Service, Sendable {
             switch event {
             case .connected:
                 do {
-                    try client.subscribe([updateTopic])
+                    try client.subscribe(configuration.takesPartInRollouts ? [updateTopic, rolloutTopic] : [updateTopic])
                     var registration: [String: JSONValue] = ["instance": .string(configuration.instance)]
+                    if configuration.takesPartInRollouts { registration["features"] = ["rollout"] }
                     if heldVersion > 0 { registration["version"] = .integer(heldVersion) }
                     if let environment = configuration.environment { registration["environment"] = .string(environment) }
                     try await client.publish(JSONValue.object(registration).serializedBytes(),
                                              to: "\(configuration.topicPrefix)/register/\(configuration.service)", retain: false)
-                    try await client.publish(Self.health("online"), to: healthTopic, retain: true)
+                    try await client.publish(Self.health("online", version: heldVersion), to: healthTopic, retain: true)
                     // A decision made before MQTT was up (the pull at start) is acked now.
                     await applier.flushPendingAck()
                 } catch {
@@ -204,6 +221,10 @@ public final class ConfbusClientService: Service, Sendable {
                 }
             case .message(let topic, let payload, _) where topic == updateTopic:
                 await deliver(payload, via: "mqtt")
+            case .message(let topic, let payload, _) where topic == rolloutTopic && configuration.takesPartInRollouts:
+                // A candidate is for its cohort only; an empty message is a rollout that ended (the
+                // released version, or the rollback, comes on the update topic).
+                if Self.cohort(of: payload)?.contains(configuration.instance) == true { await deliver(payload, via: "rollout") }
             case .message, .disconnected:
                 break
             }
@@ -239,7 +260,7 @@ public final class ConfbusClientService: Service, Sendable {
     private func reportHealth(_ client: MosquittoClient) async {
         while !Task.isCancelled {
             try? await Task.sleep(for: configuration.healthInterval)
-            if client.isConnected { try? await client.publish(Self.health("online"), to: healthTopic, retain: true) }
+            if client.isConnected { try? await client.publish(Self.health("online", version: heldVersion), to: healthTopic, retain: true) }
         }
     }
 

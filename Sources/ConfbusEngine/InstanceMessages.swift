@@ -78,11 +78,22 @@ public enum InstanceMessages {
         return Ack(version: version, status: status, detail: detail)
     }
 
-    public static func health(_ payload: [UInt8], maxBytes: Int) throws(ConfbusError) -> String {
+    /// A health message: its status, and the version the instance runs when it says (`"version"`,
+    /// an additive field).
+    public struct Health: Sendable, Equatable {
+        public var status: String
+        public var version: Int?
+    }
+
+    public static func health(_ payload: [UInt8], maxBytes: Int) throws(ConfbusError) -> Health {
         let object = try object(payload, maxBytes: maxBytes)
         guard case .string(let status) = object["status"], ["online", "degraded", "offline"].contains(status) else {
             throw ConfbusError(code: .invalidPayload, message: "\"status\" must be \"online\", \"degraded\" or \"offline\"")
         }
-        return status
+        switch object["version"] {
+        case nil, .null: return Health(status: status)
+        case .integer(let version) where version >= 1: return Health(status: status, version: version)
+        default: throw ConfbusError(code: .invalidPayload, message: "\"version\" must be an integer from 1")
+        }
     }
 }

@@ -57,9 +57,14 @@ public struct InstanceReports: Sendable {
     /// `config/health/<service>/<instance>`.
     public func health(_ service: ServiceName, instance: String, payload: [UInt8]) async throws(ConfbusError) {
         try Self.checkInstance(service, instance)
-        let status = try InstanceMessages.health(payload, maxBytes: maxPayloadBytes)
-        if cache.latest(service) == nil { try await requireFiles(service) }
-        try await storing(service, "the health message") { try await self.store.recordHealth(service, instance: instance, status: status) }
+        let health = try InstanceMessages.health(payload, maxBytes: maxPayloadBytes)
+        let latest = cache.latest(service)?.version
+        if latest == nil { try await requireFiles(service) }
+        // A version this node does not know (yet) is not recorded: the next health message or ack will be.
+        let running = health.version.flatMap { version in latest.map { version <= $0 } == true ? version : nil }
+        try await storing(service, "the health message") {
+            try await self.store.recordHealth(service, instance: instance, status: health.status, version: running)
+        }
     }
 
     private static func checkInstance(_ service: ServiceName, _ instance: String) throws(ConfbusError) {

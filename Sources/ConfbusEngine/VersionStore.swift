@@ -326,7 +326,9 @@ extension OutboxStore {
 public protocol InstanceStore: Sendable {
     func recordRegistration(_ service: ServiceName, instance: String) async throws
     func recordAck(_ service: ServiceName, instance: String, version: Int, status: String, detail: String?) async throws
-    func recordHealth(_ service: ServiceName, instance: String, status: String) async throws
+    /// `version`: the version the instance says it runs (its retained health carries it, so one
+    /// whose ack was missed is still known to run it); it only ever raises the applied version.
+    func recordHealth(_ service: ServiceName, instance: String, status: String, version: Int?) async throws
     func instances(_ service: ServiceName) async throws -> [InstanceRecord]
     /// Per service: how many instances are known and how many have not applied the latest version.
     func instanceCounts() async throws -> [ServiceName: (total: Int, lagging: Int)]

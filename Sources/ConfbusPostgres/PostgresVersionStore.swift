@@ -380,10 +380,12 @@ public struct PostgresVersionStore: VersionStore {
             """, logger: logger)
     }
 
-    public func recordHealth(_ service: ServiceName, instance: String, status: String) async throws {
+    public func recordHealth(_ service: ServiceName, instance: String, status: String, version: Int?) async throws {
         try await client.query("""
-            INSERT INTO instances (service, instance, health, health_at) VALUES (\(service.rawValue), \(instance), \(status), clock_timestamp())
-            ON CONFLICT (service, instance) DO UPDATE SET last_seen = clock_timestamp(), health = excluded.health, health_at = excluded.health_at
+            INSERT INTO instances (service, instance, health, health_at, applied_version)
+            VALUES (\(service.rawValue), \(instance), \(status), clock_timestamp(), \(version))
+            ON CONFLICT (service, instance) DO UPDATE SET last_seen = clock_timestamp(), health = excluded.health, health_at = excluded.health_at,
+                applied_version = GREATEST(instances.applied_version, excluded.applied_version)
             """, logger: logger)
     }
 

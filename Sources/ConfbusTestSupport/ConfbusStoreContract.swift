@@ -285,7 +285,7 @@ public enum ConfbusStoreContract {
             try await store.recordAck(a, instance: "i-1", version: 2, status: "applied", detail: nil)
             try await store.recordAck(a, instance: "i-2", version: 1, status: "applied", detail: nil)
             try await store.recordAck(a, instance: "i-2", version: 2, status: "rejected", detail: "no")
-            try await store.recordHealth(a, instance: "i-1", status: "healthy")
+            try await store.recordHealth(a, instance: "i-1", status: "healthy", version: nil)
             let records = try await store.instances(a)
             try expect(records.map(\.instance) == ["i-1", "i-2"], "instances by id")
             try expect(records[0].appliedVersion == 2 && records[0].health == "healthy" && records[0].healthAt != nil, "ack and health recorded")
@@ -293,10 +293,17 @@ public enum ConfbusStoreContract {
                        "a rejection keeps the applied version")
             let counts = try await store.instanceCounts()[a]
             try expect(counts?.total == 2 && counts?.lagging == 1, "one of two lags")
+            // Health that says which version runs raises the applied version, never lowers it.
+            try await store.recordHealth(a, instance: "i-2", status: "online", version: 2)
+            try await store.recordHealth(a, instance: "i-1", status: "online", version: 1)
+            let raised = try await store.instances(a)
+            try expect(raised[1].appliedVersion == 2 && raised[1].ackStatus == "rejected", "health raised i-2 to version 2, its last ack kept")
+            try expect(raised[0].appliedVersion == 2, "an older version in health does not lower i-1")
+            try await store.recordHealth(a, instance: "i-1", status: "healthy", version: nil)
             try expect(try await store.expireInstances(olderThan: .seconds(3600)) == 0, "nobody is an hour silent")
             // Margins wide enough for a loaded machine: i-2 is 1.2 s silent, i-1 was heard just now.
             try await Task.sleep(for: .milliseconds(1200))
-            try await store.recordHealth(a, instance: "i-1", status: "healthy")
+            try await store.recordHealth(a, instance: "i-1", status: "healthy", version: nil)
             try expect(try await store.expireInstances(olderThan: .milliseconds(600)) == 1, "the silent one is forgotten")
             try expect(try await store.instances(a).map(\.instance) == ["i-1"], "only the one heard from is left")
         }

@@ -240,11 +240,12 @@ public actor InMemoryConfbusStore: ConfbusStore {
         }
     }
 
-    public func recordHealth(_ service: ServiceName, instance: String, status: String) async throws {
+    public func recordHealth(_ service: ServiceName, instance: String, status: String, version: Int?) async throws {
         try available()
         touch(service, instance) { record in
             record.health = status
             record.healthAt = record.lastSeen
+            if let version, version > (record.appliedVersion ?? 0) { record.appliedVersion = version }
         }
     }
 

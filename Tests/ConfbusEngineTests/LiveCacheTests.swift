@@ -68,7 +68,9 @@ struct InstanceMessagesTests {
         #expect(try InstanceMessages.ack(Array(#"{"version":2,"status":"rejected","detail":"bad"}"#.utf8), maxBytes: 100).status == "rejected")
         #expect(throws: ConfbusError.self) { try InstanceMessages.ack(Array(#"{"version":0,"status":"applied"}"#.utf8), maxBytes: 100) }
         #expect(throws: ConfbusError.self) { try InstanceMessages.health(Array(#"{"status":"sleepy"}"#.utf8), maxBytes: 100) }
-        #expect(try InstanceMessages.health(Array(#"{"status":"online","extra":1}"#.utf8), maxBytes: 100) == "online")
+        #expect(try InstanceMessages.health(Array(#"{"status":"online","extra":1}"#.utf8), maxBytes: 100).status == "online")
+        #expect(try InstanceMessages.health(Array(#"{"status":"online","version":7}"#.utf8), maxBytes: 100).version == 7)
+        #expect(throws: ConfbusError.self) { try InstanceMessages.health(Array(#"{"status":"online","version":"7"}"#.utf8), maxBytes: 100) }
     }
 }
 

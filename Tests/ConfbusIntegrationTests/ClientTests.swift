@@ -108,6 +108,91 @@ struct ClientLibraryTests {
         #expect(try restarted.provider.value(forKey: password, type: .string).value?.isSecret == true)
     }
 
+    /// An ack sent while confbus was away from the broker is lost (acks are not retained); the
+    /// instance's retained health carries the version it runs, so confbus learns it all the same.
+    @Test(.timeLimit(.minutes(1)))
+    func retainedHealthCarriesTheVersionRunAndConfbusRecordsIt() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let client = Self.client(confbus, broker: broker, cache: nil, startup: .requireServer)
+        let probe = try await MQTTProbe(url: broker)
+        defer { Task { await probe.shutdown() } }
+        let healthTopic = confbus.topic("health", "billing-api/\(client.configuration.instance)")
+        try probe.subscribe(healthTopic)
+        let running = Task { try await client.run() }
+        defer { running.cancel() }
+        try await FaultIsolationTests.eventually("the client's health says it runs version 1") {
+            probe.messages(on: healthTopic).contains { $0.json?["status"] == "online" && $0.json?["version"] == 1 }
+        }
+        // confbus's half: an instance it never heard an ack from, known by its health alone.
+        try await probe.publish(confbus.topic("health", "billing-api/silent-acker"), #"{"status":"online","version":1}"#, retain: true)
+        try await FaultIsolationTests.eventually("the instance is listed as running version 1") {
+            let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
+            return instances.contains { $0["instance"] == "silent-acker" && $0["applied_version"] == 1 && $0["health"] == "online" }
+        }
+        try await probe.publish(confbus.topic("health", "billing-api/silent-acker"), "", retain: true)
+    }
+
+    /// CONTRACT.md §8 from the instance's side: it registers with the rollout feature, takes a
+    /// candidate from `config/rollout/<service>` only when it is in the cohort, verifies it like any
+    /// document, and acks it; the rollback (a higher version on the update topic) replaces it.
+    @Test(.timeLimit(.minutes(2)))
+    func aCandidateIsAppliedOnlyByItsCohort() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let probe = try await MQTTProbe(url: broker)
+        defer { Task { await probe.shutdown() } }
+        try probe.subscribe(confbus.topic("register", "billing-api"))
+        let client = Self.client(confbus, broker: broker, cache: nil, startup: .requireServer)
+        try probe.subscribe(confbus.topic("ack", "billing-api/\(client.configuration.instance)"))
+        let running = Task { try await client.run() }
+        defer { running.cancel() }
+        try await FaultIsolationTests.eventually("the client holds version 1") { client.heldVersion == 1 }
+        try await FaultIsolationTests.eventually("it registered with the rollout feature") {
+            probe.messages(on: confbus.topic("register", "billing-api")).contains { message in
+                let body = try? JSONParser().parse(message.payload)
+                return body?["instance"] == .string(client.configuration.instance) && body?["features"] == ["rollout"]
+            }
+        }
+        let reader = ConfigReader(provider: client.provider)
+        let held = try #require(client.heldConfig)
+        let candidateConfig = MergePatch.apply(["database": ["pool_size": 33]], to: held)
+        func rollout(cohort: [String], config: JSONValue, checksum: String? = nil) -> String {
+            JSONValue.object(["rollout": "r-test", "service": "billing-api", "version": 2, "checksum": .string(checksum ?? config.checksum),
+                              "config": config, "stable_version": 1, "step": 0, "cohort": .array(cohort.map(JSONValue.string))]).serialized(.canonical)
+        }
+        let topic = confbus.topic("rollout", "billing-api")
+        // Another cohort: not applied.
+        try await probe.publish(topic, rollout(cohort: ["someone-else"], config: candidateConfig), retain: true)
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(client.heldVersion == 1 && reader.int(forKey: "database.pool_size") == 10)
+        // Its cohort, but a checksum that is not the config's: dropped and counted.
+        try await probe.publish(topic, rollout(cohort: [client.configuration.instance], config: candidateConfig,
+                                               checksum: "sha256:" + String(repeating: "0", count: 64)), retain: true)
+        try await FaultIsolationTests.eventually("the forged candidate is counted") { await client.dropped()[.checksumMismatch] == 1 }
+        #expect(client.heldVersion == 1)
+        // Its cohort: applied and acked.
+        try await probe.publish(topic, rollout(cohort: ["someone-else", client.configuration.instance], config: candidateConfig), retain: true)
+        try await FaultIsolationTests.eventually("the candidate is applied") { client.heldVersion == 2 }
+        #expect(reader.int(forKey: "database.pool_size") == 33)
+        // (confbus itself records no ack of a version it never made: the ack is read off the broker.)
+        try await FaultIsolationTests.eventually("the candidate is acked applied") {
+            probe.messages(on: confbus.topic("ack", "billing-api/\(client.configuration.instance)")).contains {
+                $0.json?["version"] == 2 && $0.json?["status"] == "applied"
+            }
+        }
+        // The rollout ends (an empty retained message); a rollback version above it replaces the candidate.
+        try await probe.publish(topic, "", retain: true)
+        #expect(try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(),
+                                          body: Data(#"{"http": {"port": 8081}}"#.utf8)).status == 200)
+        #expect(try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(),
+                                          body: Data(#"{"http": {"port": 8082}}"#.utf8)).status == 200)
+        try await FaultIsolationTests.eventually("version 3 replaces the candidate") { client.heldVersion == 3 }
+        #expect(reader.int(forKey: "database.pool_size") == 10 && reader.int(forKey: "http.port") == 8082)
+    }
+
     @Test(.timeLimit(.minutes(2)))
     func withTheBrokerDownUpdatesArriveByLongPollAndARestartMakesNoVersion() async throws {
         _ = try #require(TestServers.mqttURL)
