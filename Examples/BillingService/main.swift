@@ -27,9 +27,10 @@ struct BillingService {
         client.token = environment["CONFBUS_TOKEN"]
         client.cacheDirectory = option("--cache-dir") ?? ".billing-cache"
         client.startup = .lastKnownGood(maxWait: .seconds(10))
-        // The application's last word: a pool of 0 would stop the service, so it is refused (acked rejected).
+        // The application's last word, past what the schema allows: this host takes at most 100
+        // database connections, so a larger pool is refused (acked rejected) and the last one kept.
         let confbus = ConfbusClientService(configuration: client, logger: logger) { document in
-            document.config["database"]?["pool_size"] == .integer(0) ? .reject("a pool of 0 would stop billing") : .accept
+            (document.config["database"]?["pool_size"]?.integralValue ?? 0) > 100 ? .reject("this host takes at most 100 connections") : .accept
         }
         // confbus first; the defaults under it answer for anything it does not hold.
         let config = ConfigReader(providers: [

@@ -19,6 +19,8 @@ public struct ClientDocument: Sendable, Equatable {
         case checksumMismatch = "checksum_mismatch"
         /// Not above the version held: a replay, or an older retained message.
         case stale
+        /// Pulled with its secrets masked (`Confbus-Masked`): the client's token does not see them.
+        case masked
     }
 
     /// Parses and verifies `bytes` as a document of `service`: the name, the shape, and the checksum
@@ -58,6 +60,9 @@ public struct ClientState: Sendable {
         if case .failure(let refusal) = result { dropped[refusal, default: 0] += 1 }
         return result
     }
+
+    /// A document refused before it was parsed (a pull the server masked).
+    public mutating func drop(_ refusal: ClientDocument.Refusal) { dropped[refusal, default: 0] += 1 }
 
     /// The application took `document`: it is held from now on (the adapter has cached it and acks `applied`).
     public mutating func applied(_ document: ClientDocument) {

@@ -110,14 +110,21 @@ public final class ConfbusClientService: Service, Sendable {
             return
         }
         var backoff: Duration = .milliseconds(200)
+        var refusal: StartupFailure?
         while true {
-            if (try? await pull(wait: nil, timeout: max(deadline - .now, .milliseconds(200)))) != nil { return }
+            do {
+                try await pull(wait: nil, timeout: max(deadline - .now, .milliseconds(200)))
+                return
+            } catch let failure as StartupFailure {
+                refusal = failure
+            } catch {}
             if ContinuousClock.now >= deadline { break }
             try await Task.sleep(for: min(backoff, deadline - .now))
             backoff = min(backoff * 2, .seconds(5))
         }
         if configuration.startup == .requireServer || !cached {
-            throw StartupFailure(description: "confbus did not answer for \(configuration.service)\(cached ? "" : ", and nothing is cached")")
+            // What the server said, when it answered (a masked document, a 404), is the reason to show.
+            throw refusal ?? StartupFailure(description: "confbus did not answer for \(configuration.service)\(cached ? "" : ", and nothing is cached")")
         }
         logger.warning("confbus did not answer; starting from the cached document", metadata: ["confbus.version": "\(heldVersion)"])
     }
@@ -135,6 +142,10 @@ public final class ConfbusClientService: Service, Sendable {
         let response = try await http.execute(request, timeout: TimeAmount(limit))
         let body = try await response.body.collect(upTo: 64 << 20)
         switch response.status.code {
+        case 200 where response.headers.first(name: "Confbus-Masked") == "true":
+            // Its checksum is of the real secrets: this document can never verify, nor be used.
+            await applier.droppedMasked()
+            throw StartupFailure(description: "confbus masked the secrets of \(configuration.service): the client needs a read token scoped to it (or an admin token)")
         case 200:
             // The first document from the server comes with the schema's secret members.
             if !(await applier.secretsFetched) { await refreshSecrets() }
@@ -323,6 +334,14 @@ actor Applier {
     }
 
     func dropped() -> [ClientDocument.Refusal: Int] { state.dropped }
+
+    func droppedMasked() {
+        if state.dropped[.masked] == nil {
+            logger.warning("confbus masks this service's secrets for this client: give it a read token scoped to the service",
+                           metadata: ["reason": "masked"])
+        }
+        state.drop(.masked)
+    }
 
     /// Starts from the cached document when it verifies; true when there was one.
     func loadCache() -> Bool {

@@ -89,6 +89,9 @@ struct ReadController: Sendable {
         let etag = "\"\(version.checksum)\""
         headers[.eTag] = etag
         let masking = await reads.masking(service)
+        // Said out loud, so a client that verifies checksums knows why this one cannot match and
+        // that it needs a token that sees the secrets.
+        if masking != nil { headers[Self.masked] = "true" }
         if let pointer {
             guard let value = version.config.value(at: pointer) else {
                 throw Problem(.notFound, code: "not_found", detail: "no value at \(pointer) in version \(version.version)")
@@ -102,6 +105,8 @@ struct ReadController: Sendable {
         headers[.contentType] = "application/json"
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: encoded.body(of: version, masking: masking)))
     }
+
+    static let masked = HTTPField.Name("Confbus-Masked")!
 
     static func etagMatches(_ header: String, _ etag: String) -> Bool {
         header.split(separator: ",").contains { candidate in

@@ -108,6 +108,30 @@ struct ClientLibraryTests {
         #expect(try restarted.provider.value(forKey: password, type: .string).value?.isSecret == true)
     }
 
+    /// An open reader gets billing-api with its secret masked, and says so (`Confbus-Masked`): a client
+    /// without a token that sees it refuses the pull by that reason, not as a forged document.
+    @Test(.timeLimit(.minutes(1)))
+    func aPullWithMaskedSecretsIsRefusedWithItsReason() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let open = try await confbus.get("/v1/config/billing-api")
+        #expect(open.headers["confbus-masked"] == "true")
+        #expect(try await confbus.get("/v1/config/billing-api", headers: AdminTests.admin()).headers["confbus-masked"] == nil)
+        var configuration = Self.client(confbus, broker: nil, cache: nil, startup: .requireServer).configuration
+        configuration.token = nil
+        let client = ConfbusClientService(configuration: configuration, logger: Harness.logger)
+        do {
+            try await client.start()
+            Issue.record("a masked document must not start the client")
+        } catch let failure as ConfbusClientService.StartupFailure {
+            #expect(failure.description.contains("read token"), "\(failure)")
+        }
+        #expect(client.heldVersion == 0)
+        let dropped = await client.dropped()
+        #expect((dropped[.masked] ?? 0) >= 1 && dropped[.checksumMismatch] == nil)
+    }
+
     /// An ack sent while confbus was away from the broker is lost (acks are not retained); the
     /// instance's retained health carries the version it runs, so confbus learns it all the same.
     @Test(.timeLimit(.minutes(1)))
