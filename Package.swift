@@ -45,8 +45,13 @@ let package = Package(
         ]),
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto",
                        providers: [.apt(["libmosquitto-dev"]), .brew(["mosquitto"])]),
+        // libmosquitto behind a Swift client: all a service needs of MQTT (ConfbusClient), no engine.
+        .target(name: "ConfbusMosquitto", dependencies: [
+            "CMosquitto",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "ConfbusMQTT", dependencies: [
-            "CMosquitto", "ConfbusCore", "ConfbusEngine",
+            "ConfbusMosquitto", "ConfbusCore", "ConfbusEngine",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -66,7 +71,7 @@ let package = Package(
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
         .target(name: "ConfbusApp", dependencies: [
-            "ConfbusCore", "ConfbusSchema", "ConfbusEngine", "ConfbusYAML", "ConfbusMQTT", "ConfbusPostgres", "ConfbusHTTP",
+            "ConfbusCore", "ConfbusSchema", "ConfbusEngine", "ConfbusYAML", "ConfbusMQTT", "ConfbusMosquitto", "ConfbusPostgres", "ConfbusHTTP",
             .product(name: "Configuration", package: "swift-configuration"),
             .product(name: "SystemPackage", package: "swift-system"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -81,7 +86,7 @@ let package = Package(
             .product(name: "PostgresNIO", package: "postgres-nio"),
         ]),
         .executableTarget(name: "confbus", dependencies: [
-            "ConfbusCore", "ConfbusSchema", "ConfbusEngine", "ConfbusYAML", "ConfbusApp", "ConfbusMQTT", "ConfbusClient",
+            "ConfbusCore", "ConfbusSchema", "ConfbusEngine", "ConfbusYAML", "ConfbusApp", "ConfbusMQTT", "ConfbusMosquitto", "ConfbusClient",
             .product(name: "Yams", package: "Yams"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -96,14 +101,14 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .executableTarget(name: "ConfbusBench", dependencies: [
-            "ConfbusCore", "ConfbusSchema", "ConfbusEngine", "ConfbusYAML", "ConfbusMQTT",
+            "ConfbusCore", "ConfbusSchema", "ConfbusEngine", "ConfbusYAML", "ConfbusMQTT", "ConfbusMosquitto",
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The client side (CONTRACT.md §9): a swift-configuration provider fed by the document a
         // service receives, verified, cached and applied only when newer.
         .target(name: "ConfbusClient", dependencies: [
-            "ConfbusCore", "ConfbusSchema", "ConfbusMQTT",
+            "ConfbusCore", "ConfbusSchema", "ConfbusMosquitto",
             .product(name: "Configuration", package: "swift-configuration"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -132,9 +137,9 @@ let package = Package(
             .product(name: "ConfigurationTesting", package: "swift-configuration"),
         ]),
         .testTarget(name: "ConfbusCLITests", dependencies: ["ConfbusCore", "ConfbusTestSupport"]),
-        .testTarget(name: "ConfbusMQTTTests", dependencies: ["ConfbusCore", "ConfbusMQTT"]),
+        .testTarget(name: "ConfbusMQTTTests", dependencies: ["ConfbusCore", "ConfbusMQTT", "ConfbusMosquitto"]),
         .testTarget(name: "ConfbusIntegrationTests", dependencies: [
-            "ConfbusCore", "ConfbusEngine", "ConfbusYAML", "ConfbusMQTT", "ConfbusPostgres", "ConfbusTestSupport", "ConfbusClient",
+            "ConfbusCore", "ConfbusEngine", "ConfbusYAML", "ConfbusMQTT", "ConfbusMosquitto", "ConfbusPostgres", "ConfbusTestSupport", "ConfbusClient",
             .product(name: "Configuration", package: "swift-configuration"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),

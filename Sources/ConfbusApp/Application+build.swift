@@ -2,6 +2,7 @@ import ConfbusCore
 import ConfbusEngine
 import ConfbusHTTP
 import ConfbusMQTT
+import ConfbusMosquitto
 import ConfbusPostgres
 import ConfbusYAML
 import Foundation

@@ -1,5 +1,6 @@
 import ConfbusCore
 import ConfbusMQTT
+import ConfbusMosquitto
 import Foundation
 import Logging
 import PostgresNIO

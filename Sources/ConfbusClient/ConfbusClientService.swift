@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 import ConfbusCore
-import ConfbusMQTT
+import ConfbusMosquitto
 import ConfbusSchema
 import Foundation
 import Logging

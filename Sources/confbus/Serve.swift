@@ -2,6 +2,7 @@ import ArgumentParser
 import ConfbusApp
 import ConfbusEngine
 import ConfbusMQTT
+import ConfbusMosquitto
 import Foundation
 import Hummingbird
 import Logging

@@ -1,4 +1,5 @@
 import ConfbusMQTT
+import ConfbusMosquitto
 import Foundation
 import Testing
 

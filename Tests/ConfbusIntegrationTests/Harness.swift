@@ -1,5 +1,6 @@
 import ConfbusCore
 import ConfbusMQTT
+import ConfbusMosquitto
 import ConfbusTestSupport
 import Foundation
 import Logging

@@ -1,4 +1,5 @@
-@testable import ConfbusMQTT
+@testable import ConfbusMosquitto
+import ConfbusMQTT
 import ConfbusCore
 import Testing
 
