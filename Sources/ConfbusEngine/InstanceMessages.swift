@@ -7,6 +7,8 @@ public enum InstanceMessages {
         public var instance: String
         public var environment: String?
         public var version: Int?
+        /// `"features"`: what the instance can do (`rollout`: it takes part in progressive rollouts, §8).
+        public var features: [String] = []
     }
 
     public struct Ack: Sendable, Equatable {
@@ -57,6 +59,12 @@ public enum InstanceMessages {
         case nil, .null: break
         case .integer(let v) where v >= 0: registration.version = v
         default: throw ConfbusError(code: .invalidPayload, message: "\"version\" must be a non-negative integer")
+        }
+        switch object["features"] {
+        case nil, .null: break
+        case .array(let items) where items.count <= 16 && items.allSatisfy({ ($0.stringValue?.utf8.count ?? 65) <= 64 }):
+            registration.features = Array(Set(items.compactMap(\.stringValue))).sorted()
+        default: throw ConfbusError(code: .invalidPayload, message: "\"features\" must be an array of at most 16 strings of up to 64 bytes")
         }
         return registration
     }

@@ -30,7 +30,12 @@ public struct InstanceReports: Sendable {
             try await requireFiles(service)
             try await reload.createFirstVersion(service)
         }
-        try await storing(service, "the registration") { try await self.store.recordRegistration(service, instance: registration.instance) }
+        // A version this node does not know is not recorded as run (as for health).
+        let latest = cache.latest(service)?.version ?? 0
+        let running = registration.version.flatMap { $0 >= 1 && $0 <= latest ? $0 : nil }
+        try await storing(service, "the registration") {
+            try await self.store.recordRegistration(service, instance: registration.instance, version: running, features: registration.features)
+        }
     }
 
     /// `config/ack/<service>/<instance>`: an ack for a version that does not exist is refused.

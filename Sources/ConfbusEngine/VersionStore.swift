@@ -107,9 +107,17 @@ public struct InstanceRecord: Sendable, Equatable {
     public var appliedVersion: Int?
     public var ackStatus: String?
     public var detail: String?
+    /// What it registered with (`"features": ["rollout"]`).
+    public var features: [String]
+    /// Behind the latest version since then: when the first version it lacks was made (or when it was
+    /// first seen, if later). nil when it runs the latest. Worked out by the store when read.
+    public var laggingSince: Date?
 
     public init(instance: String, firstSeen: Date, lastSeen: Date, health: String? = nil, healthAt: Date? = nil,
-                appliedVersion: Int? = nil, ackStatus: String? = nil, detail: String? = nil) {
+                appliedVersion: Int? = nil, ackStatus: String? = nil, detail: String? = nil, features: [String] = [],
+                laggingSince: Date? = nil) {
+        self.features = features
+        self.laggingSince = laggingSince
         self.instance = instance
         self.firstSeen = firstSeen
         self.lastSeen = lastSeen
@@ -324,7 +332,9 @@ extension OutboxStore {
 
 /// What instances report: registrations, acks, health.
 public protocol InstanceStore: Sendable {
-    func recordRegistration(_ service: ServiceName, instance: String) async throws
+    /// `version`: what the instance says it already runs (it only ever raises the applied version);
+    /// `features`: what it registered with, replacing the last registration's.
+    func recordRegistration(_ service: ServiceName, instance: String, version: Int?, features: [String]) async throws
     func recordAck(_ service: ServiceName, instance: String, version: Int, status: String, detail: String?) async throws
     /// `version`: the version the instance says it runs (its retained health carries it, so one
     /// whose ack was missed is still known to run it); it only ever raises the applied version.

@@ -197,6 +197,7 @@ struct ReadController: Sendable {
         let service = try context.requireService()
         guard let latest = reads.latest(service) else { throw Problem(.notFound, code: "not_found", detail: "\(service) has no version") }
         let records = try await reads.instances(service)
+        let now = Date()
         return Response.json([
             "service": .string(service.rawValue), "version": .integer(latest.version),
             "instances": .array(records.map { r in
@@ -209,6 +210,9 @@ struct ReadController: Sendable {
                     "ack_status": r.ackStatus.map(JSONValue.string) ?? .null,
                     "detail": r.detail.map(JSONValue.string) ?? .null,
                     "lagging": .bool((r.appliedVersion ?? 0) < latest.version),
+                    "lagging_since": r.laggingSince.map { .string(Timestamp.format($0)) } ?? .null,
+                    "lag_seconds": r.laggingSince.map { .number((max(0, now.timeIntervalSince($0)) * 10).rounded() / 10) } ?? .null,
+                    "features": .array(r.features.map(JSONValue.string)),
                 ])
             }),
         ])

@@ -111,6 +111,10 @@ public enum Migrations {
             )
             """,
         ]),
+        (6, [
+            // What each instance registered with (`"features": ["rollout"]`, CONTRACT.md §8).
+            "ALTER TABLE instances ADD COLUMN features text[] NOT NULL DEFAULT '{}'",
+        ]),
     ]
 
     public static var latestVersion: Int { steps.last?.version ?? 0 }

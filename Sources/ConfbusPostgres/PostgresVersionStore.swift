@@ -363,10 +363,11 @@ public struct PostgresVersionStore: VersionStore {
         try await client.query(query, logger: logger).collect().map { try Self.decodeVersion($0, atRest) }
     }
 
-    public func recordRegistration(_ service: ServiceName, instance: String) async throws {
+    public func recordRegistration(_ service: ServiceName, instance: String, version: Int?, features: [String]) async throws {
         try await client.query("""
-            INSERT INTO instances (service, instance) VALUES (\(service.rawValue), \(instance))
-            ON CONFLICT (service, instance) DO UPDATE SET last_seen = clock_timestamp()
+            INSERT INTO instances (service, instance, applied_version, features) VALUES (\(service.rawValue), \(instance), \(version), \(features))
+            ON CONFLICT (service, instance) DO UPDATE SET last_seen = clock_timestamp(), features = excluded.features,
+                applied_version = GREATEST(instances.applied_version, excluded.applied_version)
             """, logger: logger)
     }
 
@@ -391,15 +392,21 @@ public struct PostgresVersionStore: VersionStore {
 
     public func instances(_ service: ServiceName) async throws -> [InstanceRecord] {
         var records: [InstanceRecord] = []
+        // Lagging since the first version it lacks was made (or since it was first seen, if later);
+        // GREATEST skips a NULL, so an instance that lags nothing is kept NULL by the CASE.
         let rows = try await client.query("""
-            SELECT instance, first_seen, last_seen, health, health_at, applied_version, ack_status, detail
-            FROM instances WHERE service = \(service.rawValue) ORDER BY instance
+            SELECT i.instance, i.first_seen, i.last_seen, i.health, i.health_at, i.applied_version, i.ack_status, i.detail, i.features,
+                   CASE WHEN v.created_at IS NOT NULL THEN GREATEST(v.created_at, i.first_seen) END
+            FROM instances i JOIN services s ON s.name = i.service
+            LEFT JOIN config_versions v ON v.service = i.service AND v.version = COALESCE(i.applied_version, 0) + 1
+                                       AND COALESCE(i.applied_version, 0) < s.latest_version
+            WHERE i.service = \(service.rawValue) ORDER BY i.instance
             """, logger: logger)
-        for try await (instance, first, last, health, healthAt, applied, ack, detail) in rows.decode(
-            (String, Date, Date, String?, Date?, Int?, String?, String?).self)
+        for try await (instance, first, last, health, healthAt, applied, ack, detail, features, lagging) in rows.decode(
+            (String, Date, Date, String?, Date?, Int?, String?, String?, [String], Date?).self)
         {
             records.append(InstanceRecord(instance: instance, firstSeen: first, lastSeen: last, health: health, healthAt: healthAt,
-                                          appliedVersion: applied, ackStatus: ack, detail: detail))
+                                          appliedVersion: applied, ackStatus: ack, detail: detail, features: features, laggingSince: lagging))
         }
         return records
     }

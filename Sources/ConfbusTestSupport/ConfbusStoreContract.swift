@@ -280,8 +280,8 @@ public enum ConfbusStoreContract {
             let a = name("alpha")
             try await put(store, a, ["n": 1])
             try await put(store, a, ["n": 2])
-            try await store.recordRegistration(a, instance: "i-1")
-            try await store.recordRegistration(a, instance: "i-2")
+            try await store.recordRegistration(a, instance: "i-1", version: nil, features: ["rollout"])
+            try await store.recordRegistration(a, instance: "i-2", version: nil, features: [])
             try await store.recordAck(a, instance: "i-1", version: 2, status: "applied", detail: nil)
             try await store.recordAck(a, instance: "i-2", version: 1, status: "applied", detail: nil)
             try await store.recordAck(a, instance: "i-2", version: 2, status: "rejected", detail: "no")
@@ -291,6 +291,11 @@ public enum ConfbusStoreContract {
             try expect(records[0].appliedVersion == 2 && records[0].health == "healthy" && records[0].healthAt != nil, "ack and health recorded")
             try expect(records[1].appliedVersion == 1 && records[1].ackStatus == "rejected" && records[1].detail == "no",
                        "a rejection keeps the applied version")
+            try expect(records[0].features == ["rollout"] && records[1].features == [], "features as registered")
+            let version2 = try await store.version(a, 2)
+            try expect(records[0].laggingSince == nil, "i-1 runs the latest")
+            try expect(records[1].laggingSince == version2.map { max($0.createdAt, records[1].firstSeen) },
+                       "i-2 lags since version 2 was made (or it was first seen)")
             let counts = try await store.instanceCounts()[a]
             try expect(counts?.total == 2 && counts?.lagging == 1, "one of two lags")
             // Health that says which version runs raises the applied version, never lowers it.
@@ -299,6 +304,11 @@ public enum ConfbusStoreContract {
             let raised = try await store.instances(a)
             try expect(raised[1].appliedVersion == 2 && raised[1].ackStatus == "rejected", "health raised i-2 to version 2, its last ack kept")
             try expect(raised[0].appliedVersion == 2, "an older version in health does not lower i-1")
+            // A registration that says which version runs raises it too, and replaces the features.
+            try await store.recordRegistration(a, instance: "i-2", version: 1, features: ["rollout"])
+            let registered = try await store.instances(a)
+            try expect(registered[1].appliedVersion == 2 && registered[1].features == ["rollout"], "registration: version kept at 2, features replaced")
+            try expect(registered[1].laggingSince == nil, "i-2 runs the latest now")
             try await store.recordHealth(a, instance: "i-1", status: "healthy", version: nil)
             try expect(try await store.expireInstances(olderThan: .seconds(3600)) == 0, "nobody is an hour silent")
             // Margins wide enough for a loaded machine: i-2 is 1.2 s silent, i-1 was heard just now.

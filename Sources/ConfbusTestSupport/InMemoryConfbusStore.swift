@@ -226,9 +226,12 @@ public actor InMemoryConfbusStore: ConfbusStore {
         state.instances[service, default: [:]][instance] = record
     }
 
-    public func recordRegistration(_ service: ServiceName, instance: String) async throws {
+    public func recordRegistration(_ service: ServiceName, instance: String, version: Int?, features: [String]) async throws {
         try available()
-        touch(service, instance) { _ in }
+        touch(service, instance) { record in
+            record.features = features
+            if let version, version > (record.appliedVersion ?? 0) { record.appliedVersion = version }
+        }
     }
 
     public func recordAck(_ service: ServiceName, instance: String, version: Int, status: String, detail: String?) async throws {
@@ -251,7 +254,13 @@ public actor InMemoryConfbusStore: ConfbusStore {
 
     public func instances(_ service: ServiceName) async throws -> [InstanceRecord] {
         try available()
-        return (state.instances[service] ?? [:]).values.sorted { $0.instance < $1.instance }
+        let latest = state.services[service]?.latest ?? 0
+        return (state.instances[service] ?? [:]).values.sorted { $0.instance < $1.instance }.map { record in
+            var record = record
+            let applied = record.appliedVersion ?? 0
+            record.laggingSince = applied < latest ? row(service, applied + 1).map { max($0.stored.createdAt, record.firstSeen) } : nil
+            return record
+        }
     }
 
     public func instanceCounts() async throws -> [ServiceName: (total: Int, lagging: Int)] {

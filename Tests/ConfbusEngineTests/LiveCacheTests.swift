@@ -57,6 +57,12 @@ struct LiveCacheTests {
 struct InstanceMessagesTests {
     @Test func registrationsAreChecked() throws {
         #expect(try InstanceMessages.registration(Array(#"{"instance":"web-1","version":3}"#.utf8), maxBytes: 100).version == 3)
+        #expect(try InstanceMessages.registration(Array(#"{"instance":"web-1","features":["rollout","x","rollout"]}"#.utf8), maxBytes: 200)
+            .features == ["rollout", "x"], "features: a set, in order")
+        #expect(try InstanceMessages.registration(Array(#"{"instance":"web-1"}"#.utf8), maxBytes: 100).features == [])
+        for bad in [#"{"instance":"w","features":"rollout"}"#, #"{"instance":"w","features":[1]}"#] {
+            #expect(throws: ConfbusError.self) { try InstanceMessages.registration(Array(bad.utf8), maxBytes: 200) }
+        }
         for bad in [#"[1]"#, "nope", #"{"instance":"a/b"}"#, #"{"instance":""}"#, #"{"instance":"x","version":"3"}"#, #"{}"#] {
             #expect(throws: ConfbusError.self) { try InstanceMessages.registration(Array(bad.utf8), maxBytes: 100) }
         }

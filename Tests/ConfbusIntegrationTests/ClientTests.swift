@@ -155,6 +155,19 @@ struct ClientLibraryTests {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
             return instances.contains { $0["instance"] == "silent-acker" && $0["applied_version"] == 1 && $0["health"] == "online" }
         }
+        // The drift view: what each registered with, and how long a lagging one has lagged.
+        try await FaultIsolationTests.eventually("the client is listed with the rollout feature") {
+            let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
+            return instances.contains { $0["instance"] == .string(client.configuration.instance) && $0["features"] == ["rollout"] && $0["lagging_since"] == .null }
+        }
+        #expect(try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(),
+                                          body: Data(#"{"http": {"port": 8083}}"#.utf8)).status == 200)
+        let version2 = try #require(try await confbus.get("/v1/config/billing-api?version=2", headers: AdminTests.admin()).json)
+        try await Task.sleep(for: .milliseconds(300))
+        let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
+        let silent = try #require(instances.first { $0["instance"] == "silent-acker" })
+        #expect(silent["lagging"] == true && silent["lagging_since"] == version2["updated_at"], "\(silent)")
+        #expect((silent["lag_seconds"]?.doubleValue ?? -1) >= 0.2)
         try await probe.publish(confbus.topic("health", "billing-api/silent-acker"), "", retain: true)
     }
 

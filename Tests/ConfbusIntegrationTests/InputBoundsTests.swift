@@ -19,17 +19,21 @@ struct InputBoundsTests {
         let errors = confbus.topic("error", "report-worker")
         try probe.subscribe(errors)
 
-        // A flood of unreadable registrations: each is refused, at most 5 answers per 10 s.
+        // A flood of unreadable registrations: each is refused, at most 5 answers per 10 s. (On a machine
+        // stalled long enough that the flood spans a second window, the budget has refilled once.)
+        let floodStarted = ContinuousClock.now
         for _ in 0..<20 { try await probe.publish(confbus.topic("register", "report-worker"), "not json") }
         _ = try await probe.waitFor(errors) { $0.json?["error"]?["code"] == .string("invalid_payload") }
         try await Task.sleep(for: .seconds(2))
-        #expect(probe.messages(on: errors).count == 5)
+        let windows = ContinuousClock.now - floodStarted < .seconds(10) ? 1 : 2
+        let answered = probe.messages(on: errors).count
+        #expect(windows == 1 ? answered == 5 : (5...10).contains(answered), "\(answered) answers in \(windows) window(s)")
         let metrics = String(decoding: try await confbus.get("/metrics").body, as: UTF8.self)
         #expect(metrics.contains("reply_rate_limited"))
-        #expect(metrics.contains("confbus_rate_limited_total{api=\"mqtt\"} 15"))
+        #expect(metrics.contains("confbus_rate_limited_total{api=\"mqtt\"} \(20 - answered)"))
         // Only the answered refusals are logged, not the flood.
         let logged = try String(contentsOf: confbus.log, encoding: .utf8).components(separatedBy: "refused a message").count - 1
-        #expect(logged == 5)
+        #expect(logged == answered)
 
         // An ack for a version that does not exist is refused and not recorded.
         try await probe.publish(confbus.topic("ack", "report-worker/web-1"), #"{"version": 99, "status": "applied"}"#)
