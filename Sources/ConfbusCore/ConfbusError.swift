@@ -25,6 +25,7 @@ public struct ConfbusError: Error, Hashable, Sendable, CustomStringConvertible {
             case rateLimited = "rate_limited"
             case requestInFlight = "request_in_flight"
             case sealedValue = "sealed_value"
+            case rolloutInProgress = "rollout_in_progress"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -56,6 +57,8 @@ public struct ConfbusError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let requestInFlight = Code(.requestInFlight)
         /// A value sealed at rest that this node cannot open: another key, or altered (§10).
         public static let sealedValue = Code(.sealedValue)
+        /// The service has a rollout running: other writes wait for its end (CONTRACT.md §8).
+        public static let rolloutInProgress = Code(.rolloutInProgress)
     }
 
     public var code: Code

@@ -363,7 +363,37 @@ public protocol ArchiveStore: Sendable {
 }
 
 /// Everything the engine stores, split by concern so each use case names only what it needs.
-public typealias ConfbusStore = VersionStore & OutboxStore & InstanceStore & AuditStore & ArchiveStore
+/// A rollout as stored: its machine, who started it and why, and when.
+public struct RolloutRecord: Sendable, Equatable {
+    public var machine: RolloutMachine
+    public var actor: String
+    public var reason: String?
+    public var startedAt: Date
+    public var updatedAt: Date
+
+    public init(machine: RolloutMachine, actor: String, reason: String?, startedAt: Date, updatedAt: Date) {
+        self.machine = machine
+        self.actor = actor
+        self.reason = reason
+        self.startedAt = startedAt
+        self.updatedAt = updatedAt
+    }
+}
+
+/// Where rollouts live (CONTRACT.md §8), so one survives a restart: at most one running per service.
+public protocol RolloutStore: Sendable {
+    /// Stores a new rollout; `rolloutInProgress` when the service has one running.
+    func createRollout(_ record: RolloutRecord) async throws
+    /// Stores what the machine is now (step, cohort, phase), at `now`.
+    func saveRollout(_ machine: RolloutMachine, now: Date) async throws
+    func rollout(id: String) async throws -> RolloutRecord?
+    /// The service's rollouts, newest first.
+    func rollouts(of service: ServiceName, limit: Int) async throws -> [RolloutRecord]
+    /// Every rollout still running, on every service (what the relaying node advances).
+    func runningRollouts() async throws -> [RolloutRecord]
+}
+
+public typealias ConfbusStore = VersionStore & OutboxStore & InstanceStore & AuditStore & ArchiveStore & RolloutStore
 
 /// The port to the message bus: publishes a service's resolved document, retained, and returns
 /// once the broker has acknowledged it.

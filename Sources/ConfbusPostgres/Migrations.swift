@@ -115,6 +115,33 @@ public enum Migrations {
             // What each instance registered with (`"features": ["rollout"]`, CONTRACT.md §8).
             "ALTER TABLE instances ADD COLUMN features text[] NOT NULL DEFAULT '{}'",
         ]),
+        (7, [
+            // Progressive rollouts (CONTRACT.md §8): the machine's state after each step, one running per service.
+            """
+            CREATE TABLE rollouts (
+                id text PRIMARY KEY,
+                service text NOT NULL REFERENCES services (name),
+                state text NOT NULL CHECK (state IN ('running', 'completed', 'rolled_back')),
+                steps integer[] NOT NULL,
+                bake_ms bigint NOT NULL CHECK (bake_ms >= 0),
+                ack_timeout_ms bigint NOT NULL CHECK (ack_timeout_ms > 0),
+                max_rejected integer NOT NULL CHECK (max_rejected >= 0),
+                stable_version integer NOT NULL,
+                candidate_version integer NOT NULL,
+                step integer NOT NULL,
+                cohort text[] NOT NULL,
+                phase text NOT NULL CHECK (phase IN ('awaiting_acks', 'baking', 'completed', 'rolled_back')),
+                phase_since timestamptz NOT NULL,
+                outcome text,
+                actor text NOT NULL,
+                reason text,
+                started_at timestamptz NOT NULL,
+                updated_at timestamptz NOT NULL
+            )
+            """,
+            "CREATE UNIQUE INDEX rollouts_one_running ON rollouts (service) WHERE state = 'running'",
+            "CREATE INDEX rollouts_by_service ON rollouts (service, started_at DESC)",
+        ]),
     ]
 
     public static var latestVersion: Int { steps.last?.version ?? 0 }

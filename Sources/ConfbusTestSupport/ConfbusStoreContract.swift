@@ -39,6 +39,7 @@ public enum ConfbusStoreContract {
         Check(name: "instances: registrations, acks, health, counts, expiry", run: instances),
         Check(name: "the audit log: commits, refusals, newest first, by service", run: audit),
         Check(name: "export and import keep numbers, times and checksums", run: archive),
+        Check(name: "rollouts: stored whole, one running per service, advanced, listed", run: rollouts),
     ]
 
     // MARK: Helpers
@@ -316,6 +317,51 @@ public enum ConfbusStoreContract {
             try await store.recordHealth(a, instance: "i-1", status: "healthy", version: nil)
             try expect(try await store.expireInstances(olderThan: .milliseconds(600)) == 1, "the silent one is forgotten")
             try expect(try await store.instances(a).map(\.instance) == ["i-1"], "only the one heard from is left")
+        }
+    }
+
+    static func rollouts(_ factory: @escaping Factory) async throws {
+        try await factory { store in
+            let (a, b) = (name("alpha"), name("beta"))
+            try await put(store, a, ["n": 1])
+            try await put(store, a, ["n": 2])
+            try await put(store, b, ["n": 1])
+            // Whole milliseconds: what every store keeps of a time.
+            let t0 = Date(timeIntervalSince1970: 1_800_000_000.25)
+            let instances = ["i-1", "i-2", "i-3"].map { RolloutMachine.Instance(id: $0, takesPart: true, health: "online") }
+            let policy = RolloutMachine.Policy(steps: [34, 100], bake: .milliseconds(1500), ackTimeout: .seconds(60), maxRejected: 1)
+            var (machine, _) = RolloutMachine.start(id: "r-a1", service: a, stableVersion: 1, candidateVersion: 2, policy: policy,
+                                                    instances: instances, now: t0)
+            let record = RolloutRecord(machine: machine, actor: "ops", reason: "pool", startedAt: t0, updatedAt: t0)
+            try await store.createRollout(record)
+            try expect(try await store.rollout(id: "r-a1") == record, "a rollout reads back as stored")
+            do {
+                let (second, _) = RolloutMachine.start(id: "r-a2", service: a, stableVersion: 2, candidateVersion: 3, policy: policy,
+                                                       instances: instances, now: t0)
+                try await store.createRollout(RolloutRecord(machine: second, actor: "ops", reason: nil, startedAt: t0, updatedAt: t0))
+                try expect(false, "a second running rollout of alpha must be refused")
+            } catch let error as ConfbusError {
+                try expect(error.code == .rolloutInProgress, "refused as rollout_in_progress, not \(error.code)")
+            }
+            let (other, _) = RolloutMachine.start(id: "r-b1", service: b, stableVersion: 1, candidateVersion: 2, policy: policy,
+                                                  instances: instances, now: t0)
+            try await store.createRollout(RolloutRecord(machine: other, actor: "ops", reason: nil, startedAt: t0.addingTimeInterval(1),
+                                                        updatedAt: t0.addingTimeInterval(1)))
+            try expect(try await store.runningRollouts().map(\.machine.id) == ["r-a1", "r-b1"], "both run, by service")
+
+            // Advanced and rolled back: stored as it is now, and alpha may start another.
+            let t1 = t0.addingTimeInterval(2)
+            _ = machine.abort(now: t1, reason: "aborted by ops")
+            try await store.saveRollout(machine, now: t1)
+            let saved = try await store.rollout(id: "r-a1")
+            try expect(saved?.machine == machine && saved?.updatedAt == t1 && saved?.startedAt == t0, "the saved state reads back")
+            try expect(try await store.runningRollouts().map(\.machine.id) == ["r-b1"], "a finished rollout is not running")
+            let (again, _) = RolloutMachine.start(id: "r-a3", service: a, stableVersion: 2, candidateVersion: 3, policy: policy,
+                                                  instances: instances, now: t1)
+            try await store.createRollout(RolloutRecord(machine: again, actor: "ops", reason: nil, startedAt: t1, updatedAt: t1))
+            try expect(try await store.rollouts(of: a, limit: 10).map(\.machine.id) == ["r-a3", "r-a1"], "alpha's rollouts, newest first")
+            try expect(try await store.rollouts(of: a, limit: 1).map(\.machine.id) == ["r-a3"], "and the limit")
+            try expect(try await store.rollout(id: "nope") == nil, "an unknown id is nil")
         }
     }
 

@@ -33,6 +33,7 @@ public actor InMemoryConfbusStore: ConfbusStore {
         var idempotency: [String: (requestHash: String, answer: String)] = [:]
         var audit: [AuditRecord] = []
         var instances: [ServiceName: [String: InstanceRecord]] = [:]
+        var rollouts: [String: RolloutRecord] = [:]
     }
 
     private var state = State()
@@ -328,5 +329,41 @@ public actor InMemoryConfbusStore: ConfbusStore {
         record.at = Date()
         next.audit.append(record)
         state = next
+    }
+
+    // MARK: RolloutStore
+
+    public func createRollout(_ record: RolloutRecord) async throws {
+        try available()
+        let service = record.machine.service
+        if state.rollouts[record.machine.id] != nil
+            || state.rollouts.values.contains(where: { $0.machine.service == service && !$0.machine.phase.isFinished }) {
+            throw ConfbusError(code: .rolloutInProgress, service: service.rawValue, message: "\(service) has a rollout running")
+        }
+        state.rollouts[record.machine.id] = record
+    }
+
+    public func saveRollout(_ machine: RolloutMachine, now: Date) async throws {
+        try available()
+        guard var record = state.rollouts[machine.id] else { return }
+        record.machine = machine
+        record.updatedAt = now
+        state.rollouts[machine.id] = record
+    }
+
+    public func rollout(id: String) async throws -> RolloutRecord? {
+        try available()
+        return state.rollouts[id]
+    }
+
+    public func rollouts(of service: ServiceName, limit: Int) async throws -> [RolloutRecord] {
+        try available()
+        return Array(state.rollouts.values.filter { $0.machine.service == service }
+            .sorted { ($0.startedAt, $0.machine.id) > ($1.startedAt, $1.machine.id) }.prefix(limit))
+    }
+
+    public func runningRollouts() async throws -> [RolloutRecord] {
+        try available()
+        return state.rollouts.values.filter { !$0.machine.phase.isFinished }.sorted { $0.machine.service < $1.machine.service }
     }
 }
