@@ -1,6 +1,7 @@
 import ConfbusCore
 import Foundation
 import Hummingbird
+import Logging
 import NIOCore
 
 /// RFC 9457 problem details: every error confbus answers over HTTP.
@@ -28,7 +29,7 @@ public struct Problem: Error, Sendable {
         case .notFound, .unknownService: .notFound
         case .schemaViolation, .invalidOverride, .invalidValue, .invalidSchema, .missingSchema, .sealedValue: .unprocessableContent
         case .versionConflict: .preconditionFailed
-        case .alreadyExists, .requestInFlight: .conflict
+        case .alreadyExists, .requestInFlight, .rolloutInProgress: .conflict
         case .documentTooLarge, .tooLargeToPublish: .contentTooLarge
         case .rateLimited: .tooManyRequests
         default: .serviceUnavailable
@@ -78,11 +79,20 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
-        } catch let problem as Problem {
+        } catch {
+            // Mapped in a synchronous function: what it needs does not sit in this frame, which every
+            // request (a long-poll for its whole wait) holds in its task's memory.
+            return Self.response(for: error, request: request, logger: context.logger)
+        }
+    }
+
+    static func response(for error: any Error, request: Request, logger: Logger) -> Response {
+        switch error {
+        case let problem as Problem:
             return problem.response()
-        } catch let error as ConfbusError {
+        case let error as ConfbusError:
             return Problem(error).response()
-        } catch let error as HTTPError {
+        case let error as HTTPError:
             if error.status == .notFound, let name = Self.serviceSegment(request.uri.path), !ServiceName.isValid(name) {
                 return Problem(.badRequest, code: "invalid_name", detail: "invalid service name in the URL").response()
             }
@@ -97,12 +107,12 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             return Problem(error.status, code: error.status == .notFound ? "not_found" : "http_error",
                            detail: error.body ?? error.status.reasonPhrase).response()
-        } catch is NIOTooManyBytesError {
+        case is NIOTooManyBytesError:
             return Problem(.contentTooLarge, code: "document_too_large", detail: "the body is larger than max_document_bytes").response()
-        } catch {
+        default:
             // What reaches here comes from storage (the driver's errors stay inside its adapter's
             // types): the database did not answer in time or failed. That is 503, never 500.
-            context.logger.error("request failed on the database", metadata: ["error.type": "\(type(of: error))"])
+            logger.error("request failed on the database", metadata: ["error.type": "\(type(of: error))"])
             var response = Problem(.serviceUnavailable, code: "store_unavailable", detail: "the database did not answer; retry").response()
             response.headers[.retryAfter] = "1"
             return response

@@ -45,11 +45,29 @@ struct ReadController: Sendable {
         }
     }
 
+    /// What a pull asks for, read off the request before anything waits.
+    struct PullQuery: Sendable {
+        var service: ServiceName
+        var version: Int?
+        var pointer: JSONPointer?
+        var wait: Int?
+        var after: Int?
+        var ifNoneMatch: String?
+    }
+
+    /// A pull in three parts, so that the frame a long-poll holds for its whole wait is small: the
+    /// query parsed (synchronously), the version found (the only part that waits), the answer built.
     @Sendable func config(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
+        let query = try pullQuery(request, context)
         let reads = VisibleReads(allReads, for: context.caller)
+        guard let version = try await find(query, reads) else { return Response(status: .notModified, headers: staleHeaders()) }
+        return try await respond(query, version, reads)
+    }
+
+    func pullQuery(_ request: Request, _ context: ConfbusRequestContext) throws -> PullQuery {
         let service = try context.requireService()
-        let versionParameter = try Self.integer(request, "version")
-        if request.uri.queryParameters.get("version") != nil, versionParameter == 0 {
+        let version = try Self.integer(request, "version")
+        if request.uri.queryParameters.get("version") != nil, version == 0 {
             throw Problem(.badRequest, code: "bad_request", detail: "version starts at 1")
         }
         var pointer: JSONPointer?
@@ -59,32 +77,31 @@ struct ReadController: Sendable {
             }
             pointer = p
         }
-        let wait = try Self.integer(request, "wait").map { min($0, maxWait) }
-        let after = try Self.integer(request, "after")
+        return PullQuery(service: service, version: version, pointer: pointer, wait: try Self.integer(request, "wait").map { min($0, maxWait) },
+                         after: try Self.integer(request, "after"), ifNoneMatch: request.headers[.ifNoneMatch])
+    }
 
-        let version: StoredVersion
-        if let number = versionParameter {
+    /// The version to answer with; nil for a long-poll that saw nothing newer (304).
+    func find(_ query: PullQuery, _ reads: VisibleReads) async throws -> StoredVersion? {
+        let service = query.service
+        if let number = query.version {
             guard let stored = try await reads.version(service, number) else {
                 throw Problem(.notFound, code: "not_found", detail: "\(service) has no version \(number)")
             }
-            version = stored
-        } else if let wait {
-            let threshold = after ?? reads.latest(service)?.version ?? 0
-            if let newer = await reads.wait(for: service, after: threshold, timeout: .seconds(wait)) {
-                version = newer
-            } else {
-                guard reads.latest(service) != nil else {
-                    throw Problem(.notFound, code: "not_found", detail: "\(service) has no version")
-                }
-                return Response(status: .notModified, headers: staleHeaders())
-            }
-        } else {
-            guard let latest = reads.latest(service) else {
-                throw Problem(.notFound, code: "not_found", detail: "\(service) has no version")
-            }
-            version = latest
+            return stored
         }
+        if let wait = query.wait {
+            let threshold = query.after ?? reads.latest(service)?.version ?? 0
+            if let newer = await reads.wait(for: service, after: threshold, timeout: .seconds(wait)) { return newer }
+            guard reads.latest(service) != nil else { throw Problem(.notFound, code: "not_found", detail: "\(service) has no version") }
+            return nil
+        }
+        guard let latest = reads.latest(service) else { throw Problem(.notFound, code: "not_found", detail: "\(service) has no version") }
+        return latest
+    }
 
+    func respond(_ query: PullQuery, _ version: StoredVersion, _ reads: VisibleReads) async throws -> Response {
+        let service = query.service
         var headers = staleHeaders()
         let etag = "\"\(version.checksum)\""
         headers[.eTag] = etag
@@ -92,14 +109,14 @@ struct ReadController: Sendable {
         // Said out loud, so a client that verifies checksums knows why this one cannot match and
         // that it needs a token that sees the secrets.
         if masking != nil { headers[Self.masked] = "true" }
-        if let pointer {
+        if let pointer = query.pointer {
             guard let value = version.config.value(at: pointer) else {
                 throw Problem(.notFound, code: "not_found", detail: "no value at \(pointer) in version \(version.version)")
             }
             return Response.json(["service": .string(service.rawValue), "version": .integer(version.version),
                                   "pointer": .string(pointer.description), "value": masking?.apply(to: value, at: pointer) ?? value], headers: headers)
         }
-        if let match = request.headers[.ifNoneMatch], Self.etagMatches(match, etag) {
+        if let match = query.ifNoneMatch, Self.etagMatches(match, etag) {
             return Response(status: .notModified, headers: headers)
         }
         headers[.contentType] = "application/json"
