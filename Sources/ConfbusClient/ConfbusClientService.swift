@@ -137,6 +137,8 @@ public final class ConfbusClientService: Service, Sendable {
         if let wait { url += "&wait=\(wait)&after=\(heldVersion)" }
         var request = HTTPClientRequest(url: url)
         if let token = configuration.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        // A plain pull is an ETag check: the document held is answered 304, not sent again.
+        if wait == nil, let checksum = await applier.heldChecksum() { request.headers.add(name: "If-None-Match", value: "\"\(checksum)\"") }
         // AsyncHTTPClient retries a refused connection until the deadline: the deadline is the caller's.
         let limit = timeout ?? .seconds((wait ?? 0) + 10)
         let response = try await http.execute(request, timeout: TimeAmount(limit))
@@ -151,7 +153,9 @@ public final class ConfbusClientService: Service, Sendable {
             if !(await applier.secretsFetched) { await refreshSecrets() }
             await deliver(Array(buffer: body), via: wait == nil ? "pull" : "long-poll")
             return true
-        case 304: return true
+        case 304:
+            if !(await applier.secretsFetched) { await refreshSecrets() }
+            return true
         default:
             throw StartupFailure(description: "GET \(configuration.service) answered \(response.status.code)")
         }
@@ -334,6 +338,8 @@ actor Applier {
     }
 
     func dropped() -> [ClientDocument.Refusal: Int] { state.dropped }
+
+    func heldChecksum() -> String? { state.held?.checksum }
 
     func droppedMasked() {
         if state.dropped[.masked] == nil {

@@ -155,6 +155,11 @@ struct ClientLibraryTests {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
             return instances.contains { $0["instance"] == "silent-acker" && $0["applied_version"] == 1 && $0["health"] == "online" }
         }
+        // The periodic check (every 2 s here) is an ETag check: answered 304, the document not sent again.
+        try await FaultIsolationTests.eventually("a recheck is answered 304") {
+            let metrics = String(decoding: try await confbus.get("/metrics").body, as: UTF8.self)
+            return metrics.split(separator: "\n").contains { $0.contains("route=\"/v1/config/{service}\"") && $0.contains("status=\"304\"") }
+        }
         // The drift view: what each registered with, and how long a lagging one has lagged.
         try await FaultIsolationTests.eventually("the client is listed with the rollout feature") {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
