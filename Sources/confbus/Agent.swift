@@ -31,6 +31,8 @@ struct Agent: AsyncParsableCommand {
     @Option(help: "Run after applying (a reload).") var exec: String?
     @Option(help: "Where the last good document is kept.") var cacheDir = ".confbus-cache"
     @Flag(help: "Exit 3 when no server answers and nothing is cached.") var requireServer = false
+    @Flag(inversion: .prefixedNo, help: "Take part in progressive rollouts: register with the rollout feature and apply a candidate when in its cohort.")
+    var rollouts = true
 
     func run() async throws {
         guard ServiceName.isValid(service) else { throw ValidationError("\(service) is not a service name") }
@@ -44,6 +46,7 @@ struct Agent: AsyncParsableCommand {
         configuration.token = token ?? environment["CONFBUS_TOKEN"]
         configuration.topicPrefix = topicPrefix
         configuration.cacheDirectory = cacheDir
+        configuration.takesPartInRollouts = rollouts
         configuration.startup = requireServer ? .lastKnownGood(maxWait: .seconds(5)) : .empty
         let writer = ConfigFileWriter(output: output, format: format, check: check, exec: exec)
         let client = ConfbusClientService(configuration: configuration, logger: logger) { document in

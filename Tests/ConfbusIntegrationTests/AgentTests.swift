@@ -63,6 +63,11 @@ struct AgentTests {
                          "--exec", "echo reloaded >> \(reloads.path)"]
         let probe = try await MQTTProbe(url: broker)
         try probe.subscribe(confbus.topic("health", "billing-api/\(instance)"))
+        let registrations = confbus.topic("register", "billing-api")
+        try probe.subscribe(registrations)
+        func registered() -> [JSONValue] {
+            probe.messages(on: registrations).compactMap(\.json).filter { $0["instance"] == .string(instance) }
+        }
         let agent = try AgentProcess(arguments, in: dir)
         try await FaultIsolationTests.eventually("the file holds version 1") { Self.read(output).contains("DATABASE_POOL_SIZE=10\n") }
         #expect(Self.read(output).contains("DATABASE_HOST=\""))
@@ -71,6 +76,8 @@ struct AgentTests {
             return instances.contains { $0["instance"] == .string(instance) && $0["applied_version"] == .integer(1) }
         }
         _ = try await probe.waitFor(confbus.topic("health", "billing-api/\(instance)")) { $0.json?["status"] == "online" }
+        // By default the agent takes part in rollouts.
+        #expect(registered().first?["features"] == ["rollout"])
 
         #expect(try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(),
                                           body: Data(#"{"database": {"pool_size": 40}}"#.utf8)).status == 200)
@@ -96,7 +103,8 @@ struct AgentTests {
         // No server: a new agent serves the cached version 2 (even with --require-server), writing the file again.
         confbus.stop()
         try FileManager.default.removeItem(at: output)
-        let offline = try AgentProcess(arguments + ["--require-server"], in: dir)
+        let registeredBefore = registered().count
+        let offline = try AgentProcess(arguments + ["--require-server", "--no-rollouts"], in: dir)
         try await FaultIsolationTests.eventually("the cached config is written") { Self.read(output).contains("DATABASE_POOL_SIZE=40\n") }
         #expect(offline.process.isRunning)
 
@@ -104,6 +112,9 @@ struct AgentTests {
         try await FaultIsolationTests.eventually("the new agent says online") {
             probe.messages(on: confbus.topic("health", "billing-api/\(instance)")).dropFirst(afterStop).contains { $0.json?["status"] == "online" }
         }
+        // --no-rollouts: registered without the feature.
+        try await FaultIsolationTests.eventually("the new agent registered") { registered().count > registeredBefore }
+        #expect(registered().last?["features"] == nil)
         let count = probe.messages(on: confbus.topic("health", "billing-api/\(instance)")).count
         kill(offline.process.processIdentifier, SIGKILL)
         offline.process.waitUntilExit()
