@@ -11,7 +11,8 @@ import FoundationNetworking
 /// A batch over every service of a generated tree: time from the request to the last update
 /// received on a subscribed MQTT client.
 enum BatchBench {
-    static func run(http: String, mqtt: String, token: String, prefix: String, services: [String]) async throws {
+    /// `seed`: one above the previous run's, so every service's value changes (values repeat every 60 or 100 seeds).
+    static func run(http: String, mqtt: String, token: String, prefix: String, services: [String], seed: Int) async throws {
         _ = MosquittoClient.libraryInitialized
         // A run that loses a message would wait forever: after a minute it says where it stood.
         let stage = Mutex("connecting")
@@ -65,10 +66,7 @@ enum BatchBench {
         print(String(format: "floor  %d topics published at once, all received after %.0f ms", services.count, Date().timeIntervalSince(fanStart) * 1000))
         await publisher.shutdown()
 
-        // Values that differ from the last run's, so every service changes: runs are seconds apart, and a
-        // seed that moves by fewer than 60 between them never lands on the same value (random seeds did,
-        // one run in a few, for the services whose values repeat every 60).
-        let seed = Int(Date().timeIntervalSince1970)
+        // Values that differ from the last run's (its seed was one below), so every service changes.
         let updates: [JSONValue] = services.enumerated().map { n, name in
             let patch: JSONValue = name.hasSuffix("billing-api") ? ["database": ["pool_size": .integer(20 + (n + seed) % 100)]]
                 : name.hasSuffix("feature-flags") ? ["refresh_seconds": .integer(30 + (n + seed) % 100)]

@@ -98,9 +98,13 @@ case "batch":
     // ConfbusBench batch <http> <mqtt> <token> <prefix> <tree>
     guard args.count == 7 else { fail("usage: ConfbusBench batch <http> <mqtt> <token> <prefix> <tree>") }
     let names = (try? FileManager.default.contentsOfDirectory(atPath: args[6] + "/services"))?.sorted() ?? []
+    // Each run's values differ from the previous run's: a seed one above the last one, kept beside the tree.
+    let seedFile = URL(fileURLWithPath: args[6]).deletingLastPathComponent().appendingPathComponent("batch-seed")
+    let seed = ((try? String(contentsOf: seedFile, encoding: .utf8)).flatMap { Int($0) } ?? 0) + 1
+    try? String(seed).write(to: seedFile, atomically: true, encoding: .utf8)
     let done = DispatchSemaphore(value: 0)
     Task.detached {
-        do { try await BatchBench.run(http: args[2], mqtt: args[3], token: args[4], prefix: args[5], services: names) } catch { print("batch bench failed: \(error)") }
+        do { try await BatchBench.run(http: args[2], mqtt: args[3], token: args[4], prefix: args[5], services: names, seed: seed) } catch { print("batch bench failed: \(error)") }
         done.signal()
     }
     done.wait()
