@@ -104,8 +104,8 @@ struct AdminController: Sendable {
     @Sendable func rollback(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
         let service = try context.requireService()
         let who = try operatorContext(request, context)
-        guard let target = try await body.json(request)["version"]?.integralValue, target >= 1 else {
-            throw Problem(.badRequest, code: "bad_request", detail: "the body must be {\"version\": N} with N from 1")
+        guard let target = try await body.json(request)["version"]?.integralValue, (1...Int(Int32.max)).contains(target) else {
+            throw Problem(.badRequest, code: "bad_request", detail: "the body must be {\"version\": N} with N from 1 to 2147483647")
         }
         let expected = try expectedVersion(request, service)
         return documentResponse(try await distributor.overrides.rollback(service, to: target, expectedVersion: expected, by: who))

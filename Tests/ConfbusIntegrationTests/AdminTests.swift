@@ -97,6 +97,11 @@ struct AdminTests {
         #expect(history?["source"] == .string("rollback"))
         #expect(try await confbus.request("POST", "/v1/config/report-worker/rollback", headers: Self.admin(), body: Self.body(#"{"version": 99}"#)).status == 404)
         #expect(try await confbus.request("POST", "/v1/config/report-worker/rollback", headers: Self.admin(), body: Self.body(#"{"version": "1"}"#)).status == 400)
+        // Past a version number's range: 400, before any If-Match is judged (schemathesis found a 412).
+        var beyond = Self.admin()
+        beyond["If-Match"] = "\"sha256:\(String(repeating: "0", count: 64))\""
+        let tooLarge = try await confbus.request("POST", "/v1/config/report-worker/rollback", headers: beyond, body: Self.body(#"{"version": 2147483648}"#))
+        #expect(tooLarge.status == 400 && tooLarge.text.contains("2147483647"))
     }
 }
 
