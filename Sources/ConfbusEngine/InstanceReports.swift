@@ -30,9 +30,7 @@ public struct InstanceReports: Sendable {
             try await requireFiles(service)
             try await reload.createFirstVersion(service)
         }
-        // A version this node does not know is not recorded as run (as for health).
-        let latest = cache.latest(service)?.version ?? 0
-        let running = registration.version.flatMap { $0 >= 1 && $0 <= latest ? $0 : nil }
+        let running = knownVersion(registration.version, of: service)
         try await storing(service, "the registration") {
             try await self.store.recordRegistration(service, instance: registration.instance, version: running, features: registration.features)
         }
@@ -63,13 +61,18 @@ public struct InstanceReports: Sendable {
     public func health(_ service: ServiceName, instance: String, payload: [UInt8]) async throws(ConfbusError) {
         try Self.checkInstance(service, instance)
         let health = try InstanceMessages.health(payload, maxBytes: maxPayloadBytes)
-        let latest = cache.latest(service)?.version
-        if latest == nil { try await requireFiles(service) }
-        // A version this node does not know (yet) is not recorded: the next health message or ack will be.
-        let running = health.version.flatMap { version in latest.map { version <= $0 } == true ? version : nil }
+        if cache.latest(service) == nil { try await requireFiles(service) }
+        let running = knownVersion(health.version, of: service)
         try await storing(service, "the health message") {
             try await self.store.recordHealth(service, instance: instance, status: health.status, version: running)
         }
+    }
+
+    /// The version an instance says it runs (registration, health), when this node knows it; one it
+    /// does not know (yet) is not recorded: the next message or ack will be.
+    private func knownVersion(_ version: Int?, of service: ServiceName) -> Int? {
+        guard let version, version >= 1, version <= (cache.latest(service)?.version ?? 0) else { return nil }
+        return version
     }
 
     private static func checkInstance(_ service: ServiceName, _ instance: String) throws(ConfbusError) {

@@ -75,20 +75,26 @@ public struct RolloutMachine: Sendable, Equatable {
         public var health: String?
         public var appliedVersion: Int?
         /// The last ack: its version and status (`applied` or `rejected`), and its detail.
-        public var ack: (version: Int, status: String, detail: String?)?
+        public var ack: Ack?
 
-        public init(id: String, takesPart: Bool, health: String? = nil, appliedVersion: Int? = nil,
-                    ack: (version: Int, status: String, detail: String?)? = nil) {
+        public struct Ack: Sendable, Equatable {
+            public var version: Int
+            public var status: String
+            public var detail: String?
+
+            public init(version: Int, status: String, detail: String? = nil) {
+                self.version = version
+                self.status = status
+                self.detail = detail
+            }
+        }
+
+        public init(id: String, takesPart: Bool, health: String? = nil, appliedVersion: Int? = nil, ack: Ack? = nil) {
             self.id = id
             self.takesPart = takesPart
             self.health = health
             self.appliedVersion = appliedVersion
             self.ack = ack
-        }
-
-        public static func == (a: Instance, b: Instance) -> Bool {
-            a.id == b.id && a.takesPart == b.takesPart && a.health == b.health && a.appliedVersion == b.appliedVersion
-                && a.ack?.version == b.ack?.version && a.ack?.status == b.ack?.status && a.ack?.detail == b.ack?.detail
         }
 
         var isUnwell: Bool { health == "degraded" || health == "offline" }
@@ -233,8 +239,8 @@ public struct RolloutMachine: Sendable, Equatable {
     /// When the machine next needs to be asked, with no report arriving before (nil when finished).
     public var deadline: Date? {
         switch phase {
-        case .awaitingAcks(let since): since.addingTimeInterval(Self.seconds(policy.ackTimeout))
-        case .baking(let since): since.addingTimeInterval(Self.seconds(policy.bake))
+        case .awaitingAcks(let since): since.addingTimeInterval(policy.ackTimeout.seconds)
+        case .baking(let since): since.addingTimeInterval(policy.bake.seconds)
         case .completed, .rolledBack: nil
         }
     }
@@ -262,11 +268,7 @@ public struct RolloutMachine: Sendable, Equatable {
 
     /// `60s`, `1.5s`.
     static func text(_ duration: Duration) -> String {
-        let value = seconds(duration)
+        let value = duration.seconds
         return value == value.rounded() ? "\(Int(value))s" : "\(value)s"
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }

@@ -161,6 +161,14 @@ public struct PlannedChange: Sendable {
         self.version = version
         self.overrideLayer = overrideLayer
     }
+
+    /// The override layer in force once this change is stored over `stored`: every store keeps this rule.
+    public func layer(after stored: JSONValue?) -> JSONValue? {
+        guard let layer = overrideLayer else { return stored }
+        // Not a ternary: JSONValue takes `nil` as its own null, which would be stored as a layer.
+        if layer.isNull || layer == .object([:]) { return Optional.none }
+        return layer
+    }
 }
 
 /// A commit of one or more services in one transaction. The store creates and locks the

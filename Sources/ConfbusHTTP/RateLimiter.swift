@@ -1,3 +1,4 @@
+import ConfbusCore
 import Metrics
 import Synchronization
 
@@ -27,9 +28,7 @@ final class RateLimiter: Sendable {
         let now = ContinuousClock.now
         let wait: Double? = buckets.withLock { all in
             var bucket = all[key] ?? Bucket(tokens: burst, refilled: now)
-            let elapsed = now - bucket.refilled
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            bucket.tokens = min(burst, bucket.tokens + seconds * rate)
+            bucket.tokens = min(burst, bucket.tokens + (now - bucket.refilled).seconds * rate)
             bucket.refilled = now
             defer { all[key] = bucket }
             guard bucket.tokens >= 1 else { return (1 - bucket.tokens) / rate }

@@ -5,12 +5,8 @@ import PostgresNIO
 
 /// The outbox and the relay lease. Every decision about time uses the database's `now()`.
 extension PostgresVersionStore: OutboxStore {
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
-
     public func acquireLease(holder: String, ttl: Duration) async throws -> RelayLease? {
-        let ttlSeconds = Self.seconds(ttl)
+        let ttlSeconds = ttl.seconds
         // Taken when free or lapsed (epoch + 1), renewed when ours and current (same epoch).
         for try await epoch in try await client.query("""
             INSERT INTO relay_lease AS l (id, holder, epoch, expires_at) VALUES (1, \(holder), 1, now() + make_interval(secs => \(ttlSeconds)))
@@ -79,7 +75,7 @@ extension PostgresVersionStore: InstanceStore {
     public func expireInstances(olderThan ttl: Duration) async throws -> Int {
         var removed = 0
         for try await n in try await client.query("""
-            WITH gone AS (DELETE FROM instances WHERE last_seen < now() - make_interval(secs => \(Self.seconds(ttl))) RETURNING 1)
+            WITH gone AS (DELETE FROM instances WHERE last_seen < now() - make_interval(secs => \(ttl.seconds)) RETURNING 1)
             SELECT count(*)::integer FROM gone
             """, logger: logger).decode(Int.self) {
             removed = n

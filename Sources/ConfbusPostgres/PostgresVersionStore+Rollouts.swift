@@ -20,9 +20,7 @@ extension PostgresVersionStore: RolloutStore {
         }
     }
 
-    static func milliseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
-    }
+    static func milliseconds(_ duration: Duration) -> Int64 { Int64((duration.seconds * 1000).rounded()) }
 
     public func createRollout(_ record: RolloutRecord) async throws {
         let m = record.machine

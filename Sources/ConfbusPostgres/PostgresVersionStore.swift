@@ -70,7 +70,7 @@ public struct PostgresVersionStore: VersionStore {
         do {
             outcomes = try await client.withConnection { connection in
                 try await Self.write(changes, bases: [base], audit: audit, atRest: atRest, on: connection, logger: logger,
-                                     expectedLayer: .some(storedLayer), seen: seen)
+                                     unlessMoved: SeenRow(layer: storedLayer), seen: seen)
             }
         } catch is RowMoved {
             return nil
@@ -173,12 +173,12 @@ public struct PostgresVersionStore: VersionStore {
     /// however many services (the services' rows, the versions, their outbox rows and
     /// notifications, and `audit`), plus one for the layers of unchanged services. Changes are
     /// matched to their bases by service.
-    /// `expectedLayer` set: the optimistic write of `optimisticCommit` (one new version, no
+    /// `unlessMoved` set: the optimistic write of `optimisticCommit` (one new version, no
     /// transaction around it), which throws `RowMoved` when the row is no longer the base's.
     /// What is written is remembered in `seen`, after the statement (inside a transaction the
     /// caller's commit may still fail; a stale memory only costs the guarded write its round trip).
     static func write(_ changes: [PlannedChange], bases: [CommitBase], audit: AuditRecord?, atRest: AtRest, on connection: PostgresConnection,
-                      logger: Logger, expectedLayer: String?? = nil, seen: SeenBases) async throws -> [CommitOutcome] {
+                      logger: Logger, unlessMoved seenRow: SeenRow? = nil, seen: SeenBases) async throws -> [CommitOutcome] {
         let byService = Dictionary(bases.map { ($0.service, $0) }, uniquingKeysWith: { first, _ in first })
         var layerUpdates: [JSONValue] = []
         var unchanged: [(index: Int, name: String, version: Int)] = []
@@ -189,9 +189,10 @@ public struct PostgresVersionStore: VersionStore {
         for (index, change) in changes.enumerated() {
             let new = change.version
             guard let base = byService[new.service] else { continue }
-            // nil keeps the stored layer; an empty object or null clears it.
-            let layer: JSONValue? = try change.overrideLayer.map { layer in
-                layer.isNull || layer == .object([:]) ? .null : .string(try atRest.encode(layer, secrets: new.secrets, service: new.service))
+            // The statement's layer: nil keeps the stored one, null clears it, else the sealed text.
+            var layer: JSONValue?
+            if change.overrideLayer != nil {
+                layer = try change.layer(after: nil).map { .string(try atRest.encode($0, secrets: new.secrets, service: new.service)) } ?? .null
             }
             if base.holds(new) {
                 if let layer { layerUpdates.append(["name": .string(new.service.rawValue), "layer": layer]) }
@@ -237,8 +238,8 @@ public struct PostgresVersionStore: VersionStore {
             // version with the layer now in force.
             var stored: [String: (version: Int, createdAt: Date, layer: String?)] = [:]
             let write = Prepared.WriteVersions(records: records, configs: configs, layers: layerTexts, audit: audit)
-            let rows = if let expectedLayer {
-                try await connection.execute(Prepared.WriteVersionIfUnchanged(write: write, expectedLayer: expectedLayer), logger: logger)
+            let rows = if let seenRow {
+                try await connection.execute(Prepared.WriteVersionIfUnchanged(write: write, expectedLayer: seenRow.layer), logger: logger)
             } else {
                 try await connection.execute(write, logger: logger)
             }
@@ -246,21 +247,15 @@ public struct PostgresVersionStore: VersionStore {
                 // The config is the one just sent: no need to read it back and parse it again.
                 stored[service] = (number, createdAt, layer)
             }
-            if expectedLayer != nil && stored.isEmpty { throw RowMoved() }
-            for index in inserted {
-                let new = changes[index].version
-                outcomes[index] = stored[new.service.rawValue].map { row in
-                    .committed(StoredVersion(service: new.service, version: row.version, config: new.config, checksum: new.checksum,
-                                             source: new.source, author: new.author, reason: new.reason, createdAt: row.createdAt,
-                                             environment: new.environment, batchID: new.batchID?.uuidString.lowercased()))
-                }
-            }
+            if seenRow != nil && stored.isEmpty { throw RowMoved() }
             for index in inserted {
                 let new = changes[index].version
                 guard let row = stored[new.service.rawValue], let base = byService[new.service] else { continue }
-                let layer: JSONValue? = row.layer == nil ? nil : (changes[index].overrideLayer.map { $0.isNull || $0 == .object([:]) ? nil : $0 } ?? base.overrideLayer)
-                seen.remember(CommitBase(service: new.service, latestVersion: row.version, latestChecksum: new.checksum, overrideLayer: layer),
-                              layer: row.layer)
+                outcomes[index] = .committed(StoredVersion(service: new.service, version: row.version, config: new.config, checksum: new.checksum,
+                                                           source: new.source, author: new.author, reason: new.reason, createdAt: row.createdAt,
+                                                           environment: new.environment, batchID: new.batchID?.uuidString.lowercased()))
+                seen.remember(CommitBase(service: new.service, latestVersion: row.version, latestChecksum: new.checksum,
+                                         overrideLayer: changes[index].layer(after: base.overrideLayer)), layer: row.layer)
             }
         }
         if inserts.isEmpty, let audit { try await insertAudit(audit, on: connection, logger: logger) }
@@ -492,6 +487,12 @@ public struct PostgresVersionStore: VersionStore {
 
 /// The optimistic write found the service's row changed since it was last seen.
 struct RowMoved: Error {}
+
+/// What the optimistic write expects of the service's row beside its version: the stored text of
+/// the override layer (nil: none).
+struct SeenRow {
+    var layer: String?
+}
 
 /// Each service's row (latest version, checksum, override layer and that layer's stored text) as
 /// this node last wrote or read it. Only a hint: every write that relies on it is guarded.

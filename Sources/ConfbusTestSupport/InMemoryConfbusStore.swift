@@ -81,7 +81,7 @@ public actor InMemoryConfbusStore: ConfbusStore {
             guard let base = byService[change.version.service] else { continue }
             let service = base.service
             var row = next.services[service]!
-            if let layer = change.overrideLayer { row.overrideLayer = layer.isNull || layer == .object([:]) ? JSONValue?.none : layer }
+            row.overrideLayer = change.layer(after: row.overrideLayer)
             if base.holds(change.version) {
                 next.services[service] = row
                 outcomes.append(.unchanged(next.versions[service]!.last!.stored))
@@ -276,7 +276,7 @@ public actor InMemoryConfbusStore: ConfbusStore {
 
     public func expireInstances(olderThan ttl: Duration) async throws -> Int {
         try available()
-        let cutoff = Date().addingTimeInterval(-(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18))
+        let cutoff = Date().addingTimeInterval(-ttl.seconds)
         var removed = 0
         for (service, records) in state.instances {
             let kept = records.filter { $0.value.lastSeen >= cutoff }

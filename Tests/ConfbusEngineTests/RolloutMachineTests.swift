@@ -14,7 +14,7 @@ struct RolloutMachineTests {
 
     /// Ten instances taking part, online, running the stable version 4.
     var fleet: [Machine.Instance] {
-        (1...10).map { Machine.Instance(id: "web-\($0)", takesPart: true, health: "online", appliedVersion: 4, ack: (4, "applied", nil)) }
+        (1...10).map { Machine.Instance(id: "web-\($0)", takesPart: true, health: "online", appliedVersion: 4, ack: .init(version: 4, status: "applied")) }
     }
 
     func start(_ instances: [Machine.Instance], policy: Machine.Policy? = nil) -> (Machine, [Machine.Action]) {
@@ -28,7 +28,7 @@ struct RolloutMachineTests {
         instances.map { instance in
             guard machine.cohort.contains(instance.id), only?.contains(instance.id) ?? true else { return instance }
             var next = instance
-            next.ack = (5, status, detail)
+            next.ack = .init(version: 5, status: status, detail: detail)
             if status == "applied" { next.appliedVersion = 5 }
             return next
         }
