@@ -32,7 +32,8 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
     let limits = PublishLimits(maxDocumentBytes: settings.maxDocumentBytes, updateTopicBytes: { topics.update($0).utf8.count })
     let outboxSignal = WakeSignal()
     let distributor = Distributor(options: .init(environment: settings.environment, maxPayloadBytes: settings.maxDocumentBytes, sealer: settings.sealer),
-                                  source: source, resolver: resolver, store: store, limits: limits, signal: outboxSignal, logger: logger)
+                                  source: source, resolver: resolver, store: store, limits: limits, signal: outboxSignal,
+                                  instanceTTL: settings.instanceTTL, logger: logger)
     let readiness = Readiness()
     let relayStatus = RelayStatus()
 
@@ -81,6 +82,8 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
             VersionListener(client: postgres, reads: distributor.reads, logger: logger),
             gateway,
             relay,
+            RolloutDriver(rollouts: distributor.rollouts, store: store, publisher: gateway, relay: relayStatus, readiness: readiness,
+                          reloader: distributor.reloader, logger: logger),
             HangupReload(reloader: distributor.reloader, logger: logger),
             GaugePoller(store: store, readiness: readiness, relay: relayStatus, reads: distributor.reads),
         ],

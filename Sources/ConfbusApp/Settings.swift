@@ -165,14 +165,7 @@ public struct Settings: Sendable {
     }
 
     /// `30`, `30s`, `500ms`, `2m`.
-    public static func parseDuration(_ text: String) -> Duration? {
-        let t = text.trimmingCharacters(in: .whitespaces).lowercased()
-        if t.hasSuffix("ms"), let v = Double(t.dropLast(2)) { return .milliseconds(Int64(v)) }
-        if t.hasSuffix("s"), let v = Double(t.dropLast()) { return .milliseconds(Int64(v * 1000)) }
-        if t.hasSuffix("m"), let v = Double(t.dropLast()) { return .milliseconds(Int64(v * 60_000)) }
-        if let v = Double(t) { return .milliseconds(Int64(v * 1000)) }
-        return nil
-    }
+    public static func parseDuration(_ text: String) -> Duration? { Duration(settingsText: text) }
 
     /// The settings as a log line: secrets never appear.
     public var redactedDescription: String {

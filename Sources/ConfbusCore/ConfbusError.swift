@@ -26,6 +26,8 @@ public struct ConfbusError: Error, Hashable, Sendable, CustomStringConvertible {
             case requestInFlight = "request_in_flight"
             case sealedValue = "sealed_value"
             case rolloutInProgress = "rollout_in_progress"
+            case rolloutFinished = "rollout_finished"
+            case nothingToRollOut = "nothing_to_roll_out"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -59,6 +61,10 @@ public struct ConfbusError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let sealedValue = Code(.sealedValue)
         /// The service has a rollout running: other writes wait for its end (CONTRACT.md §8).
         public static let rolloutInProgress = Code(.rolloutInProgress)
+        /// The rollout has completed or rolled back: it can be neither promoted nor aborted.
+        public static let rolloutFinished = Code(.rolloutFinished)
+        /// The change a rollout was asked for leaves the config as it is.
+        public static let nothingToRollOut = Code(.nothingToRollOut)
     }
 
     public var code: Code

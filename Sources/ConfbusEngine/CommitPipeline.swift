@@ -59,10 +59,12 @@ public final class CommitPipeline: Sendable {
     func committed(_ outcomes: [CommitOutcome]) {
         var handed: [StoredVersion] = []
         for case .committed(let version) in outcomes {
-            handed.append(version)
             // By source, a handful of series: one per service was 10,000 series on a large tree,
             // and registering each new one copied the whole family (a tenth of the start-up).
             Counter(label: "confbus_versions_committed_total", dimensions: [("source", version.source.rawValue)]).increment()
+            // A rollout's candidate is not released: neither served to everyone nor published on config/update.
+            guard version.source != .rollout else { continue }
+            handed.append(version)
             cache.offer(version)
             logger.info("committed a new version", metadata: ["confbus.service": "\(version.service)", "confbus.version": "\(version.version)"])
         }
@@ -70,6 +72,13 @@ public final class CommitPipeline: Sendable {
             handoff.offer(handed)
             signal.signal()
         }
+    }
+
+    /// A rollout's candidate, released: served to everyone and handed to the relay.
+    func released(_ version: StoredVersion) {
+        cache.offer(version)
+        handoff.offer([version])
+        signal.signal()
     }
 
     /// Refuses a config that would make a new version on top of `base` and could not be

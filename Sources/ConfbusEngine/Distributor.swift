@@ -12,9 +12,11 @@ public struct Distributor: Sendable {
     public let batches: BatchUpdates
     public let archive: Archive
     public let instances: InstanceReports
+    public let rollouts: Rollouts
 
     public init(options: CommitPipeline.Options, source: any ConfigSource, resolver: ServiceResolver, store: any ConfbusStore,
-                cache: LiveCache = LiveCache(), limits: PublishLimits? = nil, signal: WakeSignal = WakeSignal(), logger: Logger) {
+                cache: LiveCache = LiveCache(), limits: PublishLimits? = nil, signal: WakeSignal = WakeSignal(),
+                instanceTTL: Duration = .seconds(86_400), logger: Logger) {
         let definitions = ServiceDefinitions(source: source, resolver: resolver, environment: options.environment)
         let invalid = InvalidServices()
         let pipeline = CommitPipeline(options: options, store: store, cache: cache,
@@ -25,7 +27,10 @@ public struct Distributor: Sendable {
         self.overrides = OverrideEditing(pipeline: pipeline, definitions: definitions, store: store)
         self.batches = BatchUpdates(pipeline: pipeline, definitions: definitions, store: store)
         self.archive = Archive(pipeline: pipeline, definitions: definitions, store: store)
+        let board = RolloutBoard()
         self.instances = InstanceReports(store: store, cache: cache, definitions: definitions, reload: reloader,
-                                         maxPayloadBytes: options.maxPayloadBytes)
+                                         maxPayloadBytes: options.maxPayloadBytes, board: board)
+        self.rollouts = Rollouts(pipeline: pipeline, overrides: overrides, store: store, board: board, instanceTTL: instanceTTL,
+                                 signal: WakeSignal(), logger: logger)
     }
 }

@@ -8,9 +8,12 @@ public struct InstanceReports: Sendable {
     let definitions: ServiceDefinitions
     let reload: TreeReload
     public let maxPayloadBytes: Int
+    /// The running rollouts: a cohort member acks (and reports) the candidate, above the released version.
+    let board: RolloutBoard
 
     public init(store: any InstanceStore & VersionStore, cache: LiveCache, definitions: ServiceDefinitions, reload: TreeReload,
-                maxPayloadBytes: Int) {
+                maxPayloadBytes: Int, board: RolloutBoard = RolloutBoard()) {
+        self.board = board
         self.store = store
         self.cache = cache
         self.definitions = definitions
@@ -40,13 +43,17 @@ public struct InstanceReports: Sendable {
     public func acknowledge(_ service: ServiceName, instance: String, payload: [UInt8]) async throws(ConfbusError) {
         try Self.checkInstance(service, instance)
         let ack = try InstanceMessages.ack(payload, maxBytes: maxPayloadBytes)
-        guard var latest = cache.latest(service)?.version else {
+        guard var latest = newestKnown(service) else {
             throw ConfbusError(code: .unknownService, service: service.rawValue, message: "no service \"\(service)\" is distributed")
         }
         if ack.version > latest, let stored = try? await store.latest(service) {
             // Another node may have committed it a moment ago.
             cache.offer(stored)
-            latest = stored.version
+            latest = max(latest, stored.version)
+        }
+        if ack.version > latest, (try? await store.version(service, ack.version)) != nil {
+            // A rollout's candidate another node started a moment ago (this node's board is refreshed soon).
+            latest = ack.version
         }
         guard ack.version <= latest else {
             throw ConfbusError(code: .invalidPayload, service: service.rawValue,
@@ -71,8 +78,15 @@ public struct InstanceReports: Sendable {
     /// The version an instance says it runs (registration, health), when this node knows it; one it
     /// does not know (yet) is not recorded: the next message or ack will be.
     private func knownVersion(_ version: Int?, of service: ServiceName) -> Int? {
-        guard let version, version >= 1, version <= (cache.latest(service)?.version ?? 0) else { return nil }
+        guard let version, version >= 1, version <= (newestKnown(service) ?? 0) else { return nil }
         return version
+    }
+
+    /// The newest version an instance may run: the released one, or a running rollout's candidate.
+    private func newestKnown(_ service: ServiceName) -> Int? {
+        let released = cache.latest(service)?.version
+        guard let candidate = board.candidateVersion(service) else { return released }
+        return max(released ?? 0, candidate)
     }
 
     private static func checkInstance(_ service: ServiceName, _ instance: String) throws(ConfbusError) {

@@ -267,7 +267,7 @@ public struct RolloutMachine: Sendable, Equatable {
     static func elapsed(_ since: Date, _ now: Date) -> Duration { .milliseconds(Int64((now.timeIntervalSince(since) * 1000).rounded())) }
 
     /// `60s`, `1.5s`.
-    static func text(_ duration: Duration) -> String {
+    public static func text(_ duration: Duration) -> String {
         let value = duration.seconds
         return value == value.rounded() ? "\(Int(value))s" : "\(value)s"
     }

@@ -13,6 +13,8 @@ public struct TreeReload: Sendable {
         public var unchanged: [ServiceName] = []
         public var failed: [ServiceName: [ConfbusError]] = [:]
         public var treeErrors: [ConfbusError] = []
+        /// Services whose files changed while a rollout of theirs runs: committed after it ends.
+        public var deferred: [ServiceName] = []
     }
 
     let pipeline: CommitPipeline
@@ -107,6 +109,11 @@ public struct TreeReload: Sendable {
                     }
                 }
                 for (service, error) in refused {
+                    // Not invalid: the file change waits for the rollout's end (which reloads).
+                    if error.code == .rolloutInProgress {
+                        report.deferred.append(service)
+                        continue
+                    }
                     nowInvalid[service] = [error]
                     report.failed[service] = [error]
                     logInvalid(service, [error])
@@ -157,6 +164,11 @@ public struct TreeReload: Sendable {
 
     static let groupSize = 256
 
+    static func waitsForRollout(_ service: ServiceName) -> ConfbusError {
+        ConfbusError(code: .rolloutInProgress, service: service.rawValue,
+                     message: "\(service) has a rollout running; its file change is committed when the rollout ends")
+    }
+
     /// Commits a group of services in one transaction, each planned as `commitFiles` plans one; the
     /// ones that turn out invalid under the lock are left out and returned with their refusal.
     func commitGroup(_ entries: [(files: ServiceFiles, earlier: Earlier)], author: String,
@@ -169,6 +181,10 @@ public struct TreeReload: Sendable {
         let outcomes = try await pipeline.commit(CommitRequest(services: services, audit: audit) { bases in
             bases.compactMap { base -> PlannedChange? in
                 guard let entry = byService[base.service] else { return nil }
+                if base.inRollout {
+                    refused.withLock { $0[base.service] = Self.waitsForRollout(base.service) }
+                    return nil
+                }
                 do throws(ConfbusError) {
                     return try self.change(entry.files, base: base, earlier: entry.earlier, author: author, reason: reason)
                 } catch {

@@ -3,7 +3,8 @@ import Foundation
 
 /// Where a version came from (CONTRACT.md §3).
 public enum VersionSource: String, Sendable, CaseIterable {
-    case files, override, batch, rollback, `import`
+    /// `rollout`: a rollout's candidate, committed but not released until the rollout completes.
+    case files, override, batch, rollback, `import`, rollout
 }
 
 /// A committed version of one service's config.
@@ -106,6 +107,8 @@ public struct InstanceRecord: Sendable, Equatable {
     public var healthAt: Date?
     public var appliedVersion: Int?
     public var ackStatus: String?
+    /// The version its last ack was for (applied or rejected).
+    public var ackVersion: Int?
     public var detail: String?
     /// What it registered with (`"features": ["rollout"]`).
     public var features: [String]
@@ -114,8 +117,9 @@ public struct InstanceRecord: Sendable, Equatable {
     public var laggingSince: Date?
 
     public init(instance: String, firstSeen: Date, lastSeen: Date, health: String? = nil, healthAt: Date? = nil,
-                appliedVersion: Int? = nil, ackStatus: String? = nil, detail: String? = nil, features: [String] = [],
+                appliedVersion: Int? = nil, ackStatus: String? = nil, ackVersion: Int? = nil, detail: String? = nil, features: [String] = [],
                 laggingSince: Date? = nil) {
+        self.ackVersion = ackVersion
         self.features = features
         self.laggingSince = laggingSince
         self.instance = instance
@@ -138,13 +142,20 @@ public struct CommitBase: Sendable, Equatable {
     public var latestChecksum: String?
     /// The stored ops override layer (nil when there is none).
     public var overrideLayer: JSONValue?
+    /// What `config/update/<service>` and a plain GET carry: below `latestVersion` only while a
+    /// rollout's candidate (the latest) is out to its cohort.
+    public var releasedVersion: Int
 
-    public init(service: ServiceName, latestVersion: Int, latestChecksum: String?, overrideLayer: JSONValue?) {
+    public init(service: ServiceName, latestVersion: Int, latestChecksum: String?, overrideLayer: JSONValue?, releasedVersion: Int? = nil) {
         self.service = service
         self.latestVersion = latestVersion
         self.latestChecksum = latestChecksum
         self.overrideLayer = overrideLayer
+        self.releasedVersion = releasedVersion ?? latestVersion
     }
+
+    /// A rollout of the service runs: its candidate is the latest version, not yet released.
+    public var inRollout: Bool { releasedVersion < latestVersion }
 
     /// Whether `version` has the config the service is at already: a store then makes no version
     /// (it may still store the change's override layer).
@@ -180,14 +191,45 @@ public struct CommitRequest: Sendable {
     public var idempotency: IdempotencyRecord?
     /// The bases in the order of `services`; returns one change per service, in that order.
     public var plan: @Sendable ([CommitBase]) throws -> [PlannedChange]
+    /// A commit that starts or ends a rollout (CONTRACT.md §8); nil for every other write.
+    public var rollout: RolloutCommit?
 
-    public init(services: [ServiceName], audit: AuditRecord, idempotency: IdempotencyRecord? = nil,
+    public init(services: [ServiceName], audit: AuditRecord, idempotency: IdempotencyRecord? = nil, rollout: RolloutCommit? = nil,
                 plan: @escaping @Sendable ([CommitBase]) throws -> [PlannedChange]) {
         self.services = services
         self.audit = audit
         self.idempotency = idempotency
+        self.rollout = rollout
         self.plan = plan
     }
+
+    /// The rule every store applies once the plan is made, under the row locks: no change reaches a
+    /// service whose rollout runs (`rollout_in_progress`), except the rollback that ends it.
+    public func admit(_ changes: [PlannedChange], bases: [CommitBase]) throws(ConfbusError) {
+        let running = Set(bases.filter(\.inRollout).map(\.service))
+        guard !running.isEmpty else { return }
+        for change in changes where running.contains(change.version.service) {
+            if case .end(let record, _) = rollout, record.machine.service == change.version.service { continue }
+            throw ConfbusError(code: .rolloutInProgress, service: change.version.service.rawValue,
+                               message: "\(change.version.service) has a rollout running; promote or abort it first")
+        }
+    }
+}
+
+/// How a commit takes part in a rollout.
+public enum RolloutCommit: Sendable {
+    /// The change is the candidate (source `rollout`): committed but not released, so nothing goes
+    /// to the outbox; the rollout, made from the committed candidate, is stored in the same transaction.
+    case start(@Sendable (StoredVersion) -> RolloutRecord)
+    /// The rollback that ends this rollout (its machine rolled back): allowed while it runs, and the
+    /// rollout is stored in the same transaction, only if its revision is still the stored one.
+    case end(RolloutRecord, audit: AuditRecord?)
+}
+
+/// A rollout changed (another node advanced it, an operator promoted it) since it was read.
+public struct RolloutMoved: Error, Sendable {
+    public var id: String
+    public init(id: String) { self.id = id }
 }
 
 /// An earlier request with the same `Idempotency-Key` has committed: its stored answer.
@@ -378,8 +420,15 @@ public struct RolloutRecord: Sendable, Equatable {
     public var reason: String?
     public var startedAt: Date
     public var updatedAt: Date
+    /// Grows with every save: a save made from an older read changes nothing (`RolloutMoved`).
+    public var revision: Int
+    /// Each cohort member's answer when the rollout ended (nil while it runs: read from the instances).
+    public var members: [RolloutMember]?
 
-    public init(machine: RolloutMachine, actor: String, reason: String?, startedAt: Date, updatedAt: Date) {
+    public init(machine: RolloutMachine, actor: String, reason: String?, startedAt: Date, updatedAt: Date, revision: Int = 1,
+                members: [RolloutMember]? = nil) {
+        self.revision = revision
+        self.members = members
         self.machine = machine
         self.actor = actor
         self.reason = reason
@@ -388,17 +437,38 @@ public struct RolloutRecord: Sendable, Equatable {
     }
 }
 
+/// A cohort member's answer to a rollout's candidate.
+public struct RolloutMember: Sendable, Equatable {
+    public var instance: String
+    public var answer: RolloutMachine.Answer
+    /// A rejection's detail, as the instance sent it.
+    public var detail: String?
+
+    public init(instance: String, answer: RolloutMachine.Answer, detail: String? = nil) {
+        self.instance = instance
+        self.answer = answer
+        self.detail = detail
+    }
+}
+
 /// Where rollouts live (CONTRACT.md §8), so one survives a restart: at most one running per service.
 public protocol RolloutStore: Sendable {
-    /// Stores a new rollout; `rolloutInProgress` when the service has one running.
+    /// Stores a new rollout; `rolloutInProgress` when the service has one running. (A rollout is
+    /// usually created by the commit of its candidate, `RolloutCommit.start`.)
     func createRollout(_ record: RolloutRecord) async throws
-    /// Stores what the machine is now (step, cohort, phase), at `now`.
-    func saveRollout(_ machine: RolloutMachine, now: Date) async throws
+    /// Stores what the machine is now (step, cohort, phase), at `now`, with the audit row, if the
+    /// stored revision is still `record.revision`; throws `RolloutMoved` otherwise.
+    func saveRollout(_ record: RolloutRecord, now: Date, audit: AuditRecord?) async throws
+    /// Releases a completed rollout's candidate in one transaction: the rollout saved as
+    /// `saveRollout` does, the candidate made the released version and queued for publishing.
+    func releaseRollout(_ record: RolloutRecord, now: Date, audit: AuditRecord?) async throws
     func rollout(id: String) async throws -> RolloutRecord?
     /// The service's rollouts, newest first.
     func rollouts(of service: ServiceName, limit: Int) async throws -> [RolloutRecord]
     /// Every rollout still running, on every service (what the relaying node advances).
     func runningRollouts() async throws -> [RolloutRecord]
+    /// Every rollout changed at or after `since` (a new relaying node clears the topics of those that ended).
+    func rolloutsUpdated(since: Date) async throws -> [RolloutRecord]
 }
 
 public typealias ConfbusStore = VersionStore & OutboxStore & InstanceStore & AuditStore & ArchiveStore & RolloutStore

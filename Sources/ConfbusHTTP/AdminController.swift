@@ -30,6 +30,10 @@ struct AdminController: Sendable {
     static let replayedHeader = HTTPField.Name("Idempotent-Replayed")!
 
     func operatorContext(_ request: Request, _ context: ConfbusRequestContext) throws -> OperatorContext {
+        try Self.operatorContext(request, context)
+    }
+
+    static func operatorContext(_ request: Request, _ context: ConfbusRequestContext) throws -> OperatorContext {
         let actor = try context.adminName()
         let requestID = request.headers[Self.requestIDHeader].map { String($0.prefix(128)) } ?? UUID().uuidString
         let reason = request.headers[Self.reasonHeader].map { String($0.prefix(1000)) }

@@ -34,10 +34,13 @@ public struct ConfbusAPI: Sendable {
             ProblemMiddleware<ConfbusRequestContext>()
         }
         OperationsController(readiness: readiness, registry: registry).addRoutes(to: router.group())
-        ReadController(allReads: distributor.reads, readiness: readiness)
-            .addRoutes(to: router.group().add(middleware: ReadAccessMiddleware(policy: policy, limiter: limiter)))
-        AdminController(distributor: distributor, body: body)
-            .addRoutes(to: router.group().add(middleware: AdminAccessMiddleware(policy: policy, readiness: readiness, limiter: limiter)))
+        let reads = router.group().add(middleware: ReadAccessMiddleware(policy: policy, limiter: limiter))
+        let admin = router.group().add(middleware: AdminAccessMiddleware(policy: policy, readiness: readiness, limiter: limiter))
+        let rollouts = RolloutController(rollouts: distributor.rollouts, body: body)
+        ReadController(allReads: distributor.reads, readiness: readiness, board: distributor.rollouts.board).addRoutes(to: reads)
+        rollouts.addReadRoutes(to: reads)
+        AdminController(distributor: distributor, body: body).addRoutes(to: admin)
+        rollouts.addAdminRoutes(to: admin)
     }
 }
 

@@ -27,9 +27,9 @@ public struct Problem: Error, Sendable {
         let status: HTTPResponse.Status = switch error.code {
         case .invalidName, .badRequest, .invalidJSON, .invalidYAML, .invalidPayload: .badRequest
         case .notFound, .unknownService: .notFound
-        case .schemaViolation, .invalidOverride, .invalidValue, .invalidSchema, .missingSchema, .sealedValue: .unprocessableContent
+        case .schemaViolation, .invalidOverride, .invalidValue, .invalidSchema, .missingSchema, .sealedValue, .nothingToRollOut: .unprocessableContent
         case .versionConflict: .preconditionFailed
-        case .alreadyExists, .requestInFlight, .rolloutInProgress: .conflict
+        case .alreadyExists, .requestInFlight, .rolloutInProgress, .rolloutFinished: .conflict
         case .documentTooLarge, .tooLargeToPublish: .contentTooLarge
         case .rateLimited: .tooManyRequests
         default: .serviceUnavailable

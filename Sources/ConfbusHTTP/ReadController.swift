@@ -11,6 +11,8 @@ import Synchronization
 struct ReadController: Sendable {
     let allReads: ConfigReads
     let readiness: Readiness
+    /// The running rollouts: `?instance=` gives a cohort member the candidate (CONTRACT.md §8).
+    let board: RolloutBoard
     let maxWait: Int = 60
     let encoded = EncodedDocuments()
 
@@ -53,6 +55,7 @@ struct ReadController: Sendable {
         var wait: Int?
         var after: Int?
         var ifNoneMatch: String?
+        var instance: String?
     }
 
     /// A pull in three parts, so that the frame a long-poll holds for its whole wait is small: the
@@ -77,8 +80,12 @@ struct ReadController: Sendable {
             }
             pointer = p
         }
+        let instance = request.uri.queryParameters.get("instance").map { String($0) }
+        if let instance, !InstanceMessages.isValidInstanceID(instance) {
+            throw Problem(.badRequest, code: "bad_request", detail: "instance must be a valid instance id")
+        }
         return PullQuery(service: service, version: version, pointer: pointer, wait: try Self.integer(request, "wait").map { min($0, maxWait) },
-                         after: try Self.integer(request, "after"), ifNoneMatch: request.headers[.ifNoneMatch])
+                         after: try Self.integer(request, "after"), ifNoneMatch: request.headers[.ifNoneMatch], instance: instance)
     }
 
     /// The version to answer with; nil for a long-poll that saw nothing newer (304).
@@ -89,6 +96,10 @@ struct ReadController: Sendable {
                 throw Problem(.notFound, code: "not_found", detail: "\(service) has no version \(number)")
             }
             return stored
+        }
+        if let instance = query.instance, reads.sees(service), let candidate = board.candidate(for: service, instance: instance),
+           query.wait == nil || candidate.version > (query.after ?? 0) {
+            return candidate
         }
         if let wait = query.wait {
             let threshold = query.after ?? reads.latest(service)?.version ?? 0
@@ -190,6 +201,13 @@ struct ReadController: Sendable {
                 "instances": .integer(c.total), "lagging": .integer(c.lagging), "state": "ok",
             ]
             if let errors = invalid[v.service] { entry["state"] = "invalid"; entry["errors"] = Self.errorList(errors) }
+            entry["released_version"] = .integer(v.version)
+            if let running = board.running(v.service) {
+                let m = running.record.machine
+                entry["candidate_version"] = .integer(m.candidateVersion)
+                entry["rollout"] = ["id": .string(m.id), "step": .integer(m.step + 1), "steps": .integer(m.policy.steps.count),
+                                    "cohort": .integer(m.cohort.count)]
+            }
             entries[v.service] = .object(entry)
         }
         // A service whose files are invalid and that has no version yet is listed too.
@@ -215,10 +233,16 @@ struct ReadController: Sendable {
         guard let latest = reads.latest(service) else { throw Problem(.notFound, code: "not_found", detail: "\(service) has no version") }
         let records = try await reads.instances(service)
         let now = Date()
-        return Response.json([
-            "service": .string(service.rawValue), "version": .integer(latest.version),
-            "instances": .array(records.map { r in
-                .object([
+        let rollout = board.running(service)?.record.machine
+        let cohort = Set(rollout?.cohort ?? [])
+        var top: [String: JSONValue] = ["service": .string(service.rawValue), "version": .integer(latest.version),
+                                        "released_version": .integer(latest.version)]
+        if let rollout {
+            top["candidate_version"] = .integer(rollout.candidateVersion)
+            top["rollout"] = .string(rollout.id)
+        }
+        top["instances"] = .array(records.map { r in
+                var entry: [String: JSONValue] = [
                     "instance": .string(r.instance),
                     "first_seen": .string(Timestamp.format(r.firstSeen)),
                     "last_seen": .string(Timestamp.format(r.lastSeen)),
@@ -230,9 +254,18 @@ struct ReadController: Sendable {
                     "lagging_since": r.laggingSince.map { .string(Timestamp.format($0)) } ?? .null,
                     "lag_seconds": r.laggingSince.map { .number((max(0, now.timeIntervalSince($0)) * 10).rounded() / 10) } ?? .null,
                     "features": .array(r.features.map(JSONValue.string)),
-                ])
-            }),
-        ])
+                ]
+                if let rollout {
+                    // applied / rejected / pending for the candidate, as the rollout counts it.
+                    let answer: String = if !cohort.contains(r.instance) { "not_in_cohort" }
+                        else if r.ackVersion == rollout.candidateVersion && r.ackStatus == "rejected" { "rejected" }
+                        else if (r.appliedVersion ?? 0) >= rollout.candidateVersion { "applied" }
+                        else { "pending" }
+                    entry["rollout"] = ["in_cohort": .bool(cohort.contains(r.instance)), "answer": .string(answer)]
+                }
+                return .object(entry)
+            })
+        return Response.json(.object(top))
     }
 
     @Sendable func schema(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
@@ -257,12 +290,15 @@ final class EncodedDocuments: Sendable {
     private struct Key: Hashable {
         var service: ServiceName
         var masked: Bool
+        /// A rollout's candidate has its own slot, so serving it to the cohort does not push the
+        /// released document out.
+        var candidate: Bool
     }
 
     private let bodies = Mutex<[Key: Held]>([:])
 
     func body(of version: StoredVersion, masking redaction: Redaction? = nil) -> ByteBuffer {
-        let key = Key(service: version.service, masked: redaction != nil)
+        let key = Key(service: version.service, masked: redaction != nil, candidate: version.source == .rollout)
         if let held = bodies.withLock({ $0[key] }), held.version == version.version, held.checksum == version.checksum,
            held.redaction == redaction {
             return held.body

@@ -11,7 +11,7 @@ import Synchronization
 /// `config/update/#` messages with the database on every (re)connect and every
 /// `reconcileInterval`. Connection events have their own path (a re-subscribe never waits
 /// behind messages); instance messages go through `InstanceInbox`, concurrent across services.
-public final class MQTTGateway: Service, UpdatePublisher {
+public final class MQTTGateway: Service, UpdatePublisher, RolloutPublisher {
     public struct Options: Sendable {
         public var node: String
         public var healthInterval: Duration
@@ -78,6 +78,11 @@ public final class MQTTGateway: Service, UpdatePublisher {
         seenOnBroker.withLock { seen in
             if (seen[version.service]?.version ?? 0) <= version.version { seen[version.service] = (version.version, version.checksum) }
         }
+    }
+
+    /// The retained rollout message (CONTRACT.md §8), or an empty one that clears it.
+    public func publishRollout(_ service: ServiceName, payload: JSONValue?) async throws {
+        try await client.publish(payload?.serializedBytes() ?? [], to: topics.rollout(service), retain: true)
     }
 
     public func failureReason(_ error: any Error) -> String {

@@ -15,6 +15,7 @@ public struct TopicCodec: Sendable {
     }
 
     public func update(_ service: ServiceName) -> String { "\(prefix)/update/\(service.rawValue)" }
+    public func rollout(_ service: ServiceName) -> String { "\(prefix)/rollout/\(service.rawValue)" }
     public func error(_ service: ServiceName) -> String { "\(prefix)/error/\(service.rawValue)" }
     public func nodeHealth(_ node: String) -> String { "\(prefix)/health/_confbus/\(node)" }
 

@@ -142,6 +142,17 @@ public enum Migrations {
             "CREATE UNIQUE INDEX rollouts_one_running ON rollouts (service) WHERE state = 'running'",
             "CREATE INDEX rollouts_by_service ON rollouts (service, started_at DESC)",
         ]),
+        (8, [
+            // The version config/update and a plain GET carry: below latest_version only while a
+            // rollout's candidate waits for its release.
+            "ALTER TABLE services ADD COLUMN released_version integer NOT NULL DEFAULT 0",
+            "UPDATE services SET released_version = latest_version",
+            // The version a rejected ack was for (applied_version keeps what the instance runs).
+            "ALTER TABLE instances ADD COLUMN ack_version integer",
+            "ALTER TABLE rollouts ADD COLUMN revision integer NOT NULL DEFAULT 1",
+            // Each cohort member's answer when the rollout ended, as JSON.
+            "ALTER TABLE rollouts ADD COLUMN members text",
+        ]),
     ]
 
     public static var latestVersion: Int { steps.last?.version ?? 0 }

@@ -56,7 +56,7 @@ extension PostgresVersionStore: OutboxStore {
         let services = versions.map(\.service.rawValue)
         try await client.query("""
             INSERT INTO outbox (service, version)
-            SELECT name, latest_version FROM services WHERE name = ANY(\(services)::text[]) AND latest_version > 0
+            SELECT name, released_version FROM services WHERE name = ANY(\(services)::text[]) AND released_version > 0
             ON CONFLICT (service, version) DO NOTHING
             """, logger: logger)
     }

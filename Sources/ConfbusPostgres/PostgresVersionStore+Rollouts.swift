@@ -1,6 +1,7 @@
 import ConfbusCore
 import ConfbusEngine
 import Foundation
+import Logging
 import PostgresNIO
 
 /// Rollouts in PostgreSQL: the machine's fields as columns, its phase as a name, a time and (rolled
@@ -8,7 +9,7 @@ import PostgresNIO
 extension PostgresVersionStore: RolloutStore {
     static let rolloutColumns = """
         id, service, steps, bake_ms, ack_timeout_ms, max_rejected, stable_version, candidate_version, step, cohort,
-        phase, phase_since, outcome, actor, reason, started_at, updated_at
+        phase, phase_since, outcome, actor, reason, started_at, updated_at, revision, members
         """
 
     static func phaseColumns(_ phase: RolloutMachine.Phase) -> (name: String, since: Date, outcome: String?) {
@@ -23,16 +24,20 @@ extension PostgresVersionStore: RolloutStore {
     static func milliseconds(_ duration: Duration) -> Int64 { Int64((duration.seconds * 1000).rounded()) }
 
     public func createRollout(_ record: RolloutRecord) async throws {
+        try await client.withConnection { connection in try await Self.insertRollout(record, on: connection, logger: logger) }
+    }
+
+    static func insertRollout(_ record: RolloutRecord, on connection: PostgresConnection, logger: Logger) async throws {
         let m = record.machine
         let phase = Self.phaseColumns(m.phase)
         do {
-            try await client.query("""
+            try await connection.query("""
                 INSERT INTO rollouts (id, service, state, steps, bake_ms, ack_timeout_ms, max_rejected, stable_version, candidate_version,
-                                      step, cohort, phase, phase_since, outcome, actor, reason, started_at, updated_at)
+                                      step, cohort, phase, phase_since, outcome, actor, reason, started_at, updated_at, revision)
                 VALUES (\(m.id), \(m.service.rawValue), \(m.phase.state), \(m.policy.steps), \(Self.milliseconds(m.policy.bake)),
                         \(Self.milliseconds(m.policy.ackTimeout)), \(m.policy.maxRejected), \(m.stableVersion), \(m.candidateVersion),
                         \(m.step), \(m.cohort), \(phase.name), \(phase.since), \(phase.outcome), \(record.actor), \(record.reason),
-                        \(record.startedAt), \(record.updatedAt))
+                        \(record.startedAt), \(record.updatedAt), \(record.revision))
                 """, logger: logger)
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
             // unique_violation: the index of running rollouts (or an id used twice).
@@ -40,13 +45,59 @@ extension PostgresVersionStore: RolloutStore {
         }
     }
 
-    public func saveRollout(_ machine: RolloutMachine, now: Date) async throws {
+    /// The guarded save: nothing changes unless the row is still at the revision the record was read at.
+    static func updateRollout(_ record: RolloutRecord, now: Date, audit: AuditRecord?, on connection: PostgresConnection, logger: Logger) async throws {
+        let machine = record.machine
         let phase = Self.phaseColumns(machine.phase)
-        try await client.query("""
+        let rows = try await connection.query("""
             UPDATE rollouts SET state = \(machine.phase.state), step = \(machine.step), cohort = \(machine.cohort), phase = \(phase.name),
-                phase_since = \(phase.since), outcome = \(phase.outcome), updated_at = \(now)
-            WHERE id = \(machine.id)
-            """, logger: logger)
+                phase_since = \(phase.since), outcome = \(phase.outcome), updated_at = \(now), revision = revision + 1,
+                members = COALESCE(\(Self.membersText(record.members)), members)
+            WHERE id = \(machine.id) AND revision = \(record.revision) AND state = 'running'
+            RETURNING 1
+            """, logger: logger).collect()
+        guard !rows.isEmpty else { throw RolloutMoved(id: machine.id) }
+        if let audit { try await insertAudit(audit, on: connection, logger: logger) }
+    }
+
+    public func saveRollout(_ record: RolloutRecord, now: Date, audit: AuditRecord?) async throws {
+        try await Self.unwrapping { try await client.withTransaction(logger: logger) { connection in
+            try await Self.updateRollout(record, now: now, audit: audit, on: connection, logger: logger)
+        } }
+    }
+
+    public func releaseRollout(_ record: RolloutRecord, now: Date, audit: AuditRecord?) async throws {
+        let machine = record.machine
+        let service = machine.service.rawValue
+        try await Self.unwrapping { try await client.withTransaction(logger: logger) { connection in
+            try await Self.updateRollout(record, now: now, audit: audit, on: connection, logger: logger)
+            try await connection.query("""
+                UPDATE services SET released_version = \(machine.candidateVersion)
+                WHERE name = \(service) AND released_version < \(machine.candidateVersion)
+                """, logger: logger)
+            try await connection.query("""
+                INSERT INTO outbox (service, version) VALUES (\(service), \(machine.candidateVersion)) ON CONFLICT (service, version) DO NOTHING
+                """, logger: logger)
+            let payload = "\(service):\(machine.candidateVersion)"
+            try await connection.query("SELECT pg_notify(\(Self.notificationChannel), \(payload))", logger: logger)
+        } }
+    }
+
+    /// A commit's part in a rollout, in its transaction: the rollout made from the candidate just
+    /// committed, or the rollout its rollback ends.
+    static func storeRollout(_ rollout: RolloutCommit?, outcomes: [CommitOutcome], on connection: PostgresConnection, logger: Logger) async throws {
+        switch rollout {
+        case nil:
+            return
+        case .start(let make):
+            guard let candidate = outcomes.lazy.compactMap({ outcome -> StoredVersion? in
+                if case .committed(let v) = outcome, v.source == .rollout { return v }
+                return nil
+            }).first else { return }
+            try await insertRollout(make(candidate), on: connection, logger: logger)
+        case .end(let record, let audit):
+            try await updateRollout(record, now: Date(), audit: audit, on: connection, logger: logger)
+        }
     }
 
     public func rollout(id: String) async throws -> RolloutRecord? {
@@ -62,6 +113,28 @@ extension PostgresVersionStore: RolloutStore {
 
     public func runningRollouts() async throws -> [RolloutRecord] {
         try await rollouts("SELECT \(unescaped: Self.rolloutColumns) FROM rollouts WHERE state = 'running' ORDER BY service")
+    }
+
+    public func rolloutsUpdated(since: Date) async throws -> [RolloutRecord] {
+        try await rollouts("SELECT \(unescaped: Self.rolloutColumns) FROM rollouts WHERE updated_at >= \(since) ORDER BY updated_at")
+    }
+
+    static func membersText(_ members: [RolloutMember]?) -> String? {
+        members.map { list in
+            JSONValue.array(list.map { m in
+                var o: [String: JSONValue] = ["instance": .string(m.instance), "answer": .string(m.answer.rawValue)]
+                if let detail = m.detail { o["detail"] = .string(detail) }
+                return .object(o)
+            }).serialized(.canonical)
+        }
+    }
+
+    static func members(_ text: String) -> [RolloutMember]? {
+        guard case .array(let items)? = try? JSONParser().parse(text) else { return nil }
+        return items.compactMap { item in
+            guard let instance = item["instance"]?.stringValue, let answer = item["answer"]?.stringValue.flatMap(RolloutMachine.Answer.init) else { return nil }
+            return RolloutMember(instance: instance, answer: answer, detail: item["detail"]?.stringValue)
+        }
     }
 
     private func rollouts(_ query: PostgresQuery) async throws -> [RolloutRecord] {
@@ -84,7 +157,9 @@ extension PostgresVersionStore: RolloutStore {
                                          candidateVersion: try columns[7].decode(Int.self), policy: policy,
                                          step: try columns[8].decode(Int.self), cohort: try columns[9].decode([String].self), phase: phase)
             records.append(RolloutRecord(machine: machine, actor: try columns[13].decode(String.self), reason: try columns[14].decode(String?.self),
-                                         startedAt: try columns[15].decode(Date.self), updatedAt: try columns[16].decode(Date.self)))
+                                         startedAt: try columns[15].decode(Date.self), updatedAt: try columns[16].decode(Date.self),
+                                         revision: try columns[17].decode(Int.self),
+                                         members: try columns[18].decode(String?.self).flatMap(Self.members)))
         }
         return records
     }

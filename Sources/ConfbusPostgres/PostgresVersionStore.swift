@@ -60,7 +60,8 @@ public struct PostgresVersionStore: VersionStore {
     /// A plan that throws on the remembered base is not an answer either (If-Match, for one, must
     /// be judged on what is stored).
     func optimisticCommit(_ request: CommitRequest) async throws -> [CommitOutcome]? {
-        guard request.services.count == 1, request.idempotency == nil, let (base, storedLayer) = seen.base(request.services[0]),
+        guard request.services.count == 1, request.idempotency == nil, request.rollout == nil,
+              let (base, storedLayer) = seen.base(request.services[0]), !base.inRollout,
               let changes = try? request.plan([base]), changes.count == 1, changes[0].version.service == base.service,
               !base.holds(changes[0].version)
         else { return nil }
@@ -92,8 +93,10 @@ public struct PostgresVersionStore: VersionStore {
             }
             let bases = try await Self.lockBases(request.services, atRest: atRest, on: connection, logger: logger)
             let changes = try request.plan(bases)
+            try request.admit(changes, bases: bases)
             let audit = Self.auditRecord(request, changes: changes, bases: bases)
             let outcomes = try await Self.write(changes, bases: bases, audit: audit, atRest: atRest, on: connection, logger: logger, seen: seen)
+            try await Self.storeRollout(request.rollout, outcomes: outcomes, on: connection, logger: logger)
             if let idempotency = request.idempotency {
                 let answer = try atRest.encodeAnswer(idempotency.answer(outcomes), key: idempotency.key)
                 try await connection.query("""
@@ -126,6 +129,7 @@ public struct PostgresVersionStore: VersionStore {
         } catch let error as PostgresTransactionError {
             if let refusal = error.closureError as? ConfbusError { throw refusal }
             if let replay = error.closureError as? IdempotentReplay { throw replay }
+            if let moved = error.closureError as? RolloutMoved { throw moved }
             if let refusal = error.closureError as? StartupRefusal { throw refusal }
             throw error
         }
@@ -150,10 +154,10 @@ public struct PostgresVersionStore: VersionStore {
     private static func selectForUpdate(_ names: [String], atRest: AtRest, on connection: PostgresConnection,
                                         logger: Logger) async throws -> [String: CommitBase] {
         var found: [String: CommitBase] = [:]
-        for try await (name, latest, checksum, layer) in try await connection.execute(Prepared.LockServices(names: names), logger: logger) {
+        for try await (name, latest, checksum, layer, released) in try await connection.execute(Prepared.LockServices(names: names), logger: logger) {
             let service = try ServiceName(validating: name)
             found[name] = CommitBase(service: service, latestVersion: latest, latestChecksum: latest > 0 ? checksum : nil,
-                                     overrideLayer: try layer.map { try atRest.decode($0, service: name) })
+                                     overrideLayer: try layer.map { try atRest.decode($0, service: name) }, releasedVersion: released)
         }
         return found
     }
@@ -208,6 +212,8 @@ public struct PostgresVersionStore: VersionStore {
                 "environment": .string(new.environment),
                 "batch_id": new.batchID.map { .string($0.uuidString.lowercased()) } ?? .null,
                 "keep_layer": .bool(layer == nil), "layer": layer ?? .null,
+                // A rollout's candidate is held back: not released, nothing queued.
+                "release": .bool(new.source != .rollout),
             ])
             inserted.append(index)
         }
@@ -255,7 +261,8 @@ public struct PostgresVersionStore: VersionStore {
                                                            source: new.source, author: new.author, reason: new.reason, createdAt: row.createdAt,
                                                            environment: new.environment, batchID: new.batchID?.uuidString.lowercased()))
                 seen.remember(CommitBase(service: new.service, latestVersion: row.version, latestChecksum: new.checksum,
-                                         overrideLayer: changes[index].layer(after: base.overrideLayer)), layer: row.layer)
+                                         overrideLayer: changes[index].layer(after: base.overrideLayer),
+                                         releasedVersion: new.source == .rollout ? base.releasedVersion : row.version), layer: row.layer)
             }
         }
         if inserts.isEmpty, let audit { try await insertAudit(audit, on: connection, logger: logger) }
@@ -326,7 +333,7 @@ public struct PostgresVersionStore: VersionStore {
     public func latestVersions() async throws -> [StoredVersion] {
         try await versions("""
             SELECT \(unescaped: Self.qualifiedColumns) FROM config_versions v
-            JOIN services s ON s.name = v.service AND s.latest_version = v.version
+            JOIN services s ON s.name = v.service AND s.released_version = v.version
             ORDER BY v.service
             """)
     }
@@ -334,7 +341,7 @@ public struct PostgresVersionStore: VersionStore {
     public func latest(_ service: ServiceName) async throws -> StoredVersion? {
         try await versions("""
             SELECT \(unescaped: Self.qualifiedColumns) FROM config_versions v
-            JOIN services s ON s.name = v.service AND s.latest_version = v.version
+            JOIN services s ON s.name = v.service AND s.released_version = v.version
             WHERE s.name = \(service.rawValue)
             """).first
     }
@@ -368,10 +375,10 @@ public struct PostgresVersionStore: VersionStore {
 
     public func recordAck(_ service: ServiceName, instance: String, version: Int, status: String, detail: String?) async throws {
         try await client.query("""
-            INSERT INTO instances (service, instance, applied_version, ack_status, detail)
-            VALUES (\(service.rawValue), \(instance), \(status == "applied" ? version : nil), \(status), \(detail))
+            INSERT INTO instances (service, instance, applied_version, ack_status, ack_version, detail)
+            VALUES (\(service.rawValue), \(instance), \(status == "applied" ? version : nil), \(status), \(version), \(detail))
             ON CONFLICT (service, instance) DO UPDATE SET last_seen = clock_timestamp(), ack_status = excluded.ack_status,
-                detail = excluded.detail,
+                ack_version = excluded.ack_version, detail = excluded.detail,
                 applied_version = COALESCE(excluded.applied_version, instances.applied_version)
             """, logger: logger)
     }
@@ -390,18 +397,19 @@ public struct PostgresVersionStore: VersionStore {
         // Lagging since the first version it lacks was made (or since it was first seen, if later);
         // GREATEST skips a NULL, so an instance that lags nothing is kept NULL by the CASE.
         let rows = try await client.query("""
-            SELECT i.instance, i.first_seen, i.last_seen, i.health, i.health_at, i.applied_version, i.ack_status, i.detail, i.features,
+            SELECT i.instance, i.first_seen, i.last_seen, i.health, i.health_at, i.applied_version, i.ack_status, i.detail, i.features, i.ack_version,
                    CASE WHEN v.created_at IS NOT NULL THEN GREATEST(v.created_at, i.first_seen) END
             FROM instances i JOIN services s ON s.name = i.service
             LEFT JOIN config_versions v ON v.service = i.service AND v.version = COALESCE(i.applied_version, 0) + 1
-                                       AND COALESCE(i.applied_version, 0) < s.latest_version
+                                       AND COALESCE(i.applied_version, 0) < s.released_version
             WHERE i.service = \(service.rawValue) ORDER BY i.instance
             """, logger: logger)
-        for try await (instance, first, last, health, healthAt, applied, ack, detail, features, lagging) in rows.decode(
-            (String, Date, Date, String?, Date?, Int?, String?, String?, [String], Date?).self)
+        for try await (instance, first, last, health, healthAt, applied, ack, detail, features, ackVersion, lagging) in rows.decode(
+            (String, Date, Date, String?, Date?, Int?, String?, String?, [String], Int?, Date?).self)
         {
             records.append(InstanceRecord(instance: instance, firstSeen: first, lastSeen: last, health: health, healthAt: healthAt,
-                                          appliedVersion: applied, ackStatus: ack, detail: detail, features: features, laggingSince: lagging))
+                                          appliedVersion: applied, ackStatus: ack, ackVersion: ackVersion, detail: detail, features: features,
+                                          laggingSince: lagging))
         }
         return records
     }
@@ -410,7 +418,7 @@ public struct PostgresVersionStore: VersionStore {
         var counts: [ServiceName: (total: Int, lagging: Int)] = [:]
         let rows = try await client.query("""
             SELECT i.service, count(*)::integer,
-                   count(*) FILTER (WHERE i.applied_version IS NULL OR i.applied_version < s.latest_version)::integer
+                   count(*) FILTER (WHERE i.applied_version IS NULL OR i.applied_version < s.released_version)::integer
             FROM instances i JOIN services s ON s.name = i.service GROUP BY i.service
             """, logger: logger)
         for try await (service, total, lagging) in rows.decode((String, Int, Int).self) {
@@ -458,9 +466,9 @@ public struct PostgresVersionStore: VersionStore {
                 let latest = export.versions.last?.stored.version ?? 0
                 let layer = try export.overrideLayer.map { try atRest.encode($0, secrets: export.secrets, service: export.service) }
                 try await connection.query("""
-                    INSERT INTO services (name, latest_version, latest_checksum, override_layer)
-                    VALUES (\(name), \(latest), \(export.versions.last?.stored.checksum), \(layer))
-                    ON CONFLICT (name) DO UPDATE SET latest_version = excluded.latest_version,
+                    INSERT INTO services (name, latest_version, released_version, latest_checksum, override_layer)
+                    VALUES (\(name), \(latest), \(latest), \(export.versions.last?.stored.checksum), \(layer))
+                    ON CONFLICT (name) DO UPDATE SET latest_version = excluded.latest_version, released_version = excluded.released_version,
                         latest_checksum = excluded.latest_checksum, override_layer = excluded.override_layer
                     """, logger: logger)
                 for entry in export.versions {

@@ -8,10 +8,10 @@ enum Prepared {
     /// Locks existing service rows in name order and reads their bases.
     struct LockServices: PostgresPreparedStatement {
         static let sql = """
-            SELECT name, latest_version, latest_checksum, override_layer FROM services
+            SELECT name, latest_version, latest_checksum, override_layer, released_version FROM services
             WHERE name = ANY($1::text[]) ORDER BY name FOR UPDATE
             """
-        typealias Row = (String, Int, String?, String?)
+        typealias Row = (String, Int, String?, String?, Int)
         var names: [String]
 
         func makeBindings() throws -> PostgresBindings {
@@ -33,12 +33,13 @@ enum Prepared {
         WITH x AS (
             SELECT r.*, b.config, NULLIF(b.layers, '') AS layers
             FROM jsonb_to_recordset($1::text::jsonb) AS r(i integer, service text, version integer, checksum text,
-                source text, author text, reason text, environment text, batch_id uuid, keep_layer boolean, layer text)
+                source text, author text, reason text, environment text, batch_id uuid, keep_layer boolean, layer text, release boolean)
             JOIN unnest($11::text[], $12::text[]) WITH ORDINALITY AS b(config, layers, n) ON b.n = r.i
         ), s AS (
             UPDATE services s SET latest_version = x.version, latest_checksum = x.checksum,
+                released_version = CASE WHEN x.release THEN x.version ELSE s.released_version END,
                 override_layer = CASE WHEN x.keep_layer THEN s.override_layer ELSE x.layer END
-            FROM x WHERE s.name = x.service\(guarded ? " AND s.latest_version = x.version - 1 AND s.override_layer IS NOT DISTINCT FROM $13" : "")
+            FROM x WHERE s.name = x.service\(guarded ? " AND s.latest_version = x.version - 1 AND s.released_version = s.latest_version AND s.override_layer IS NOT DISTINCT FROM $13" : "")
             RETURNING s.name, s.override_layer
         ), v AS (
             INSERT INTO config_versions (service, version, config, checksum, source, author, reason, environment, layers, override_layer, batch_id)
@@ -46,7 +47,7 @@ enum Prepared {
             FROM x JOIN s ON s.name = x.service
             RETURNING service, version, created_at, override_layer
         ), queued AS (
-            INSERT INTO outbox (service, version) SELECT service, version FROM v
+            INSERT INTO outbox (service, version) SELECT v.service, v.version FROM v JOIN x ON x.service = v.service WHERE x.release
         ), audited AS (
             INSERT INTO audit (actor, request_id, action, outcome, services, changes, reason, detail)
             SELECT $2, $3, $4, $5, $6::text[], $7, $8, $9 WHERE $10::boolean AND EXISTS (SELECT 1 FROM v)

@@ -1,6 +1,7 @@
 import ConfbusCore
 import ConfbusEngine
 import Foundation
+import Synchronization
 
 /// What every `ConfbusStore` must do, as checks that any implementation runs: the in-memory one
 /// in the Engine's component tests and PostgreSQL in the integration tests, so the fake the
@@ -40,6 +41,7 @@ public enum ConfbusStoreContract {
         Check(name: "the audit log: commits, refusals, newest first, by service", run: audit),
         Check(name: "export and import keep numbers, times and checksums", run: archive),
         Check(name: "rollouts: stored whole, one running per service, advanced, listed", run: rollouts),
+        Check(name: "a rollout's candidate is held back; other writes are refused; release and rollback end it", run: rolloutCommits),
     ]
 
     // MARK: Helpers
@@ -352,9 +354,16 @@ public enum ConfbusStoreContract {
             // Advanced and rolled back: stored as it is now, and alpha may start another.
             let t1 = t0.addingTimeInterval(2)
             _ = machine.abort(now: t1, reason: "aborted by ops")
-            try await store.saveRollout(machine, now: t1)
+            var changed = record
+            changed.machine = machine
+            try await store.saveRollout(changed, now: t1, audit: nil)
             let saved = try await store.rollout(id: "r-a1")
             try expect(saved?.machine == machine && saved?.updatedAt == t1 && saved?.startedAt == t0, "the saved state reads back")
+            try expect(saved?.revision == record.revision + 1, "a save raises the revision")
+            do {
+                try await store.saveRollout(changed, now: t1, audit: nil)
+                try expect(false, "a save from a stale read must be refused")
+            } catch is RolloutMoved {}
             try expect(try await store.runningRollouts().map(\.machine.id) == ["r-b1"], "a finished rollout is not running")
             let (again, _) = RolloutMachine.start(id: "r-a3", service: a, stableVersion: 2, candidateVersion: 3, policy: policy,
                                                   instances: instances, now: t1)
@@ -362,6 +371,84 @@ public enum ConfbusStoreContract {
             try expect(try await store.rollouts(of: a, limit: 10).map(\.machine.id) == ["r-a3", "r-a1"], "alpha's rollouts, newest first")
             try expect(try await store.rollouts(of: a, limit: 1).map(\.machine.id) == ["r-a3"], "and the limit")
             try expect(try await store.rollout(id: "nope") == nil, "an unknown id is nil")
+        }
+    }
+
+    static func rolloutCommits(_ factory: @escaping Factory) async throws {
+        try await factory { store in
+            let (a, b) = (name("alpha"), name("beta"))
+            try await put(store, a, ["n": 1], layer: ["n": 1])
+            try await put(store, b, ["n": 1])
+            let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+            func start(_ id: String, _ config: JSONValue) async throws -> CommitOutcome {
+                let begin = RolloutCommit.start { candidate in
+                    RolloutRecord(machine: RolloutMachine(id: id, service: a, stableVersion: candidate.version - 1, candidateVersion: candidate.version,
+                                                          policy: .standard, step: 0, cohort: ["i-1"], phase: .awaitingAcks(since: t0)),
+                                  actor: "ops", reason: nil, startedAt: t0, updatedAt: t0)
+                }
+                return try await store.commit(CommitRequest(services: [a], audit: audit("rollout.start", services: [a]), rollout: begin) { _ in
+                    [PlannedChange(version: new(a, config, source: .rollout), overrideLayer: config)]
+                })[0]
+            }
+            let candidate = try await start("r-1", ["n": 2])
+            try expect(candidate.isCommitted && candidate.version.version == 2, "the candidate is committed as version 2")
+            try expect(try await store.latest(a)?.version == 1, "the released version stays 1 while the rollout runs")
+            try expect(try await store.latestVersions().first { $0.service == a }?.version == 1, "and so for every service's latest")
+            try expect(try await store.version(a, 2)?.source == .rollout, "the candidate reads back with source rollout")
+            try expect(try await store.rollout(id: "r-1")?.machine.candidateVersion == 2, "the rollout is stored with its candidate")
+            let pending = try await store.pendingOutbox(limit: 10, excluding: []).first { $0.service == a }
+            try expect(pending == nil || pending?.version == 1, "nothing of the candidate is queued for config/update")
+
+            for attempt in ["an edit", "a batch"] {
+                do {
+                    let services = attempt == "an edit" ? [a] : [a, b]
+                    _ = try await store.commit(CommitRequest(services: services, audit: audit(services: services)) { bases in
+                        bases.map { PlannedChange(version: new($0.service, ["n": 9]), overrideLayer: nil) }
+                    })
+                    try expect(false, "\(attempt) of alpha during its rollout must be refused")
+                } catch let error as ConfbusError {
+                    try expect(error.code == .rolloutInProgress, "\(attempt) refused as rollout_in_progress, not \(error.code)")
+                }
+            }
+            try expect(try await store.latest(b)?.version == 1, "the refused batch stored nothing for beta")
+            let seen = Mutex<CommitBase?>(nil)
+            _ = try await store.commit(CommitRequest(services: [a, b], audit: audit(services: [a, b])) { bases in
+                seen.withLock { $0 = bases[0] }
+                return [PlannedChange(version: new(b, ["n": 2]), overrideLayer: nil)]
+            })
+            let base = seen.withLock { $0 }
+            try expect(base?.inRollout == true && base?.releasedVersion == 1 && base?.latestVersion == 2,
+                       "the plan sees alpha in its rollout: released 1, latest 2 (\(String(describing: base)))")
+            try expect(try await store.latest(b)?.version == 2, "a plan that leaves the rolling service out commits the others")
+
+            // Promoted: the candidate is released and queued; alpha takes writes again.
+            var record = try await store.rollout(id: "r-1")!
+            var machine = record.machine
+            _ = machine.promote(now: t0.addingTimeInterval(1))
+            record.machine = machine
+            try await store.releaseRollout(record, now: t0.addingTimeInterval(1), audit: audit("rollout.promote", services: [a]))
+            try expect(try await store.latest(a)?.version == 2, "the released version is the candidate")
+            try expect(try await store.pendingOutbox(limit: 10, excluding: []).first { $0.service == a }?.version == 2, "and it is queued")
+            try expect(try await store.rollout(id: "r-1")?.machine.phase.state == "completed", "the rollout completed")
+            try expect(try await put(store, a, ["n": 4]).version.version == 3, "writes to alpha go on after the rollout")
+
+            // Rolled back: the stable config as a new version, in the same transaction as the rollout's end.
+            _ = try await start("r-2", ["n": 5])
+            var second = try await store.rollout(id: "r-2")!
+            var aborted = second.machine
+            _ = aborted.abort(now: t0.addingTimeInterval(2), reason: "aborted by ops")
+            second.machine = aborted
+            let end = CommitRequest(services: [a], audit: audit("rollout.rollback", services: [a]), rollout: .end(second, audit: nil)) { _ in
+                [PlannedChange(version: new(a, ["n": 4], source: .rollback), overrideLayer: ["n": 4])]
+            }
+            try expect(try await store.commit(end)[0].version.version == 5, "the rollback is version 5")
+            try expect(try await store.latest(a)?.version == 5, "and it is released")
+            try expect(try await store.rollout(id: "r-2")?.machine.phase.state == "rolled_back", "the rollout rolled back with it")
+            do {
+                _ = try await store.commit(end)
+                try expect(false, "a second end of the same rollout (a stale revision) must be refused")
+            } catch is RolloutMoved {}
+            try expect(try await store.latest(a)?.version == 5, "and it stored nothing")
         }
     }
 

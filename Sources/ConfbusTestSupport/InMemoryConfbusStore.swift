@@ -10,6 +10,7 @@ import Foundation
 public actor InMemoryConfbusStore: ConfbusStore {
     private struct ServiceRow {
         var latest = 0
+        var released = 0
         var overrideLayer: JSONValue?
         var publishedVersion = 0
     }
@@ -70,10 +71,11 @@ public actor InMemoryConfbusStore: ConfbusStore {
             let row = next.services[service] ?? ServiceRow()
             return CommitBase(service: service, latestVersion: row.latest,
                               latestChecksum: row.latest > 0 ? next.versions[service]?.last?.stored.checksum : nil,
-                              overrideLayer: row.overrideLayer)
+                              overrideLayer: row.overrideLayer, releasedVersion: row.released)
         }
         for service in request.services where next.services[service] == nil { next.services[service] = ServiceRow() }
         let changes = try request.plan(bases)
+        try request.admit(changes, bases: bases)
         var outcomes: [CommitOutcome] = []
         let now = Date()
         let byService = Dictionary(bases.map { ($0.service, $0) }, uniquingKeysWith: { first, _ in first })
@@ -92,9 +94,13 @@ public actor InMemoryConfbusStore: ConfbusStore {
             let stored = StoredVersion(service: service, version: row.latest, config: new.config, checksum: new.checksum,
                                        source: new.source, author: new.author, reason: new.reason, createdAt: now,
                                        environment: new.environment, batchID: new.batchID?.uuidString.lowercased())
+            // A rollout's candidate is held back: not released, nothing queued.
+            if new.source != .rollout {
+                row.released = row.latest
+                next.outbox[service, default: [:]][row.latest] = now
+            }
             next.services[service] = row
             next.versions[service, default: []].append(VersionRow(stored: stored, overrideLayer: row.overrideLayer))
-            next.outbox[service, default: [:]][row.latest] = now
             outcomes.append(.committed(stored))
         }
         var record = request.audit
@@ -109,18 +115,31 @@ public actor InMemoryConfbusStore: ConfbusStore {
         if let idempotency = request.idempotency {
             next.idempotency[idempotency.key] = (idempotency.requestHash, idempotency.answer(outcomes))
         }
+        switch request.rollout {
+        case nil: break
+        case .start(let make):
+            for case .committed(let candidate) in outcomes where candidate.source == .rollout {
+                try Self.insert(make(candidate), into: &next)
+            }
+        case .end(let record, let audit):
+            try Self.update(record, now: now, audit: audit, in: &next)
+        }
         state = next
         return outcomes
     }
 
     public func latestVersions() async throws -> [StoredVersion] {
         try available()
-        return state.versions.keys.sorted().compactMap { state.versions[$0]?.last?.stored }
+        return state.versions.keys.sorted().compactMap { released($0) }
     }
 
     public func latest(_ service: ServiceName) async throws -> StoredVersion? {
         try available()
-        return state.versions[service]?.last?.stored
+        return released(service)
+    }
+
+    private func released(_ service: ServiceName) -> StoredVersion? {
+        row(service, state.services[service]?.released ?? 0)?.stored
     }
 
     public func version(_ service: ServiceName, _ number: Int) async throws -> StoredVersion? {
@@ -207,7 +226,7 @@ public actor InMemoryConfbusStore: ConfbusStore {
     public func requeue(_ versions: [StoredVersion]) async throws {
         try available()
         for service in Set(versions.map(\.service)) {
-            guard let latest = state.services[service]?.latest, latest > 0 else { continue }
+            guard let latest = state.services[service]?.released, latest > 0 else { continue }
             if state.outbox[service]?[latest] == nil { state.outbox[service, default: [:]][latest] = Date() }
         }
     }
@@ -239,6 +258,7 @@ public actor InMemoryConfbusStore: ConfbusStore {
         try available()
         touch(service, instance) { record in
             record.ackStatus = status
+            record.ackVersion = version
             record.detail = detail
             if status == "applied" { record.appliedVersion = version }
         }
@@ -255,7 +275,7 @@ public actor InMemoryConfbusStore: ConfbusStore {
 
     public func instances(_ service: ServiceName) async throws -> [InstanceRecord] {
         try available()
-        let latest = state.services[service]?.latest ?? 0
+        let latest = state.services[service]?.released ?? 0
         return (state.instances[service] ?? [:]).values.sorted { $0.instance < $1.instance }.map { record in
             var record = record
             let applied = record.appliedVersion ?? 0
@@ -268,7 +288,7 @@ public actor InMemoryConfbusStore: ConfbusStore {
         try available()
         var counts: [ServiceName: (total: Int, lagging: Int)] = [:]
         for (service, records) in state.instances where !records.isEmpty {
-            guard let latest = state.services[service]?.latest else { continue }
+            guard let latest = state.services[service]?.released else { continue }
             counts[service] = (records.count, records.values.filter { ($0.appliedVersion ?? 0) < latest }.count)
         }
         return counts
@@ -321,7 +341,7 @@ public actor InMemoryConfbusStore: ConfbusStore {
                 throw ConfbusError(code: .alreadyExists, service: name.rawValue, message: "\(name) already has versions; import only into a database without it")
             }
             let latest = export.versions.last?.stored.version ?? 0
-            next.services[name] = ServiceRow(latest: latest, overrideLayer: export.overrideLayer)
+            next.services[name] = ServiceRow(latest: latest, released: latest, overrideLayer: export.overrideLayer)
             next.versions[name] = export.versions.map { VersionRow(stored: $0.stored, overrideLayer: $0.overrideLayer) }
             if latest > 0 { next.outbox[name, default: [:]][latest] = Date() }
         }
@@ -335,6 +355,10 @@ public actor InMemoryConfbusStore: ConfbusStore {
 
     public func createRollout(_ record: RolloutRecord) async throws {
         try available()
+        try Self.insert(record, into: &state)
+    }
+
+    private static func insert(_ record: RolloutRecord, into state: inout State) throws {
         let service = record.machine.service
         if state.rollouts[record.machine.id] != nil
             || state.rollouts.values.contains(where: { $0.machine.service == service && !$0.machine.phase.isFinished }) {
@@ -343,12 +367,37 @@ public actor InMemoryConfbusStore: ConfbusStore {
         state.rollouts[record.machine.id] = record
     }
 
-    public func saveRollout(_ machine: RolloutMachine, now: Date) async throws {
+    private static func update(_ record: RolloutRecord, now: Date, audit: AuditRecord?, in state: inout State) throws {
+        guard var stored = state.rollouts[record.machine.id], stored.revision == record.revision, !stored.machine.phase.isFinished else {
+            throw RolloutMoved(id: record.machine.id)
+        }
+        stored.machine = record.machine
+        stored.updatedAt = now
+        if let members = record.members { stored.members = members }
+        stored.revision += 1
+        state.rollouts[record.machine.id] = stored
+        if var audit {
+            audit.at = now
+            state.audit.append(audit)
+        }
+    }
+
+    public func saveRollout(_ record: RolloutRecord, now: Date, audit: AuditRecord?) async throws {
         try available()
-        guard var record = state.rollouts[machine.id] else { return }
-        record.machine = machine
-        record.updatedAt = now
-        state.rollouts[machine.id] = record
+        try Self.update(record, now: now, audit: audit, in: &state)
+    }
+
+    public func releaseRollout(_ record: RolloutRecord, now: Date, audit: AuditRecord?) async throws {
+        try available()
+        var next = state
+        try Self.update(record, now: now, audit: audit, in: &next)
+        let machine = record.machine
+        if var row = next.services[machine.service], row.released < machine.candidateVersion {
+            row.released = machine.candidateVersion
+            next.services[machine.service] = row
+            next.outbox[machine.service, default: [:]][machine.candidateVersion] = now
+        }
+        state = next
     }
 
     public func rollout(id: String) async throws -> RolloutRecord? {
@@ -365,5 +414,10 @@ public actor InMemoryConfbusStore: ConfbusStore {
     public func runningRollouts() async throws -> [RolloutRecord] {
         try available()
         return state.rollouts.values.filter { !$0.machine.phase.isFinished }.sorted { $0.machine.service < $1.machine.service }
+    }
+
+    public func rolloutsUpdated(since: Date) async throws -> [RolloutRecord] {
+        try available()
+        return state.rollouts.values.filter { $0.updatedAt >= since }.sorted { $0.updatedAt < $1.updatedAt }
     }
 }

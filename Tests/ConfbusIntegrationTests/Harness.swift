@@ -298,9 +298,9 @@ final class Confbus: @unchecked Sendable {
         return status
     }
 
-    func logTail() -> String {
+    func logTail(lines: Int = 40) -> String {
         let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").suffix(40).joined(separator: "\n")
+        return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
     }
 
     deinit { stop() }
