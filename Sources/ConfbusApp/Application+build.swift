@@ -85,7 +85,7 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
             RolloutDriver(rollouts: distributor.rollouts, store: store, publisher: gateway, relay: relayStatus, readiness: readiness,
                           reloader: distributor.reloader, logger: logger),
             HangupReload(reloader: distributor.reloader, logger: logger),
-            GaugePoller(store: store, readiness: readiness, relay: relayStatus, reads: distributor.reads),
+            GaugePoller(store: store, readiness: readiness, relay: relayStatus, reads: distributor.reads, board: distributor.rollouts.board),
         ],
         logger: logger
     )
@@ -118,6 +118,7 @@ struct GaugePoller: Service {
     let readiness: Readiness
     let relay: RelayStatus
     let reads: ConfigReads
+    let board: RolloutBoard
 
     func run() async throws {
         let outbox = Gauge(label: "confbus_outbox_depth")
@@ -126,12 +127,18 @@ struct GaugePoller: Service {
         let mqtt = Gauge(label: "confbus_mqtt_connected")
         let services = Gauge(label: "confbus_services")
         let waiters = Gauge(label: "confbus_long_poll_waiters")
+        let rollouts = Gauge(label: "confbus_rollouts_running")
+        let lagging = Gauge(label: "confbus_lagging_instances")
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 database.record(readiness.database ? 1 : 0)
                 mqtt.record(readiness.mqtt ? 1 : 0)
                 services.record(reads.all.count)
                 waiters.record(reads.waiterCount)
+                rollouts.record(board.all.count)
+                if readiness.database, let counts = try? await reads.instanceCounts() {
+                    lagging.record(counts.values.reduce(0) { $0 + $1.lagging })
+                }
                 if readiness.database, let status = try? await store.outboxStatus() {
                     outbox.record(status.backlog)
                     oldest.record(status.oldestAge ?? 0)

@@ -406,7 +406,7 @@ actor Applier {
         switch await accept(document) {
         case .reject(let reason):
             logger.info("the application refused a version", metadata: ["confbus.version": "\(document.version)"])
-            await ack(document.version, "rejected", detail: String(reason.prefix(500)))
+            await ack(document.version, "rejected", detail: String(reason.trimmingCharacters(in: .whitespacesAndNewlines).prefix(500)))
             return false
         case .accept:
             if let cache {

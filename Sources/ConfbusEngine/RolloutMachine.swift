@@ -35,6 +35,7 @@ public struct RolloutMachine: Sendable, Equatable {
             if let last = steps.last, last != 100 { out.append("the last step must be 100") }
             if bake < .zero { out.append("bake must not be negative") }
             if ackTimeout <= .zero { out.append("ack_timeout must be positive") }
+            if bake > .seconds(86_400) || ackTimeout > .seconds(86_400) { out.append("bake and ack_timeout are at most a day (86400s)") }
             if maxRejected < 0 { out.append("max_rejected must not be negative") }
             return out
         }

@@ -52,6 +52,29 @@ enum OpenAPIDocument {
         ],
     ]
 
+    /// `POST /v1/config/{service}/rollouts` (CONTRACT.md §8): one change and the policy.
+    static let rolloutBody: JSONValue = [
+        "type": "object",
+        "properties": [
+            "override": ["type": "object"], "patch": ["type": "object"], "rollback": ["type": "integer", "minimum": 1, "maximum": 2147483647],
+            "reason": ["type": "string"],
+            "steps": ["type": "array", "minItems": 1, "maxItems": 100, "items": ["type": "integer", "minimum": 1, "maximum": 100]],
+            "bake": duration, "ack_timeout": duration,
+            "max_rejected": ["type": "integer", "minimum": 0, "maximum": 1000000],
+        ],
+        "oneOf": .array(batchKinds.map { kind in
+            ["required": [.string(kind)], "not": ["anyOf": .array(batchKinds.filter { $0 != kind }.map { ["required": [.string($0)]] })]]
+        }),
+    ]
+
+    /// A duration as settings write it (`"30s"`, `"500ms"`, `"2m"`) or a number of seconds, up to a day.
+    static let duration: JSONValue = ["oneOf": [
+        ["type": "string", "pattern": #"^[0-9]{1,5}(\.[0-9]{1,3})?(ms|s|m)?$"#],
+        ["type": "number", "minimum": 0, "maximum": 86400],
+    ]]
+
+    static let rolloutID: JSONValue = ["type": "string", "pattern": "^[0-9a-z-]{1,64}$"]
+
     /// What `GET /v1/export` writes and `POST /v1/import` reads (confbus-export/1).
     static let exportBody: JSONValue = [
         "type": "object",
@@ -78,7 +101,7 @@ enum OpenAPIDocument {
                                     "version": ["type": "integer", "minimum": 1, "maximum": 2147483647],
                                     "config": ["type": "object"],
                                     "checksum": ["type": "string", "pattern": "^sha256:[0-9a-f]{64}$"],
-                                    "source": ["enum": ["files", "override", "batch", "rollback", "import"]],
+                                    "source": ["enum": ["files", "override", "batch", "rollback", "import", "rollout"]],
                                     "author": ["type": "string"],
                                     "reason": ["type": ["string", "null"]],
                                     "created_at": ["type": "string", "format": "date-time"],
@@ -144,26 +167,42 @@ enum OpenAPIDocument {
                   admin: true),
         Operation(method: "put", path: "/v1/config/{service}/override", summary: "Replace the ops override layer (If-Match optional)",
                   body: ["type": "object"], headers: [ifMatchHeader, reasonHeader],
-                  responses: ["200": "the resulting document", "401": "admin token required", "412": "If-Match mismatch",
-                              "422": "the result is invalid; nothing stored"], admin: true),
+                  responses: ["200": "the resulting document", "401": "admin token required", "409": "a rollout of the service is running",
+                              "412": "If-Match mismatch", "422": "the result is invalid; nothing stored"], admin: true),
         Operation(method: "patch", path: "/v1/config/{service}/override", summary: "Merge-patch the ops override layer (RFC 7396)",
                   body: ["type": "object"], headers: [ifMatchHeader, reasonHeader],
-                  responses: ["200": "the resulting document", "401": "admin token required", "412": "If-Match mismatch",
-                              "422": "the result is invalid; nothing stored"], admin: true),
+                  responses: ["200": "the resulting document", "401": "admin token required", "409": "a rollout of the service is running",
+                              "412": "If-Match mismatch", "422": "the result is invalid; nothing stored"], admin: true),
         Operation(method: "delete", path: "/v1/config/{service}/override", summary: "Clear the ops override layer",
                   headers: [ifMatchHeader, reasonHeader],
-                  responses: ["200": "the resulting document", "401": "admin token required", "412": "If-Match mismatch"], admin: true),
+                  responses: ["200": "the resulting document", "401": "admin token required", "409": "a rollout of the service is running",
+                              "412": "If-Match mismatch"], admin: true),
         Operation(method: "post", path: "/v1/config/{service}/rollback", summary: "A new version whose config is version N's",
                   body: ["type": "object", "required": ["version"], "properties": ["version": ["type": "integer", "minimum": 1, "maximum": 2147483647]]],
                   headers: [ifMatchHeader, reasonHeader],
-                  responses: ["200": "the new document", "401": "admin token required", "404": "no such version", "412": "If-Match mismatch",
+                  responses: ["200": "the new document", "401": "admin token required", "404": "no such version",
+                              "409": "a rollout of the service is running", "412": "If-Match mismatch",
                               "422": "version N's config no longer validates"], admin: true),
+        Operation(method: "post", path: "/v1/config/{service}/rollouts",
+                  summary: "Start a rollout: the change committed as the candidate, released step by step on the instances' acks",
+                  body: rolloutBody, headers: [reasonHeader],
+                  responses: ["201": "the rollout", "401": "admin token required", "409": "a rollout of the service is running",
+                              "422": "the change is invalid, changes nothing, or the policy cannot run"], admin: true),
+        Operation(method: "get", path: "/v1/config/{service}/rollouts", summary: "The service's rollouts, newest first",
+                  query: [("limit", "at most this many (default 20, at most 200)")], responses: ["200": "rollouts"]),
+        Operation(method: "get", path: "/v1/rollouts/{id}", summary: "A rollout: state, step, cohort and each member's answer",
+                  responses: ["200": "the rollout", "404": "no such rollout"]),
+        Operation(method: "post", path: "/v1/rollouts/{id}/promote", summary: "Release a running rollout's candidate now",
+                  headers: [reasonHeader], responses: ["200": "the rollout, completed", "404": "no such rollout", "409": "it has ended"], admin: true),
+        Operation(method: "post", path: "/v1/rollouts/{id}/abort", summary: "Roll a running rollout back now",
+                  headers: [reasonHeader], responses: ["200": "the rollout, rolled back", "404": "no such rollout", "409": "it has ended"], admin: true),
         Operation(method: "post", path: "/v1/batch", summary: "Overrides, patches and rollbacks for many services, all or nothing (JSON or YAML; Idempotency-Key)",
                   body: batchBody,
                   headers: [("Idempotency-Key", "a retry with the same key and body gets the first answer (at most 200 characters are kept)",
                              ["type": "string"]), reasonHeader],
                   responses: ["200": "batch id and each service's document and changes", "400": "malformed batch", "404": "an unknown service",
-                              "401": "admin token required", "413": "too large", "422": "a change is invalid; nothing stored"], admin: true),
+                              "401": "admin token required", "409": "a rollout of one of the services is running", "413": "too large",
+                              "422": "a change is invalid; nothing stored"], admin: true),
         Operation(method: "post", path: "/v1/validate", summary: "A batch resolved and validated, with diffs; nothing stored",
                   body: batchBody,
                   responses: ["200": "documents and changes", "401": "admin token required", "404": "an unknown service", "422": "invalid"],
@@ -227,6 +266,9 @@ enum OpenAPIDocument {
             var parameters: [JSONValue] = []
             if op.path.contains("{service}") {
                 parameters.append(["name": "service", "in": "path", "required": true, "schema": serviceName])
+            }
+            if op.path.contains("{id}") {
+                parameters.append(["name": "id", "in": "path", "required": true, "schema": rolloutID])
             }
             for h in op.headers {
                 parameters.append(["name": .string(h.name), "in": "header", "required": false, "description": .string(h.description),

@@ -237,10 +237,8 @@ struct ReadController: Sendable {
         let cohort = Set(rollout?.cohort ?? [])
         var top: [String: JSONValue] = ["service": .string(service.rawValue), "version": .integer(latest.version),
                                         "released_version": .integer(latest.version)]
-        if let rollout {
-            top["candidate_version"] = .integer(rollout.candidateVersion)
-            top["rollout"] = .string(rollout.id)
-        }
+        var answers: [String: Int] = ["applied": 0, "rejected": 0, "pending": 0]
+        var lastRejection: (at: Date, instance: String, detail: String?)?
         top["instances"] = .array(records.map { r in
                 var entry: [String: JSONValue] = [
                     "instance": .string(r.instance),
@@ -262,9 +260,22 @@ struct ReadController: Sendable {
                         else if (r.appliedVersion ?? 0) >= rollout.candidateVersion { "applied" }
                         else { "pending" }
                     entry["rollout"] = ["in_cohort": .bool(cohort.contains(r.instance)), "answer": .string(answer)]
+                    answers[answer, default: 0] += 1
+                    if answer == "rejected", lastRejection.map({ $0.at < r.lastSeen }) ?? true { lastRejection = (r.lastSeen, r.instance, r.detail) }
                 }
                 return .object(entry)
             })
+        if let rollout {
+            // The drift view of §8: released and candidate, the cohort's answers, the last rejection.
+            top["candidate_version"] = .integer(rollout.candidateVersion)
+            var summary: [String: JSONValue] = ["id": .string(rollout.id), "step": .integer(rollout.step + 1), "cohort": .integer(rollout.cohort.count),
+                                                "applied": .integer(answers["applied"] ?? 0), "rejected": .integer(answers["rejected"] ?? 0),
+                                                "pending": .integer(answers["pending"] ?? 0)]
+            if let last = lastRejection {
+                summary["last_rejection"] = ["instance": .string(last.instance), "detail": last.detail.map(JSONValue.string) ?? .null]
+            }
+            top["rollout"] = .object(summary)
+        }
         return Response.json(.object(top))
     }
 

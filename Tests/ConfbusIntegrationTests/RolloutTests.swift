@@ -248,6 +248,10 @@ struct RolloutTests {
         // Next, without the silent one: every member applies, then one goes offline during the bake.
         try await fleet[6].health("offline")
         await fleet[6].stop()
+        try await Self.eventually("i-7 is known to be offline") {
+            let listed = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
+            return listed.first { $0["instance"] == "i-7" }?["health"] == "offline"
+        }
         let offline = try await Self.start(confbus, #"{"patch": {"database": {"pool_size": 50}}, "steps": [100], "bake": "30s"}"#)
         let second = try #require(offline.json?["id"]?.stringValue, "\(offline.text)")
         #expect(offline.json?["cohort"]?.arrayValue?.count == 9, "an offline instance is not chosen: \(offline.text)")
@@ -326,5 +330,52 @@ struct RolloutTests {
         #expect(try await Self.finished(a, nextID)["state"] == "completed")
         #expect(try await a.get("/v1/config/billing-api").json?["version"] == .integer(3))
         try await Self.eventually("node b serves the released version too") { try await b.get("/v1/config/billing-api").json?["version"] == .integer(3) }
+    }
+
+    /// The command line runs in a thread of its own: it blocks until the process ends (a watch
+    /// lasts as long as the rollout), and the instances must go on answering meanwhile.
+    static func cli(_ arguments: [String], _ confbus: Confbus) async throws -> RemoteCLITests.Run {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Result { try RemoteCLITests.cli(arguments, confbus: confbus) })
+            }
+        }
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func theCommandLineStartsWatchesListsAndAborts() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, tree) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let fleet = try await Self.fleet(confbus, broker: broker, behaviours: ["i-2": .reject])
+        defer { Task { for i in fleet { await i.stop() } } }
+        let change = tree.deletingLastPathComponent().appendingPathComponent("change.yaml")
+        try "database:\n  pool_size: 40\n".write(to: change, atomically: true, encoding: .utf8)
+
+        let started = try await Self.cli(["rollout", "start", "billing-api", "-f", change.path, "--steps", "100", "--bake", "1s",
+                                          "--reason", "bigger pool", "--output", "json"], confbus)
+        #expect(started.status == 0, "\(started.stderr)")
+        let id = try #require((try? JSONParser().parse(Array(started.stdout.utf8)))?["id"]?.stringValue, "\(started.stdout)")
+        let watched = try await Self.cli(["rollout", "status", id, "--watch"], confbus)
+        #expect(watched.status == 1, "a rollback ends the watch with 1: \(watched.stdout)\(watched.stderr)")
+        #expect(watched.stdout.contains("rejected by i-2: pool too small") && watched.stdout.contains("rolled back: "), "\(watched.stdout)")
+        let status = try await Self.cli(["rollout", "status", id], confbus)
+        #expect(status.status == 0 && status.stdout.contains("rolled_back") && status.stdout.contains("v1 → v2"), "\(status.stdout)")
+        let listed = try await Self.cli(["rollout", "list", "billing-api"], confbus)
+        #expect(listed.stdout.contains(id) && listed.stdout.contains("rolled_back"), "\(listed.stdout)")
+
+        let next = try await Self.cli(["rollout", "start", "billing-api", "-f", change.path, "--steps", "10,100", "--bake", "60s",
+                                       "--output", "json"], confbus)
+        let nextID = try #require((try? JSONParser().parse(Array(next.stdout.utf8)))?["id"]?.stringValue, "\(next.stdout)\(next.stderr)")
+        let aborted = try await Self.cli(["rollout", "abort", nextID, "--reason", "not today"], confbus)
+        #expect(aborted.status == 0 && aborted.stdout.contains("rolled back: aborted by ops: not today"), "\(aborted.stdout)\(aborted.stderr)")
+        let twice = try await Self.cli(["rollout", "abort", nextID], confbus)
+        #expect(twice.status == 1 && twice.stderr.contains("409"), "\(twice.stderr)")
+
+        try "database:\n  pool_size: 500\n".write(to: change, atomically: true, encoding: .utf8)
+        let invalid = try await Self.cli(["rollout", "start", "billing-api", "-f", change.path], confbus)
+        #expect(invalid.status == 1 && invalid.stderr.contains("/database/pool_size"), "\(invalid.stderr)")
+        let badSteps = try await Self.cli(["rollout", "start", "billing-api", "-f", change.path, "--steps", "ten"], confbus)
+        #expect(badSteps.status == 2, "\(badSteps.stderr)")
     }
 }
