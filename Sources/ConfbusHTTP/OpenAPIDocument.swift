@@ -232,7 +232,8 @@ enum OpenAPIDocument {
     /// The constraints the handlers enforce on each query parameter.
     static func querySchema(_ name: String) -> JSONValue {
         switch name {
-        case "pointer": ["type": "string", "pattern": "^/"]
+        // RFC 6901: "/" then tokens where "~" is only ever "~0" or "~1".
+        case "pointer": ["type": "string", "pattern": "^(/([^~]|~[01])*)+$"]
         case "service": serviceName
         case "from", "to": ["type": "integer", "minimum": 1, "maximum": 2147483647]
         case "history", "secrets": ["type": "boolean"]

@@ -202,11 +202,10 @@ struct ReadController: Sendable {
             ]
             if let errors = invalid[v.service] { entry["state"] = "invalid"; entry["errors"] = Self.errorList(errors) }
             entry["released_version"] = .integer(v.version)
-            if let running = board.running(v.service) {
+            if let running = board.running(v.service), let records = try? await reads.instances(v.service) {
                 let m = running.record.machine
                 entry["candidate_version"] = .integer(m.candidateVersion)
-                entry["rollout"] = ["id": .string(m.id), "step": .integer(m.step + 1), "steps": .integer(m.policy.steps.count),
-                                    "cohort": .integer(m.cohort.count)]
+                entry["rollout"] = Self.rolloutSummary(m, records.map { ($0, Self.answer($0, to: m)) })
             }
             entries[v.service] = .object(entry)
         }
@@ -237,8 +236,6 @@ struct ReadController: Sendable {
         let cohort = Set(rollout?.cohort ?? [])
         var top: [String: JSONValue] = ["service": .string(service.rawValue), "version": .integer(latest.version),
                                         "released_version": .integer(latest.version)]
-        var answers: [String: Int] = ["applied": 0, "rejected": 0, "pending": 0]
-        var lastRejection: (at: Date, instance: String, detail: String?)?
         top["instances"] = .array(records.map { r in
                 var entry: [String: JSONValue] = [
                     "instance": .string(r.instance),
@@ -254,29 +251,36 @@ struct ReadController: Sendable {
                     "features": .array(r.features.map(JSONValue.string)),
                 ]
                 if let rollout {
-                    // applied / rejected / pending for the candidate, as the rollout counts it.
-                    let answer: String = if !cohort.contains(r.instance) { "not_in_cohort" }
-                        else if r.ackVersion == rollout.candidateVersion && r.ackStatus == "rejected" { "rejected" }
-                        else if (r.appliedVersion ?? 0) >= rollout.candidateVersion { "applied" }
-                        else { "pending" }
-                    entry["rollout"] = ["in_cohort": .bool(cohort.contains(r.instance)), "answer": .string(answer)]
-                    answers[answer, default: 0] += 1
-                    if answer == "rejected", lastRejection.map({ $0.at < r.lastSeen }) ?? true { lastRejection = (r.lastSeen, r.instance, r.detail) }
+                    entry["rollout"] = ["in_cohort": .bool(cohort.contains(r.instance)), "answer": .string(Self.answer(r, to: rollout))]
                 }
                 return .object(entry)
             })
         if let rollout {
-            // The drift view of §8: released and candidate, the cohort's answers, the last rejection.
             top["candidate_version"] = .integer(rollout.candidateVersion)
-            var summary: [String: JSONValue] = ["id": .string(rollout.id), "step": .integer(rollout.step + 1), "cohort": .integer(rollout.cohort.count),
-                                                "applied": .integer(answers["applied"] ?? 0), "rejected": .integer(answers["rejected"] ?? 0),
-                                                "pending": .integer(answers["pending"] ?? 0)]
-            if let last = lastRejection {
-                summary["last_rejection"] = ["instance": .string(last.instance), "detail": last.detail.map(JSONValue.string) ?? .null]
-            }
-            top["rollout"] = .object(summary)
+            top["rollout"] = Self.rolloutSummary(rollout, records.map { ($0, Self.answer($0, to: rollout)) })
         }
         return Response.json(.object(top))
+    }
+
+    /// An instance's answer to a running rollout's candidate, as the rollout counts it.
+    static func answer(_ r: InstanceRecord, to rollout: RolloutMachine) -> String {
+        if !rollout.cohort.contains(r.instance) { return "not_in_cohort" }
+        if r.ackVersion == rollout.candidateVersion && r.ackStatus == "rejected" { return "rejected" }
+        if (r.appliedVersion ?? 0) >= rollout.candidateVersion { return "applied" }
+        return "pending"
+    }
+
+    /// The drift view of §8 for a service with a running rollout: its step, the cohort's answers and
+    /// the last rejection (instance and detail).
+    static func rolloutSummary(_ rollout: RolloutMachine, _ answered: [(record: InstanceRecord, answer: String)]) -> JSONValue {
+        func count(_ answer: String) -> JSONValue { .integer(answered.filter { $0.answer == answer }.count) }
+        var summary: [String: JSONValue] = ["id": .string(rollout.id), "step": .integer(rollout.step + 1), "steps": .integer(rollout.policy.steps.count),
+                                            "cohort": .integer(rollout.cohort.count),
+                                            "applied": count("applied"), "rejected": count("rejected"), "pending": count("pending")]
+        if let last = answered.filter({ $0.answer == "rejected" }).max(by: { $0.record.lastSeen < $1.record.lastSeen }) {
+            summary["last_rejection"] = ["instance": .string(last.record.instance), "detail": last.record.detail.map(JSONValue.string) ?? .null]
+        }
+        return .object(summary)
     }
 
     @Sendable func schema(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {

@@ -250,4 +250,44 @@ struct UseCaseTests {
         }
         #expect(publisher.published.withLock { $0 } == ["alpha:2"], "version 1 was never sent over version 2")
     }
+
+    @Test func aRolloutHoldsItsCandidateBackDefersFileChangesAndReleasesOnAcks() async throws {
+        let f = Fixture()
+        let alpha = Self.name("alpha")
+        f.tree.set("alpha", defaults: "pool: 5")
+        _ = try await f.distributor.reloader.reload(reason: "start")
+        for instance in ["a-1", "a-2"] {
+            try await f.store.recordRegistration(alpha, instance: instance, version: 1, features: ["rollout"])
+        }
+        try await f.store.recordRegistration(alpha, instance: "old-1", version: 1, features: [])
+        let rollouts = f.distributor.rollouts
+        let policy = RolloutMachine.Policy(steps: [50, 100], bake: .zero, ackTimeout: .seconds(60), maxRejected: 0)
+        let view = try await rollouts.start(alpha, RolloutRequest(change: .patch(["pool": 9]), reason: "bigger", policy: policy), by: Self.admin)
+        #expect(view.record.machine.cohort.count == 1, "half of the two that take part")
+        #expect(f.distributor.reads.latest(alpha)?.version == 1, "the candidate is not what everyone reads")
+        #expect(rollouts.board.candidate(for: alpha, instance: view.record.machine.cohort[0])?.version == 2)
+        #expect(rollouts.board.candidate(for: alpha, instance: "old-1") == nil)
+        await #expect(throws: ConfbusError.self) {
+            _ = try await f.distributor.overrides.edit(alpha, .patch(["pool": 3]), expectedVersion: nil, by: Self.admin)
+        }
+        // A file change waits for the rollout, without making the service invalid.
+        f.tree.set("alpha", defaults: "pool: 6")
+        let deferred = try await f.distributor.reloader.reload(reason: "edit")
+        #expect(deferred.deferred == [alpha] && deferred.failed.isEmpty && deferred.committed.isEmpty)
+
+        // The first member acks: step 2 takes both; both acked, it is released.
+        try await f.store.recordAck(alpha, instance: view.record.machine.cohort[0], version: 2, status: "applied", detail: nil)
+        let stepped = try await rollouts.advance(try #require(try await f.store.rollout(id: view.record.machine.id)))
+        #expect(stepped.machine.step == 1 && stepped.machine.cohort.count == 2)
+        for instance in stepped.machine.cohort { try await f.store.recordAck(alpha, instance: instance, version: 2, status: "applied", detail: nil) }
+        let done = try await rollouts.advance(stepped)
+        #expect(done.machine.phase.state == "completed")
+        #expect(done.members?.map(\.answer) == [.applied, .applied])
+        #expect(f.distributor.reads.latest(alpha)?.version == 2 && f.distributor.reads.latest(alpha)?.config["pool"] == .integer(9))
+        #expect(rollouts.board.running(alpha) == nil)
+        let actions = try await f.store.auditLog(service: alpha, limit: 10).map(\.action).filter { $0.hasPrefix("rollout.") }
+        #expect(actions == ["rollout.complete", "rollout.step", "rollout.start"])
+        // A move from the stale read changes nothing.
+        await #expect(throws: RolloutMoved.self) { _ = try await rollouts.advance(stepped) }
+    }
 }

@@ -456,8 +456,10 @@ struct LifecycleTests {
         // Every documented GET answers with something other than the router's 404.
         for (path, item) in paths where item["get"] != nil {
             let concrete = path.replacingOccurrences(of: "{service}", with: "billing-api")
-            let status = try await confbus.get(concrete).status
-            #expect(status != 404 || path.contains("diff"), "\(path) is documented but not served")
+            let answer = try await confbus.get(concrete)
+            // A rollout id that names none is the handler's own 404, said as such.
+            let handled = path.contains("{id}") && answer.json?["detail"]?.stringValue?.contains("rollout") == true
+            #expect(answer.status != 404 || path.contains("diff") || handled, "\(path) is documented but not served")
         }
         #expect(paths.keys.contains("/v1/reload"))
         // A method the document does not list for a path is 405 with the ones it does (HEAD with GET).
