@@ -10,8 +10,10 @@ public struct JSONPointer: Sendable, Hashable, Comparable, CustomStringConvertib
         guard text.hasPrefix("/") else { return nil }
         var tokens: [String] = []
         for raw in text.dropFirst().split(separator: "/", omittingEmptySubsequences: false) {
-            var token = ""
-            var iterator = raw.makeIterator()
+            // By scalar, not by Character: "~0" followed by a combining mark or a modifier is one
+            // Character in Swift, yet still the escape "~0" then that scalar (RFC 6901 counts code points).
+            var token = String.UnicodeScalarView()
+            var iterator = raw.unicodeScalars.makeIterator()
             while let c = iterator.next() {
                 if c == "~" {
                     switch iterator.next() {
@@ -23,7 +25,7 @@ public struct JSONPointer: Sendable, Hashable, Comparable, CustomStringConvertib
                     token.append(c)
                 }
             }
-            tokens.append(token)
+            tokens.append(String(token))
         }
         self.tokens = tokens
     }

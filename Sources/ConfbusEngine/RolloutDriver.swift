@@ -83,7 +83,6 @@ public struct RolloutDriver: Service {
             return
         }
         var current: [RolloutRecord] = []
-        var ended: [ServiceName] = []
         for var record in running {
             if leading {
                 do {
@@ -94,14 +93,14 @@ public struct RolloutDriver: Service {
                     logger.warning("rollout not advanced; will retry", metadata: ["confbus.rollout": "\(record.machine.id)",
                                                                                   "error.type": "\(type(of: error))"])
                 }
-                if record.machine.phase.isFinished { ended.append(record.machine.service); continue }
+                if record.machine.phase.isFinished { continue }
             }
             current.append(record)
         }
         await refreshBoard(current)
         if leading { await publishTopics(current, published: published) } else { _ = await published.lead(false) }
-        // A file change that waited for the rollout is committed now.
-        if !ended.isEmpty {
+        // A file change that waited for a rollout (ended here, by an operator, or on another node) is committed now.
+        if !rollouts.board.takeEnded().isEmpty {
             do {
                 let report = try await reloader.reload(author: "confbus", reason: "a rollout ended")
                 if !report.committed.isEmpty { logger.info("committed file changes that waited for a rollout", metadata: ["count": "\(report.committed.count)"]) }

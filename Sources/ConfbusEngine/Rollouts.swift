@@ -89,6 +89,8 @@ public final class RolloutBoard: Sendable {
     }
 
     private let entries = Mutex<[ServiceName: Entry]>([:])
+    /// Services whose rollout this node saw end since the driver last asked (their deferred file changes are due).
+    private let ended = Mutex<Set<ServiceName>>([])
 
     public init() {}
 
@@ -109,9 +111,16 @@ public final class RolloutBoard: Sendable {
 
     func set(_ entry: Entry) { entries.withLock { $0[entry.record.machine.service] = entry } }
 
-    func remove(_ service: ServiceName) { _ = entries.withLock { $0.removeValue(forKey: service) } }
+    func remove(_ service: ServiceName) {
+        if entries.withLock({ $0.removeValue(forKey: service) }) != nil { _ = ended.withLock { $0.insert(service) } }
+    }
 
-    func replace(_ all: [ServiceName: Entry]) { entries.withLock { $0 = all } }
+    func replace(_ all: [ServiceName: Entry]) {
+        let gone = entries.withLock { held in defer { held = all }; return Set(held.keys).subtracting(all.keys) }
+        if !gone.isEmpty { ended.withLock { $0.formUnion(gone) } }
+    }
+
+    func takeEnded() -> Set<ServiceName> { ended.withLock { s in defer { s = [] }; return s } }
 }
 
 /// Rollouts (CONTRACT.md §8): started, promoted and aborted by operators on any node, advanced by

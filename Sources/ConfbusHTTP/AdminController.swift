@@ -46,6 +46,8 @@ struct AdminController: Sendable {
         return Response.json([
             "committed": .array(report.committed.map { JSONValue.object(["service": .string($0.service.rawValue), "version": .integer($0.version)]) }),
             "unchanged": .array(report.unchanged.map { JSONValue.string($0.rawValue) }),
+            // File changes of services with a running rollout: committed when it ends.
+            "deferred": .array(report.deferred.map { JSONValue.string($0.rawValue) }),
             "failed": .object(Dictionary(uniqueKeysWithValues: report.failed.map { name, errors in (name.rawValue, ReadController.errorList(errors)) })),
         ])
     }
@@ -57,7 +59,8 @@ struct AdminController: Sendable {
         guard let header = request.headers[.ifMatch]?.trimmingCharacters(in: .whitespaces) else { return nil }
         if header == "*" { return nil }
         let value = header.hasPrefix("\"") && header.hasSuffix("\"") && header.count >= 2 ? String(header.dropFirst().dropLast()) : header
-        if let version = Int(value), version >= 0 { return version }
+        // Digits only: Int("+97") is 97, but the documented form is "<version>".
+        if (1...10).contains(value.utf8.count), value.utf8.allSatisfy({ (48...57).contains($0) }), let version = Int(value) { return version }
         guard Self.isChecksum(value) else {
             throw Problem(.badRequest, code: "bad_request", detail: "If-Match must be \"<version>\", the ETag or *")
         }

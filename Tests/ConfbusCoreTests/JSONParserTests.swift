@@ -73,6 +73,9 @@ struct JSONPointerTests {
         #expect(pointer.description == "/a~1b/c~0d/")
         #expect(JSONPointer(pointer.description) == pointer)
         #expect(JSONPointer("nope") == nil)
+        // "~0" then a modifier is one Swift Character but still the escape, then that scalar.
+        #expect(JSONPointer("/~0\u{1F3FB}x")?.tokens == ["~\u{1F3FB}x"])
+        #expect(JSONPointer("/a~2") == nil && JSONPointer("/a~") == nil)
         #expect(JSONPointer("/a~2") == nil)
     }
 

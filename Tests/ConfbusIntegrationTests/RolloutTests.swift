@@ -279,7 +279,7 @@ struct RolloutTests {
     @Test(.timeLimit(.minutes(2)))
     func promoteReleasesAndAbortRollsBack() async throws {
         let broker = try #require(TestServers.mqttURL)
-        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        let (confbus, tree) = try await Harness.startedConfbus(broker: broker)
         defer { confbus.stop() }
         let fleet = try await Self.fleet(confbus, broker: broker)
         defer { Task { for i in fleet { await i.stop() } } }
@@ -296,11 +296,23 @@ struct RolloutTests {
 
         let next = try await Self.start(confbus, #"{"patch": {"database": {"pool_size": 60}}, "steps": [50, 100], "bake": "60s"}"#)
         let nextID = try #require(next.json?["id"]?.stringValue, "\(next.text)")
+        // A file change meanwhile waits for the rollout's end (not an invalid service, not a 409).
+        let defaults = tree.appendingPathComponent("services/billing-api/defaults.yaml")
+        try (try String(contentsOf: defaults, encoding: .utf8)).replacingOccurrences(of: "port: 8080", with: "port: 8081")
+            .write(to: defaults, atomically: true, encoding: .utf8)
+        let reload = try await confbus.reload()
+        #expect(reload.status == 200 && reload.json?["deferred"] == ["billing-api"] && reload.json?["failed"] == [:], "\(reload.text)")
         let aborted = try await confbus.request("POST", "/v1/rollouts/\(nextID)/abort", headers: Self.admin.merging(["X-Confbus-Reason": "wrong pool"]) { $1 })
         #expect(aborted.status == 200 && aborted.json?["state"] == "rolled_back", "\(aborted.text)")
         #expect(aborted.json?["rollback_reason"]?.stringValue == "aborted by ops: wrong pool")
         let current = try await confbus.get("/v1/config/billing-api").json
         #expect(current?["version"] == .integer(4) && current?["config"]?["database"]?["pool_size"] == .integer(40), "\(String(describing: current))")
+        // The rollout over, the waiting file change is committed on top of the rollback.
+        try await Self.eventually("the deferred file change is committed") {
+            try await confbus.get("/v1/config/billing-api").json?["config"]?["http"]?["port"] == .integer(8081)
+        }
+        let afterFiles = try await confbus.get("/v1/config/billing-api").json
+        #expect(afterFiles?["version"] == .integer(5) && afterFiles?["config"]?["database"]?["pool_size"] == .integer(40))
         #expect(try await confbus.get("/v1/rollouts/00000000-0000-0000-0000-000000000000").status == 404)
         let bad = try await Self.start(confbus, #"{"patch": {"database": {"pool_size": 40}}, "steps": [50, 40]}"#)
         #expect(bad.status == 422 && bad.json?["detail"]?.stringValue?.contains("steps must rise") == true, "\(bad.text)")
@@ -308,7 +320,7 @@ struct RolloutTests {
         #expect(invalid.status == 422 && invalid.json?["errors"]?.arrayValue?.first?["path"] == "/database/pool_size", "\(invalid.text)")
         let same = try await Self.start(confbus, #"{"patch": {"database": {"pool_size": 40}}}"#)
         #expect(same.status == 422 && same.json?["type"]?.stringValue?.hasSuffix("/nothing_to_roll_out") == true, "\(same.text)")
-        #expect(try await Harness.versions(in: confbus.databaseURL, service: "billing-api") == [1, 2, 3, 4], "refusals stored nothing")
+        #expect(try await Harness.versions(in: confbus.databaseURL, service: "billing-api") == [1, 2, 3, 4, 5], "refusals stored nothing")
     }
 
     @Test(.timeLimit(.minutes(3)))
