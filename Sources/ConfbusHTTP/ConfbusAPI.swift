@@ -36,7 +36,7 @@ public struct ConfbusAPI: Sendable {
         OperationsController(readiness: readiness, registry: registry).addRoutes(to: router.group())
         let reads = router.group().add(middleware: ReadAccessMiddleware(policy: policy, limiter: limiter))
         let admin = router.group().add(middleware: AdminAccessMiddleware(policy: policy, readiness: readiness, limiter: limiter))
-        let rollouts = RolloutController(rollouts: distributor.rollouts, body: body)
+        let rollouts = RolloutController(rollouts: distributor.rollouts, reads: distributor.reads, body: body)
         ReadController(allReads: distributor.reads, readiness: readiness, board: distributor.rollouts.board).addRoutes(to: reads)
         rollouts.addReadRoutes(to: reads)
         AdminController(distributor: distributor, body: body).addRoutes(to: admin)

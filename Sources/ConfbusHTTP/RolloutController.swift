@@ -7,6 +7,7 @@ import Hummingbird
 /// like the service they belong to (a token scoped to other services gets 404).
 struct RolloutController: Sendable {
     let rollouts: Rollouts
+    let reads: ConfigReads
     let body: BodyReader
 
     func addReadRoutes(to group: RouterGroup<ConfbusRequestContext>) {
@@ -42,7 +43,10 @@ struct RolloutController: Sendable {
 
     @Sendable func list(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
         let service = try context.requireService()
-        guard context.caller?.mayRead(service) ?? true else { throw Problem(.notFound, code: "not_found", detail: "no service \"\(service)\"") }
+        // Out of the token's scope reads exactly as a service that does not exist (CONTRACT.md §6c).
+        guard VisibleReads(reads, for: context.caller).latest(service) != nil else {
+            throw Problem(.notFound, code: "not_found", detail: "\(service) has no version")
+        }
         let limit = min(try ReadController.integer(request, "limit") ?? 20, 200)
         let views = try await rollouts.rollouts(of: service, limit: limit)
         return Response.json(["service": .string(service.rawValue), "rollouts": .array(views.map(Self.json))])
