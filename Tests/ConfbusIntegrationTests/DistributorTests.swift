@@ -64,8 +64,14 @@ struct DistributorTests {
         #expect(update.json?["version"] == .integer(1))
         #expect(update.json?["config"] == (try Self.expectedConfig(tree, "late-worker")))
 
-        let instances = try await confbus.get("/v1/services/late-worker/instances")
-        #expect(instances.json?["instances"]?.arrayValue?.first?["instance"] == .string("lw-1"))
+        // Version 1 is published before the registration that made it is stored: wait for the record.
+        var listed: JSONValue?
+        for _ in 0..<100 {
+            listed = try await confbus.get("/v1/services/late-worker/instances").json?["instances"]?.arrayValue?.first?["instance"]
+            if listed != nil { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(listed == .string("lw-1"))
 
         // Refusals come back on config/error/<service>, and nothing is created.
         try await probe.publish(confbus.topic("register", "no-such-service"), #"{"instance": "x-1"}"#)
