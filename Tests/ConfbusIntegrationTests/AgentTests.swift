@@ -69,9 +69,9 @@ struct AgentTests {
             probe.messages(on: registrations).compactMap(\.json).filter { $0["instance"] == .string(instance) }
         }
         let agent = try AgentProcess(arguments, in: dir)
-        try await FaultIsolationTests.eventually("the file holds version 1") { Self.read(output).contains("DATABASE_POOL_SIZE=10\n") }
+        try await Harness.eventually("the file holds version 1") { Self.read(output).contains("DATABASE_POOL_SIZE=10\n") }
         #expect(Self.read(output).contains("DATABASE_HOST=\""))
-        try await FaultIsolationTests.eventually("acked applied") {
+        try await Harness.eventually("acked applied") {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
             return instances.contains { $0["instance"] == .string(instance) && $0["applied_version"] == .integer(1) }
         }
@@ -81,13 +81,13 @@ struct AgentTests {
 
         #expect(try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(),
                                           body: Data(#"{"database": {"pool_size": 40}}"#.utf8)).status == 200)
-        try await FaultIsolationTests.eventually("the file holds version 2") { Self.read(output).contains("DATABASE_POOL_SIZE=40\n") }
-        try await FaultIsolationTests.eventually("the reload ran for each version") { Self.read(reloads) == "reloaded\nreloaded\n" }
+        try await Harness.eventually("the file holds version 2") { Self.read(output).contains("DATABASE_POOL_SIZE=40\n") }
+        try await Harness.eventually("the reload ran for each version") { Self.read(reloads) == "reloaded\nreloaded\n" }
 
         // The check refuses: acked rejected with its stderr, the file keeps version 2, no reload.
         #expect(try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(),
                                           body: Data(#"{"database": {"pool_size": 77}}"#.utf8)).status == 200)
-        try await FaultIsolationTests.eventually("acked rejected") {
+        try await Harness.eventually("acked rejected") {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
             return instances.contains { $0["instance"] == .string(instance) && $0["ack_status"] == "rejected"
                 && $0["detail"]?.stringValue?.contains("pool 77 refused") == true && $0["applied_version"] == .integer(2) }
@@ -105,15 +105,15 @@ struct AgentTests {
         try FileManager.default.removeItem(at: output)
         let registeredBefore = registered().count
         let offline = try AgentProcess(arguments + ["--require-server", "--no-rollouts"], in: dir)
-        try await FaultIsolationTests.eventually("the cached config is written") { Self.read(output).contains("DATABASE_POOL_SIZE=40\n") }
+        try await Harness.eventually("the cached config is written") { Self.read(output).contains("DATABASE_POOL_SIZE=40\n") }
         #expect(offline.process.isRunning)
 
         // SIGKILL: the broker publishes the Will.
-        try await FaultIsolationTests.eventually("the new agent says online") {
+        try await Harness.eventually("the new agent says online") {
             probe.messages(on: confbus.topic("health", "billing-api/\(instance)")).dropFirst(afterStop).contains { $0.json?["status"] == "online" }
         }
         // --no-rollouts: registered without the feature.
-        try await FaultIsolationTests.eventually("the new agent registered") { registered().count > registeredBefore }
+        try await Harness.eventually("the new agent registered") { registered().count > registeredBefore }
         #expect(registered().last?["features"] == nil)
         let count = probe.messages(on: confbus.topic("health", "billing-api/\(instance)")).count
         kill(offline.process.processIdentifier, SIGKILL)

@@ -64,7 +64,7 @@ struct BrokerFaultTests {
             return n >= 1
         }
         #expect(report.text.contains("\"status\":\"online\""), "a takeover is not a fault of the node: \(report.text)")
-        try await FaultIsolationTests.eventually("confbus is ready again") { try await confbus.get("/readyz").status == 200 }
+        try await Harness.eventually("confbus is ready again") { try await confbus.get("/readyz").status == 200 }
         let patched = try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: FaultIsolationTests.admin,
                                                 body: FaultIsolationTests.body(#"{"log_level": "debug"}"#))
         #expect(patched.status == 200)
@@ -92,7 +92,7 @@ struct BrokerFaultTests {
         let reply = try await probe.waitFor(confbus.topic("error", "billing-api"))
         #expect(reply.text.contains("too_large") || reply.text.contains("too large"), "the mid-sized one is refused by confbus: \(reply.text)")
         try await probe.publish(confbus.topic("register", "billing-api"), #"{"instance": "ok-1"}"#)
-        try await FaultIsolationTests.eventually("the normal registration is recorded") {
+        try await Harness.eventually("the normal registration is recorded") {
             let answer = try await confbus.get("/v1/services/billing-api/instances")
             return answer.status == 200 && answer.text.contains("ok-1")
         }
@@ -120,7 +120,7 @@ struct InboxIsolationTests {
             return list
         }
         try await probe.publish(confbus.topic("register", "billing-api"), #"{"instance": "stuck-1"}"#)
-        try await FaultIsolationTests.eventually("the first registration") { try await instances("billing-api").count == 1 }
+        try await Harness.eventually("the first registration") { try await instances("billing-api").count == 1 }
 
         let locked = AsyncStream<Void>.makeStream()
         let release = AsyncStream<Void>.makeStream()
@@ -141,7 +141,7 @@ struct InboxIsolationTests {
         try await probe.publish(confbus.topic("register", "billing-api"), #"{"instance": "stuck-2"}"#)
         let sent = ContinuousClock.now
         try await probe.publish(confbus.topic("register", "report-worker"), #"{"instance": "free-1"}"#)
-        try await FaultIsolationTests.eventually("the other service's registration", timeout: .seconds(5)) {
+        try await Harness.eventually("the other service's registration", timeout: .seconds(5)) {
             try await instances("report-worker").count == 1
         }
         print("fault timing: another service's registration recorded \(ContinuousClock.now - sent) after it was sent, one service stuck")
@@ -149,7 +149,7 @@ struct InboxIsolationTests {
 
         release.continuation.yield()
         _ = try await holder.value
-        try await FaultIsolationTests.eventually("the stuck service catches up, in order") {
+        try await Harness.eventually("the stuck service catches up, in order") {
             let list = try await instances("billing-api")
             return list.count == 2 && list.first?["health"] == "degraded"
         }

@@ -51,7 +51,7 @@ struct ClientLibraryTests {
         #expect(client.heldVersion == 1)
         let running = Task { try await client.run() }
         defer { running.cancel() }
-        try await FaultIsolationTests.eventually("the client holds version 1") { client.heldVersion == 1 }
+        try await Harness.eventually("the client holds version 1") { client.heldVersion == 1 }
         let reader = ConfigReader(provider: client.provider)
         #expect(reader.int(forKey: "database.pool_size") == 10)
         // The schema marks database.password writeOnly: it comes back secret, pool_size does not.
@@ -59,7 +59,7 @@ struct ClientLibraryTests {
         #expect(try client.provider.value(forKey: password, type: .string).value?.isSecret == true)
         #expect(try client.provider.value(forKey: AbsoluteConfigKey(["database", "pool_size"]), type: .int).value?.isSecret == false)
         // The instance registered and acked over MQTT.
-        try await FaultIsolationTests.eventually("the instance is listed with version 1 applied") {
+        try await Harness.eventually("the instance is listed with version 1 applied") {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
             return instances.contains { $0["instance"] == .string(client.configuration.instance) && $0["applied_version"] == .integer(1) }
         }
@@ -81,7 +81,7 @@ struct ClientLibraryTests {
         // A version the application refuses is acked rejected and not applied.
         #expect(try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(),
                                           body: Data(#"{"database": {"pool_size": 77}}"#.utf8)).status == 200)
-        try await FaultIsolationTests.eventually("the refusal is acked") {
+        try await Harness.eventually("the refusal is acked") {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
             return instances.contains { $0["instance"] == .string(client.configuration.instance) && $0["ack_status"] == "rejected" && $0["applied_version"] == .integer(2) }
         }
@@ -92,7 +92,7 @@ struct ClientLibraryTests {
         let forged = JSONValue.object(["service": "billing-api", "environment": "development", "version": 50,
                                        "checksum": .string("sha256:" + String(repeating: "a", count: 64)), "config": ["database": ["pool_size": 1]]])
         try await probe.publish(confbus.topic("update", "billing-api"), forged.serialized(.canonical))
-        try await FaultIsolationTests.eventually("the forged document is counted") { await client.dropped()[.checksumMismatch] == 1 }
+        try await Harness.eventually("the forged document is counted") { await client.dropped()[.checksumMismatch] == 1 }
         #expect(client.heldVersion == 2 && reader.int(forKey: "database.pool_size") == 40)
         await probe.shutdown()
         running.cancel()
@@ -146,22 +146,22 @@ struct ClientLibraryTests {
         try probe.subscribe(healthTopic)
         let running = Task { try await client.run() }
         defer { running.cancel() }
-        try await FaultIsolationTests.eventually("the client's health says it runs version 1") {
+        try await Harness.eventually("the client's health says it runs version 1") {
             probe.messages(on: healthTopic).contains { $0.json?["status"] == "online" && $0.json?["version"] == 1 }
         }
         // confbus's half: an instance it never heard an ack from, known by its health alone.
         try await probe.publish(confbus.topic("health", "billing-api/silent-acker"), #"{"status":"online","version":1}"#, retain: true)
-        try await FaultIsolationTests.eventually("the instance is listed as running version 1") {
+        try await Harness.eventually("the instance is listed as running version 1") {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
             return instances.contains { $0["instance"] == "silent-acker" && $0["applied_version"] == 1 && $0["health"] == "online" }
         }
         // The periodic check (every 2 s here) is an ETag check: answered 304, the document not sent again.
-        try await FaultIsolationTests.eventually("a recheck is answered 304") {
+        try await Harness.eventually("a recheck is answered 304") {
             let metrics = String(decoding: try await confbus.get("/metrics").body, as: UTF8.self)
             return metrics.split(separator: "\n").contains { $0.contains("route=\"/v1/config/{service}\"") && $0.contains("status=\"304\"") }
         }
         // The drift view: what each registered with, and how long a lagging one has lagged.
-        try await FaultIsolationTests.eventually("the client is listed with the rollout feature") {
+        try await Harness.eventually("the client is listed with the rollout feature") {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
             return instances.contains { $0["instance"] == .string(client.configuration.instance) && $0["features"] == ["rollout"] && $0["lagging_since"] == .null }
         }
@@ -191,8 +191,8 @@ struct ClientLibraryTests {
         try probe.subscribe(confbus.topic("ack", "billing-api/\(client.configuration.instance)"))
         let running = Task { try await client.run() }
         defer { running.cancel() }
-        try await FaultIsolationTests.eventually("the client holds version 1") { client.heldVersion == 1 }
-        try await FaultIsolationTests.eventually("it registered with the rollout feature") {
+        try await Harness.eventually("the client holds version 1") { client.heldVersion == 1 }
+        try await Harness.eventually("it registered with the rollout feature") {
             probe.messages(on: confbus.topic("register", "billing-api")).contains { message in
                 let body = try? JSONParser().parse(message.payload)
                 return body?["instance"] == .string(client.configuration.instance) && body?["features"] == ["rollout"]
@@ -213,14 +213,14 @@ struct ClientLibraryTests {
         // Its cohort, but a checksum that is not the config's: dropped and counted.
         try await probe.publish(topic, rollout(cohort: [client.configuration.instance], config: candidateConfig,
                                                checksum: "sha256:" + String(repeating: "0", count: 64)), retain: true)
-        try await FaultIsolationTests.eventually("the forged candidate is counted") { await client.dropped()[.checksumMismatch] == 1 }
+        try await Harness.eventually("the forged candidate is counted") { await client.dropped()[.checksumMismatch] == 1 }
         #expect(client.heldVersion == 1)
         // Its cohort: applied and acked.
         try await probe.publish(topic, rollout(cohort: ["someone-else", client.configuration.instance], config: candidateConfig), retain: true)
-        try await FaultIsolationTests.eventually("the candidate is applied") { client.heldVersion == 2 }
+        try await Harness.eventually("the candidate is applied") { client.heldVersion == 2 }
         #expect(reader.int(forKey: "database.pool_size") == 33)
         // (confbus itself records no ack of a version it never made: the ack is read off the broker.)
-        try await FaultIsolationTests.eventually("the candidate is acked applied") {
+        try await Harness.eventually("the candidate is acked applied") {
             probe.messages(on: confbus.topic("ack", "billing-api/\(client.configuration.instance)")).contains {
                 $0.json?["version"] == 2 && $0.json?["status"] == "applied"
             }
@@ -231,7 +231,7 @@ struct ClientLibraryTests {
                                           body: Data(#"{"http": {"port": 8081}}"#.utf8)).status == 200)
         #expect(try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(),
                                           body: Data(#"{"http": {"port": 8082}}"#.utf8)).status == 200)
-        try await FaultIsolationTests.eventually("version 3 replaces the candidate") { client.heldVersion == 3 }
+        try await Harness.eventually("version 3 replaces the candidate") { client.heldVersion == 3 }
         #expect(reader.int(forKey: "database.pool_size") == 10 && reader.int(forKey: "http.port") == 8082)
     }
 
@@ -249,7 +249,7 @@ struct ClientLibraryTests {
         try await client.start()
         let running = Task { try await client.run() }
         defer { running.cancel() }
-        try await FaultIsolationTests.eventually("acked over MQTT") {
+        try await Harness.eventually("acked over MQTT") {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
             return instances.contains { $0["instance"] == .string(client.configuration.instance) && $0["applied_version"] == .integer(1) }
         }
@@ -258,19 +258,19 @@ struct ClientLibraryTests {
         try await Task.sleep(for: .milliseconds(500))
         #expect(try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(),
                                           body: Data(#"{"database": {"pool_size": 33}}"#.utf8)).status == 200)
-        try await FaultIsolationTests.eventually("version 2 by long-poll") { client.heldVersion == 2 }
+        try await Harness.eventually("version 2 by long-poll") { client.heldVersion == 2 }
         #expect(ConfigReader(provider: client.provider).int(forKey: "database.pool_size") == 33)
         // The broker comes back: once both ends are connected again, the next version comes over MQTT and is acked.
         // (The ack of version 2, made while the broker was away, is sent on the client's reconnect; whether
         // confbus is subscribed again by then is a race this test does not rely on.)
         try await broker.start()
-        try await FaultIsolationTests.eventually("confbus is connected to the broker again") {
+        try await Harness.eventually("confbus is connected to the broker again") {
             try await confbus.get("/readyz").json?["mqtt"] == "connected"
         }
         try await Task.sleep(for: .seconds(1))
         #expect(try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(),
                                           body: Data(#"{"database": {"pool_size": 34}}"#.utf8)).status == 200)
-        try await FaultIsolationTests.eventually("version 3 applied and acked") {
+        try await Harness.eventually("version 3 applied and acked") {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
             return instances.contains { $0["instance"] == .string(client.configuration.instance) && $0["applied_version"] == .integer(3) }
         }

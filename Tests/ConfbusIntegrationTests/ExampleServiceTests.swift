@@ -40,20 +40,20 @@ struct ExampleServiceTests {
         track(process)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 
-        try await FaultIsolationTests.eventually("the example serves version 1") {
+        try await Harness.eventually("the example serves version 1") {
             await Self.settings(port)?["version"] == 1
         }
         #expect(await Self.settings(port)?["pool_size"] == 10)
         #expect(try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(),
                                           body: Data(#"{"database": {"pool_size": 40}}"#.utf8)).status == 200)
-        try await FaultIsolationTests.eventually("the PATCH reaches GET /settings") {
+        try await Harness.eventually("the PATCH reaches GET /settings") {
             let now = await Self.settings(port)
             return now?["version"] == 2 && now?["pool_size"] == 40
         }
         // Its hook refuses a pool above 100 (the schema allows 200): acked rejected, and it goes on with 40.
         #expect(try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(),
                                           body: Data(#"{"database": {"pool_size": 150}}"#.utf8)).status == 200)
-        try await FaultIsolationTests.eventually("the refusal is acked") {
+        try await Harness.eventually("the refusal is acked") {
             let instances = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
             return instances.contains { $0["instance"] == .string(instance) && $0["ack_status"] == "rejected" && $0["applied_version"] == 2 }
         }

@@ -10,22 +10,12 @@ struct FaultIsolationTests {
 
     static func body(_ text: String) -> Data { Data(text.utf8) }
 
-    /// Waits until `condition` holds, polling; records a failure (with `what`) on timeout.
-    static func eventually(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        Issue.record("timed out waiting for: \(what)")
-        throw POSIXError(.ETIMEDOUT)
-    }
 
     /// Injects `fault`, then measures how long until `/readyz` answers `status`.
     static func readyzTurns(_ status: Int, _ confbus: Confbus, after fault: () async throws -> Void) async throws -> Duration {
         try await fault()
         let start = ContinuousClock.now
-        try await eventually("/readyz answers \(status)", timeout: .seconds(15)) { try await confbus.get("/readyz").status == status }
+        try await Harness.eventually("/readyz answers \(status)", timeout: .seconds(15)) { try await confbus.get("/readyz").status == status }
         return ContinuousClock.now - start
     }
 
@@ -168,7 +158,7 @@ struct FaultIsolationTests {
         try probe.subscribe(a.topic("update", "+"))
         try probe.subscribe(a.topic("health", "_confbus/+"))
         var relaying: Confbus?
-        try await Self.eventually("one node holds the relay lease") {
+        try await Harness.eventually("one node holds the relay lease") {
             for node in [a, b] where probe.messages(on: a.topic("health", "_confbus/\(node.node)")).last?.json?["relay"] == .bool(true) {
                 relaying = node
             }

@@ -82,6 +82,17 @@ enum Harness {
         return (a, b, database)
     }
 
+    /// Waits until `condition` holds, polling; records a failure (with `what`) on timeout.
+    static func eventually(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("timed out waiting for: \(what)")
+        throw POSIXError(.ETIMEDOUT)
+    }
+
     static func withPostgres<T: Sendable>(_ url: String, _ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
         var configuration = try PostgresClient.Configuration(url: url)
         configuration.options.maximumConnections = 2

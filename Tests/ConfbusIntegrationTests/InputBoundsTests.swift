@@ -43,7 +43,7 @@ struct InputBoundsTests {
         #expect(!instances.contains { $0["applied_version"] == .integer(99) })
         // The same instance acking the real version is recorded.
         try await probe.publish(confbus.topic("ack", "report-worker/web-1"), #"{"version": 1, "status": "applied"}"#)
-        try await FaultIsolationTests.eventually("the valid ack is recorded") {
+        try await Harness.eventually("the valid ack is recorded") {
             let listed = try await confbus.get("/v1/services/report-worker/instances").json?["instances"]?.arrayValue ?? []
             return listed.contains { $0["instance"] == .string("web-1") && $0["applied_version"] == .integer(1) }
         }
@@ -60,8 +60,8 @@ struct InputBoundsTests {
         func listed() async throws -> [JSONValue] {
             try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
         }
-        try await FaultIsolationTests.eventually("the instance is recorded") { try await !listed().isEmpty }
-        try await FaultIsolationTests.eventually("the silent instance is forgotten", timeout: .seconds(15)) { try await listed().isEmpty }
+        try await Harness.eventually("the instance is recorded") { try await !listed().isEmpty }
+        try await Harness.eventually("the silent instance is forgotten", timeout: .seconds(15)) { try await listed().isEmpty }
     }
 
     /// An import whose versions break today's schema, or hold U+0000, is refused whole.

@@ -91,21 +91,22 @@ struct RolloutTests {
             try await instance.start()
             fleet.append(instance)
         }
-        try await eventually("every instance is registered and runs version 1") {
+        try await Harness.eventually("every instance is registered and runs version 1") {
             let listed = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
             return listed.count == 10 && listed.allSatisfy { $0["applied_version"] == .integer(1) && $0["features"] == ["rollout"] }
         }
         return fleet
     }
 
-    static func eventually(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        Issue.record("not within \(timeout): \(what)")
-        throw POSIXError(.ETIMEDOUT)
+
+    /// A started confbus and a probe subscribed to billing-api's update and rollout topics.
+    static func watched(_ broker: String) async throws -> (Confbus, MQTTProbe, updates: String, rollouts: String) {
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        let watcher = try await MQTTProbe(url: broker, name: "watcher")
+        let (updates, rollouts) = (confbus.topic("update", "billing-api"), confbus.topic("rollout", "billing-api"))
+        try watcher.subscribe(updates)
+        try watcher.subscribe(rollouts)
+        return (confbus, watcher, updates, rollouts)
     }
 
     static func start(_ confbus: Confbus, _ body: String) async throws -> Confbus.HTTPResult {
@@ -117,7 +118,7 @@ struct RolloutTests {
     }
 
     static func finished(_ confbus: Confbus, _ id: String, timeout: Duration = .seconds(30)) async throws -> JSONValue {
-        try await eventually("rollout \(id) finishes", timeout: timeout) { try await rollout(confbus, id)["state"] != "running" }
+        try await Harness.eventually("rollout \(id) finishes", timeout: timeout) { try await rollout(confbus, id)["state"] != "running" }
         return try await rollout(confbus, id)
     }
 
@@ -129,13 +130,9 @@ struct RolloutTests {
     @Test(.timeLimit(.minutes(2)))
     func aRolloutCompletesStepByStepAndOnlyItsCohortSeesTheCandidate() async throws {
         let broker = try #require(TestServers.mqttURL)
-        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        let (confbus, watcher, updates, rollouts) = try await Self.watched(broker)
         defer { confbus.stop() }
-        let watcher = try await MQTTProbe(url: broker, name: "watcher")
         defer { Task { await watcher.shutdown() } }
-        let (updates, rollouts) = (confbus.topic("update", "billing-api"), confbus.topic("rollout", "billing-api"))
-        try watcher.subscribe(updates)
-        try watcher.subscribe(rollouts)
         let fleet = try await Self.fleet(confbus, broker: broker)
         defer { Task { for i in fleet { await i.stop() } } }
 
@@ -155,6 +152,10 @@ struct RolloutTests {
         #expect(try await confbus.get("/v1/config/billing-api?instance=\(first[0])").json?["version"] == .integer(2))
         let outsider = fleet.map(\.id).first { !first.contains($0) } ?? "none"
         #expect(try await confbus.get("/v1/config/billing-api?instance=\(outsider)").json?["version"] == .integer(1))
+        // A long-poll too: the member is answered at once, the outsider waits and gets 304.
+        #expect(try await confbus.get("/v1/config/billing-api?instance=\(first[0])&wait=5&after=1").json?["version"] == .integer(2))
+        #expect(try await confbus.get("/v1/config/billing-api?instance=\(outsider)&wait=1&after=1").status == 304)
+        #expect(try await confbus.get("/v1/config/billing-api?instance=not%20an%20id").status == 400)
         let patch = try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: Self.admin,
                                               body: Data(#"{"log_level": "error"}"#.utf8))
         #expect(patch.status == 409 && patch.json?["type"]?.stringValue?.hasSuffix("/rollout_in_progress") == true, "\(patch.text)")
@@ -193,18 +194,22 @@ struct RolloutTests {
         #expect(actions == ["rollout.complete", "rollout.step", "rollout.step", "rollout.start"], "\(actions)")
         let listed = try await confbus.get("/v1/config/billing-api/rollouts").json?["rollouts"]?.arrayValue ?? []
         #expect(listed.map { $0["id"] } == [.string(id)])
+        // Metrics: rollouts by state, the running ones, the lagging instances (none now).
+        try await Harness.eventually("the gauges are sampled with nothing running or lagging") {
+            let metrics = try await confbus.get("/metrics").text
+            return metrics.contains("confbus_rollouts_running 0") && metrics.contains("confbus_lagging_instances 0")
+        }
+        let metrics = try await confbus.get("/metrics").text
+        #expect(metrics.contains(#"confbus_rollouts_total{state="started"} 1"#) && metrics.contains(#"confbus_rollouts_total{state="completed"} 1"#),
+                "\(metrics.split(separator: "\n").filter { $0.contains("rollout") })")
     }
 
     @Test(.timeLimit(.minutes(2)))
     func aRejectedAckRollsBackToTheStableConfig() async throws {
         let broker = try #require(TestServers.mqttURL)
-        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        let (confbus, watcher, updates, rollouts) = try await Self.watched(broker)
         defer { confbus.stop() }
-        let watcher = try await MQTTProbe(url: broker, name: "watcher")
         defer { Task { await watcher.shutdown() } }
-        let (updates, rollouts) = (confbus.topic("update", "billing-api"), confbus.topic("rollout", "billing-api"))
-        try watcher.subscribe(updates)
-        try watcher.subscribe(rollouts)
         let fleet = try await Self.fleet(confbus, broker: broker, behaviours: ["i-3": .reject])
         defer { Task { for i in fleet { await i.stop() } } }
 
@@ -223,7 +228,7 @@ struct RolloutTests {
         let history = try await confbus.get("/v1/config/billing-api/history").json?["versions"]?.arrayValue ?? []
         #expect(history.first?["source"] == "rollback" && history.first?["reason"]?.stringValue?.contains(id) == true, "\(history)")
         #expect(!watcher.messages(on: updates).contains { $0.json?["version"] == .integer(2) }, "the candidate never went to config/update")
-        try await Self.eventually("the instances that took the candidate run version 3") {
+        try await Harness.eventually("the instances that took the candidate run version 3") {
             fleet.filter { $0.id != "i-3" }.allSatisfy { $0.held == 3 }
         }
         // The override layer is version 1's again: a later edit starts from it.
@@ -243,7 +248,7 @@ struct RolloutTests {
         let timedOut = try await Self.start(confbus, #"{"patch": {"database": {"pool_size": 40}}, "steps": [100], "ack_timeout": "3s", "bake": "1s"}"#)
         let first = try #require(timedOut.json?["id"]?.stringValue, "\(timedOut.text)")
         // The drift view while it waits: nine applied, the silent one pending, per service and per instance.
-        try await Self.eventually("nine members applied", timeout: .seconds(3)) {
+        try await Harness.eventually("nine members applied", timeout: .seconds(3)) {
             let view = try await confbus.get("/v1/services/billing-api/instances").json
             return view?["rollout"]?["applied"] == .integer(9)
         }
@@ -261,14 +266,14 @@ struct RolloutTests {
         // Next, without the silent one: every member applies, then one goes offline during the bake.
         try await fleet[6].health("offline")
         await fleet[6].stop()
-        try await Self.eventually("i-7 is known to be offline") {
+        try await Harness.eventually("i-7 is known to be offline") {
             let listed = try await confbus.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
             return listed.first { $0["instance"] == "i-7" }?["health"] == "offline"
         }
         let offline = try await Self.start(confbus, #"{"patch": {"database": {"pool_size": 50}}, "steps": [100], "bake": "30s"}"#)
         let second = try #require(offline.json?["id"]?.stringValue, "\(offline.text)")
         #expect(offline.json?["cohort"]?.arrayValue?.count == 9, "an offline instance is not chosen: \(offline.text)")
-        try await Self.eventually("every member applied and the bake began") { try await Self.rollout(confbus, second)["phase"] == "baking" }
+        try await Harness.eventually("every member applied and the bake began") { try await Self.rollout(confbus, second)["phase"] == "baking" }
         try await fleet[2].health("offline")
         let after = try await Self.finished(confbus, second)
         #expect(after["state"] == "rolled_back" && after["rollback_reason"]?.stringValue?.contains("i-3 went offline") == true, "\(after)")
@@ -290,7 +295,7 @@ struct RolloutTests {
         let promoted = try await confbus.request("POST", "/v1/rollouts/\(id)/promote", headers: Self.admin)
         #expect(promoted.status == 200 && promoted.json?["state"] == "completed", "\(promoted.text)")
         #expect(try await confbus.get("/v1/config/billing-api").json?["version"] == .integer(2))
-        try await Self.eventually("every instance runs the promoted version") { fleet.allSatisfy { $0.held == 2 } }
+        try await Harness.eventually("every instance runs the promoted version") { fleet.allSatisfy { $0.held == 2 } }
         let again = try await confbus.request("POST", "/v1/rollouts/\(id)/abort", headers: Self.admin)
         #expect(again.status == 409 && again.json?["type"]?.stringValue?.hasSuffix("/rollout_finished") == true, "\(again.text)")
 
@@ -308,12 +313,17 @@ struct RolloutTests {
         let current = try await confbus.get("/v1/config/billing-api").json
         #expect(current?["version"] == .integer(4) && current?["config"]?["database"]?["pool_size"] == .integer(40), "\(String(describing: current))")
         // The rollout over, the waiting file change is committed on top of the rollback.
-        try await Self.eventually("the deferred file change is committed") {
+        try await Harness.eventually("the deferred file change is committed") {
             try await confbus.get("/v1/config/billing-api").json?["config"]?["http"]?["port"] == .integer(8081)
         }
         let afterFiles = try await confbus.get("/v1/config/billing-api").json
         #expect(afterFiles?["version"] == .integer(5) && afterFiles?["config"]?["database"]?["pool_size"] == .integer(40))
         #expect(try await confbus.get("/v1/rollouts/00000000-0000-0000-0000-000000000000").status == 404)
+        for malformed in [#"{}"#, #"{"patch": {"log_level": "error"}, "override": {}}"#, #"{"patch": 1}"#,
+                          #"{"patch": {"log_level": "error"}, "bake": "soon"}"#, #"{"patch": {"log_level": "error"}, "steps": "10,100"}"#] {
+            let answer = try await Self.start(confbus, malformed)
+            #expect(answer.status == 400 && answer.headers["content-type"] == "application/problem+json", "\(malformed): \(answer.text)")
+        }
         let bad = try await Self.start(confbus, #"{"patch": {"database": {"pool_size": 40}}, "steps": [50, 40]}"#)
         #expect(bad.status == 422 && bad.json?["detail"]?.stringValue?.contains("steps must rise") == true, "\(bad.text)")
         let invalid = try await Self.start(confbus, #"{"patch": {"database": {"pool_size": 500}}}"#)
@@ -334,7 +344,7 @@ struct RolloutTests {
 
         let started = try await Self.start(a, #"{"patch": {"database": {"pool_size": 40}}, "steps": [50, 100], "bake": "3s"}"#)
         let id = try #require(started.json?["id"]?.stringValue, "\(started.text)")
-        try await Self.eventually("step 1 bakes") { try await Self.rollout(a, id)["phase"] == "baking" }
+        try await Harness.eventually("step 1 bakes") { try await Self.rollout(a, id)["phase"] == "baking" }
         // The only node stops in the middle of the bake; the rollout waits in PostgreSQL.
         a.stop()
         _ = try await a.waitForExit()
@@ -342,7 +352,7 @@ struct RolloutTests {
         try await a.start()
         let done = try await Self.finished(b, id)
         #expect(done["state"] == "completed" && done["step"] == .integer(2), "\(done)")
-        try await Self.eventually("every instance runs the candidate") { fleet.allSatisfy { $0.held == 2 } }
+        try await Harness.eventually("every instance runs the candidate") { fleet.allSatisfy { $0.held == 2 } }
         // Each step was advanced once, by one node.
         let audit = try await b.get("/v1/audit?service=billing-api", headers: Self.admin).json?["entries"]?.arrayValue ?? []
         #expect(audit.compactMap { $0["action"]?.stringValue }.filter { $0.hasPrefix("rollout.") } == ["rollout.complete", "rollout.step", "rollout.start"])
@@ -354,7 +364,7 @@ struct RolloutTests {
         let nextID = try #require(next.json?["id"]?.stringValue, "\(next.text)")
         #expect(try await Self.finished(a, nextID)["state"] == "completed")
         #expect(try await a.get("/v1/config/billing-api").json?["version"] == .integer(3))
-        try await Self.eventually("node b serves the released version too") { try await b.get("/v1/config/billing-api").json?["version"] == .integer(3) }
+        try await Harness.eventually("node b serves the released version too") { try await b.get("/v1/config/billing-api").json?["version"] == .integer(3) }
     }
 
     /// The command line runs in a thread of its own: it blocks until the process ends (a watch
