@@ -12,7 +12,7 @@ public struct InstanceReports: Sendable {
     let board: RolloutBoard
 
     public init(store: any InstanceStore & VersionStore, cache: LiveCache, definitions: ServiceDefinitions, reload: TreeReload,
-                maxPayloadBytes: Int, board: RolloutBoard = RolloutBoard()) {
+                maxPayloadBytes: Int, board: RolloutBoard) {
         self.board = board
         self.store = store
         self.cache = cache
@@ -46,14 +46,11 @@ public struct InstanceReports: Sendable {
         guard var latest = newestKnown(service) else {
             throw ConfbusError(code: .unknownService, service: service.rawValue, message: "no service \"\(service)\" is distributed")
         }
-        if ack.version > latest, let stored = try? await store.latest(service) {
-            // Another node may have committed it a moment ago.
-            cache.offer(stored)
-            latest = max(latest, stored.version)
-        }
-        if ack.version > latest, (try? await store.version(service, ack.version)) != nil {
-            // A rollout's candidate another node started a moment ago (this node's board is refreshed soon).
-            latest = ack.version
+        if ack.version > latest {
+            // Committed a moment ago on another node (a version, or a rollout's candidate this node's
+            // board has not heard of yet): it exists if the store has it.
+            if let stored = try? await store.latest(service) { cache.offer(stored) }
+            if (try? await store.version(service, ack.version)) != nil { latest = ack.version }
         }
         guard ack.version <= latest else {
             throw ConfbusError(code: .invalidPayload, service: service.rawValue,

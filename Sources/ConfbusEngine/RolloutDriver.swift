@@ -17,8 +17,9 @@ public struct RolloutDriver: Service {
     public struct Options: Sendable {
         /// How often the relaying node looks at running rollouts (acks and health are read then).
         public var interval: Duration = .milliseconds(250)
-        /// How often the other nodes refresh their board.
-        public var followerInterval: Duration = .seconds(1)
+        /// How often the other nodes refresh their board, and the relaying node looks while none runs
+        /// (one started on this node wakes it at once).
+        public var idleInterval: Duration = .seconds(1)
 
         public init() {}
     }
@@ -44,20 +45,22 @@ public struct RolloutDriver: Service {
         self.logger = logger
     }
 
-    /// What this node last published on each rollout topic while relaying: the rollout, its step
-    /// and cohort (nil: cleared). Forgotten when the lease is lost, so a new tenure publishes again.
+    /// What this node last published on each rollout topic while relaying (the rollout, its step
+    /// and cohort); a topic cleared is forgotten. Forgotten whole when the lease is lost, so a new
+    /// tenure publishes again.
     actor Published {
-        var topics: [ServiceName: String?] = [:]
+        var topics: [ServiceName: String] = [:]
         var leading = false
 
+        /// Whether this node starts leading now.
         func lead(_ now: Bool) -> Bool {
             defer { leading = now }
             if !now { topics = [:] }
             return now && !leading
         }
 
-        func get(_ service: ServiceName) -> String?? { topics[service] }
-        func set(_ service: ServiceName, _ key: String?) { topics[service] = .some(key) }
+        func get(_ service: ServiceName) -> String? { topics[service] }
+        func set(_ service: ServiceName, _ key: String?) { topics[service] = key }
         var services: [ServiceName] { Array(topics.keys) }
     }
 
@@ -69,18 +72,20 @@ public struct RolloutDriver: Service {
             }
             while !Task.isCancelled {
                 let leading = relay.isRelaying
-                await pass(leading: leading, published: published)
-                await rollouts.signal.wait(timeout: leading ? options.interval : options.followerInterval)
+                let running = await pass(leading: leading, published: published)
+                await rollouts.signal.wait(timeout: leading && running ? options.interval : options.idleInterval)
             }
         }
     }
 
-    func pass(leading: Bool, published: Published) async {
+    /// One look; returns whether any rollout still runs.
+    @discardableResult
+    func pass(leading: Bool, published: Published) async -> Bool {
         let running: [RolloutRecord]
         do {
             running = try await store.runningRollouts()
         } catch {
-            return
+            return false
         }
         var current: [RolloutRecord] = []
         for var record in running {
@@ -108,6 +113,7 @@ public struct RolloutDriver: Service {
                 logger.warning("reload after a rollout failed", metadata: ["error.type": "\(type(of: error))"])
             }
         }
+        return !current.isEmpty
     }
 
     private func refreshBoard(_ running: [RolloutRecord]) async {
@@ -140,7 +146,7 @@ public struct RolloutDriver: Service {
             guard let candidate = board[m.service]?.candidate else { continue }
             wanted[m.service] = ("\(m.id)/\(m.step)/\(m.cohort.joined(separator: ","))", Self.payload(m, candidate: candidate))
         }
-        for (service, entry) in wanted where await published.get(service) != .some(entry.key) {
+        for (service, entry) in wanted where await published.get(service) != entry.key {
             do {
                 try await publisher.publishRollout(service, payload: entry.payload)
                 await published.set(service, entry.key)
@@ -149,7 +155,6 @@ public struct RolloutDriver: Service {
             }
         }
         for service in await published.services where wanted[service] == nil {
-            guard case .some(.some) = await published.get(service) else { continue }
             do {
                 try await publisher.publishRollout(service, payload: nil)
                 await published.set(service, nil)

@@ -143,12 +143,21 @@ public struct RolloutMachine: Sendable, Equatable {
     /// A rollout of `candidateVersion` (just committed) over `stableVersion`: its first step's cohort, published now.
     public static func start(id: String, service: ServiceName, stableVersion: Int, candidateVersion: Int, policy: Policy,
                              instances: [Instance], now: Date) -> (RolloutMachine, [Action]) {
-        var machine = RolloutMachine(id: id, service: service, stableVersion: stableVersion, candidateVersion: candidateVersion,
-                                     policy: policy, step: 0, cohort: [], phase: .awaitingAcks(since: now))
-        machine.cohort = machine.cohort(for: 0, instances: instances)
+        var machine = begin(id: id, service: service, stableVersion: stableVersion, candidateVersion: candidateVersion,
+                            policy: policy, instances: instances, now: now)
         // An empty cohort (or one that already runs the candidate) goes on to its bake at once.
         let next = machine.advance(now: now, instances: instances)
         return (machine, [.publishCohort(machine.cohort)] + next)
+    }
+
+    /// The first step's cohort, awaiting its acks from `now`, with no move made yet (what is stored
+    /// when a rollout starts; the relaying node makes every move after).
+    public static func begin(id: String, service: ServiceName, stableVersion: Int, candidateVersion: Int, policy: Policy,
+                             instances: [Instance], now: Date) -> RolloutMachine {
+        var machine = RolloutMachine(id: id, service: service, stableVersion: stableVersion, candidateVersion: candidateVersion,
+                                     policy: policy, step: 0, cohort: [], phase: .awaitingAcks(since: now))
+        machine.cohort = machine.cohort(for: 0, instances: instances)
+        return machine
     }
 
     // MARK: Cohorts

@@ -71,10 +71,8 @@ public struct RolloutRequest: Sendable {
 
 /// A rollout as the API shows it: the record, and each cohort member's answer.
 public struct RolloutView: Sendable {
-    public typealias Member = RolloutMember
-
     public var record: RolloutRecord
-    public var members: [Member]
+    public var members: [RolloutMember]
 
     public func count(_ answer: RolloutMachine.Answer) -> Int { members.filter { $0.answer == answer }.count }
 }
@@ -132,7 +130,7 @@ public struct Rollouts: Sendable {
     let store: any VersionStore & InstanceStore & RolloutStore
     public let board: RolloutBoard
     /// An instance silent for longer is not counted (it is expired soon after).
-    let instanceTTL: Duration
+    public let instanceTTL: Duration
     /// Wakes the driver (to publish a new cohort, or to clear a finished rollout's topic).
     public let signal: WakeSignal
     let logger: Logger
@@ -153,15 +151,18 @@ public struct Rollouts: Sendable {
     public func start(_ service: ServiceName, _ request: RolloutRequest, by context: OperatorContext) async throws -> RolloutView {
         let id = UUID().uuidString.lowercased()
         let now = Date()
-        let instances = Self.machineInstances(try await store.instances(service), ttl: instanceTTL, now: now)
+        let records = try await store.instances(service)
+        let instances = Self.machineInstances(records, ttl: instanceTTL, now: now)
         let policy = request.policy
+        // The record the commit stores with the candidate (the plan refuses a change with no candidate).
+        let made = Mutex<RolloutRecord?>(nil)
         let start = RolloutCommit.start { candidate in
             // The first cohort only; the driver makes every later move (even one due at once).
-            let empty = RolloutMachine(id: id, service: service, stableVersion: candidate.version - 1, candidateVersion: candidate.version,
-                                       policy: policy, step: 0, cohort: [], phase: .awaitingAcks(since: now))
-            let machine = RolloutMachine(id: id, service: service, stableVersion: empty.stableVersion, candidateVersion: candidate.version,
-                                         policy: policy, step: 0, cohort: empty.cohort(for: 0, instances: instances), phase: empty.phase)
-            return RolloutRecord(machine: machine, actor: context.actor, reason: context.reason, startedAt: now, updatedAt: now)
+            let machine = RolloutMachine.begin(id: id, service: service, stableVersion: candidate.version - 1, candidateVersion: candidate.version,
+                                               policy: policy, instances: instances, now: now)
+            let record = RolloutRecord(machine: machine, actor: context.actor, reason: context.reason, startedAt: now, updatedAt: now)
+            made.withLock { $0 = record }
+            return record
         }
         let outcome: CommitOutcome = switch request.change {
         case .override(let layer):
@@ -171,7 +172,7 @@ public struct Rollouts: Sendable {
         case .rollback(let target):
             try await overrides.rollback(service, to: target, expectedVersion: nil, by: context, action: "rollout.start", source: .rollout, rollout: start)
         }
-        guard let record = try await store.rollout(id: id) else {
+        guard let record = made.withLock({ $0 }), outcome.isCommitted else {
             throw ConfbusError(code: .nothingToRollOut, service: service.rawValue,
                                message: "the change leaves \(service)'s config as it is; there is nothing to roll out")
         }
@@ -180,7 +181,7 @@ public struct Rollouts: Sendable {
         logger.info("rollout started", metadata: ["confbus.service": "\(service)", "confbus.rollout": "\(id)",
                                                  "confbus.version": "\(outcome.version.version)"])
         signal.signal()
-        return try await view(record)
+        return view(record, instances: records)
     }
 
     public func rollout(id: String) async throws -> RolloutView? {
@@ -205,7 +206,7 @@ public struct Rollouts: Sendable {
         let details = Dictionary(instances.map { ($0.instance, $0) }, uniquingKeysWith: { first, _ in first })
         return RolloutView(record: record, members: record.machine.cohort.map { member in
             let answer = answers[member] ?? .pending
-            return RolloutView.Member(instance: member, answer: answer, detail: answer == .rejected ? details[member]?.detail : nil)
+            return RolloutMember(instance: member, answer: answer, detail: answer == .rejected ? details[member]?.detail : nil)
         })
     }
 
@@ -258,10 +259,11 @@ public struct Rollouts: Sendable {
     /// release or a rollback in the same transaction as the move; a new cohort is published by the driver.
     private func apply(_ actions: [RolloutMachine.Action], to record: RolloutRecord, now machine: RolloutMachine,
                        by context: OperatorContext) async throws -> RolloutRecord {
+        let now = Date()
         var moved = record
         moved.machine = machine
+        moved.updatedAt = now
         let service = machine.service
-        let now = Date()
         if machine.phase.isFinished {
             moved.members = view(moved, instances: try await store.instances(service)).members
         }
@@ -273,7 +275,10 @@ public struct Rollouts: Sendable {
         if actions.contains(.release) {
             let action = context.actor == "confbus" ? "rollout.complete" : "rollout.promote"
             try await store.releaseRollout(moved, now: now, audit: audit(action, reason: context.reason))
-            if let candidate = try await store.version(service, machine.candidateVersion) { pipeline.released(candidate) }
+            let held = board.running(service)?.candidate
+            if let candidate = held?.version == machine.candidateVersion ? held : try await store.version(service, machine.candidateVersion) {
+                pipeline.released(candidate)
+            }
             Counter(label: "confbus_rollouts_total", dimensions: [("state", "completed")]).increment()
             logger.info("rollout released its candidate", metadata: ["confbus.service": "\(service)", "confbus.rollout": "\(machine.id)"])
         } else if case .rollBack(let reason)? = actions.first(where: { if case .rollBack = $0 { true } else { false } }) {
@@ -285,7 +290,9 @@ public struct Rollouts: Sendable {
             let stepped = machine.step != record.machine.step
             try await store.saveRollout(moved, now: now, audit: stepped ? audit("rollout.step", reason: nil) : nil)
         }
-        let stored = try await store.rollout(id: machine.id) ?? moved
+        // What the store now holds, without reading it back: every save raises the revision by one.
+        var stored = moved
+        stored.revision += 1
         if stored.machine.phase.isFinished {
             board.remove(service)
         } else if let entry = board.running(service) {
@@ -319,7 +326,7 @@ public struct Rollouts: Sendable {
 
     /// The instances as the machine sees them: taking part when registered with the rollout
     /// feature and seen within the TTL; an ack with the version it was for.
-    static func machineInstances(_ records: [InstanceRecord], ttl: Duration, now: Date) -> [RolloutMachine.Instance] {
+    public static func machineInstances(_ records: [InstanceRecord], ttl: Duration, now: Date) -> [RolloutMachine.Instance] {
         records.map { record in
             RolloutMachine.Instance(
                 id: record.instance,

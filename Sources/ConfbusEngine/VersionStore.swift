@@ -222,7 +222,7 @@ public enum RolloutCommit: Sendable {
     /// to the outbox; the rollout, made from the committed candidate, is stored in the same transaction.
     case start(@Sendable (StoredVersion) -> RolloutRecord)
     /// The rollback that ends this rollout (its machine rolled back): allowed while it runs, and the
-    /// rollout is stored in the same transaction, only if its revision is still the stored one.
+    /// rollout is stored (as of its `updatedAt`) in the same transaction, only if its revision is still the stored one.
     case end(RolloutRecord, audit: AuditRecord?)
 }
 

@@ -37,7 +37,7 @@ public struct ConfbusAPI: Sendable {
         let reads = router.group().add(middleware: ReadAccessMiddleware(policy: policy, limiter: limiter))
         let admin = router.group().add(middleware: AdminAccessMiddleware(policy: policy, readiness: readiness, limiter: limiter))
         let rollouts = RolloutController(rollouts: distributor.rollouts, reads: distributor.reads, body: body)
-        ReadController(allReads: distributor.reads, readiness: readiness, board: distributor.rollouts.board).addRoutes(to: reads)
+        ReadController(allReads: distributor.reads, readiness: readiness, rollouts: distributor.rollouts).addRoutes(to: reads)
         rollouts.addReadRoutes(to: reads)
         AdminController(distributor: distributor, body: body).addRoutes(to: admin)
         rollouts.addAdminRoutes(to: admin)

@@ -12,7 +12,8 @@ struct ReadController: Sendable {
     let allReads: ConfigReads
     let readiness: Readiness
     /// The running rollouts: `?instance=` gives a cohort member the candidate (CONTRACT.md §8).
-    let board: RolloutBoard
+    let rollouts: Rollouts
+    var board: RolloutBoard { rollouts.board }
     let maxWait: Int = 60
     let encoded = EncodedDocuments()
 
@@ -205,7 +206,7 @@ struct ReadController: Sendable {
             if let running = board.running(v.service), let records = try? await reads.instances(v.service) {
                 let m = running.record.machine
                 entry["candidate_version"] = .integer(m.candidateVersion)
-                entry["rollout"] = Self.rolloutSummary(m, records.map { ($0, Self.answer($0, to: m)) })
+                entry["rollout"] = Self.rolloutSummary(m, answers(records, to: m))
             }
             entries[v.service] = .object(entry)
         }
@@ -233,10 +234,10 @@ struct ReadController: Sendable {
         let records = try await reads.instances(service)
         let now = Date()
         let rollout = board.running(service)?.record.machine
-        let cohort = Set(rollout?.cohort ?? [])
         var top: [String: JSONValue] = ["service": .string(service.rawValue), "version": .integer(latest.version),
                                         "released_version": .integer(latest.version)]
-        top["instances"] = .array(records.map { r in
+        let answered = rollout.map { answers(records, to: $0) } ?? []
+        top["instances"] = .array(records.enumerated().map { index, r in
                 var entry: [String: JSONValue] = [
                     "instance": .string(r.instance),
                     "first_seen": .string(Timestamp.format(r.firstSeen)),
@@ -251,23 +252,22 @@ struct ReadController: Sendable {
                     "features": .array(r.features.map(JSONValue.string)),
                 ]
                 if let rollout {
-                    entry["rollout"] = ["in_cohort": .bool(cohort.contains(r.instance)), "answer": .string(Self.answer(r, to: rollout))]
+                    entry["rollout"] = ["in_cohort": .bool(answered[index].answer != "not_in_cohort"), "answer": .string(answered[index].answer)]
                 }
                 return .object(entry)
             })
         if let rollout {
             top["candidate_version"] = .integer(rollout.candidateVersion)
-            top["rollout"] = Self.rolloutSummary(rollout, records.map { ($0, Self.answer($0, to: rollout)) })
+            top["rollout"] = Self.rolloutSummary(rollout, answered)
         }
         return Response.json(.object(top))
     }
 
-    /// An instance's answer to a running rollout's candidate, as the rollout counts it.
-    static func answer(_ r: InstanceRecord, to rollout: RolloutMachine) -> String {
-        if !rollout.cohort.contains(r.instance) { return "not_in_cohort" }
-        if r.ackVersion == rollout.candidateVersion && r.ackStatus == "rejected" { return "rejected" }
-        if (r.appliedVersion ?? 0) >= rollout.candidateVersion { return "applied" }
-        return "pending"
+    /// Each instance's answer to a running rollout's candidate, as the rollout itself counts it
+    /// (`not_in_cohort` outside the cohort).
+    func answers(_ records: [InstanceRecord], to rollout: RolloutMachine) -> [(record: InstanceRecord, answer: String)] {
+        let members = rollout.answers(Rollouts.machineInstances(records, ttl: rollouts.instanceTTL, now: Date()))
+        return records.map { ($0, members[$0.instance]?.rawValue ?? "not_in_cohort") }
     }
 
     /// The drift view of §8 for a service with a running rollout: its step, the cohort's answers and

@@ -23,12 +23,11 @@ struct RolloutController: Sendable {
 
     @Sendable func start(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
         let service = try context.requireService()
-        let who = try AdminController.operatorContext(request, context)
-        var parsed = try RolloutRequest(try await body.json(request))
-        if parsed.reason == nil { parsed.reason = who.reason }
-        var context = who
-        context.reason = parsed.reason
-        let view = try await rollouts.start(service, parsed, by: context)
+        var who = try AdminController.operatorContext(request, context)
+        let parsed = try RolloutRequest(try await body.json(request))
+        // The body's reason, else the header's.
+        who.reason = parsed.reason ?? who.reason
+        let view = try await rollouts.start(service, parsed, by: who)
         return Response.json(Self.json(view), status: .created,
                              headers: [.location: "/v1/rollouts/\(view.record.machine.id)"])
     }

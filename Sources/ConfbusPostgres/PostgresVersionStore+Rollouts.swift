@@ -96,7 +96,7 @@ extension PostgresVersionStore: RolloutStore {
             }).first else { return }
             try await insertRollout(make(candidate), on: connection, logger: logger)
         case .end(let record, let audit):
-            try await updateRollout(record, now: Date(), audit: audit, on: connection, logger: logger)
+            try await updateRollout(record, now: record.updatedAt, audit: audit, on: connection, logger: logger)
         }
     }
 

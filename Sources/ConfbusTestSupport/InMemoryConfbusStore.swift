@@ -122,7 +122,7 @@ public actor InMemoryConfbusStore: ConfbusStore {
                 try Self.insert(make(candidate), into: &next)
             }
         case .end(let record, let audit):
-            try Self.update(record, now: now, audit: audit, in: &next)
+            try Self.update(record, now: record.updatedAt, audit: audit, in: &next)
         }
         state = next
         return outcomes
