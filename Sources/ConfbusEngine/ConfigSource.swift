@@ -2,23 +2,93 @@ import ConfbusCore
 import Foundation
 
 /// A document read from the config tree, with where each value was written.
+///
+/// Its contents are either held or read again when asked: a source may keep only the identity
+/// of a file whose parsed tree is not needed between reloads (a schema, once compiled, is kept
+/// compiled; its tree and the place of each of its keywords are wanted only to compile it again
+/// or to serve it), so that a large tree does not keep every schema twice.
 public struct LoadedDocument: Sendable {
     public var file: String
-    public var value: JSONValue
-    public var locations: SourceLocations
     public var modified: Date?
     /// What identifies this version of the file (device, inode, size, modification and change
     /// times), when the source knows it: equal identities mean equal contents, so a resolution
     /// made from them can be reused.
     public var identity: String?
+    private var body: Body
+
+    private enum Body: Sendable {
+        case held(JSONValue, SourceLocations)
+        case deferred(@Sendable () -> (value: JSONValue, locations: SourceLocations))
+    }
+    /// How to read the contents again, when the source can: what `released` keeps.
+    private var reading: (@Sendable () -> (value: JSONValue, locations: SourceLocations))?
 
     public init(file: String, value: JSONValue, locations: SourceLocations = [:], modified: Date? = nil,
                 identity: String? = nil) {
         self.file = file
-        self.value = value
-        self.locations = locations
+        self.body = .held(value, locations)
         self.modified = modified
         self.identity = identity
+    }
+
+    /// A document whose contents are read (parsed again) each time they are asked for.
+    public init(file: String, modified: Date?, identity: String?,
+                reading: @escaping @Sendable () -> (value: JSONValue, locations: SourceLocations)) {
+        self.file = file
+        self.body = .deferred(reading)
+        self.reading = reading
+        self.modified = modified
+        self.identity = identity
+    }
+
+    /// A document held now that `reading` reads again once `released`.
+    public init(held document: LoadedDocument, reading: @escaping @Sendable () -> (value: JSONValue, locations: SourceLocations)) {
+        self = document
+        self.reading = reading
+    }
+
+    /// The same document without its contents, when they can be read again: what a caller keeps
+    /// once it has used the tree (a resolution that compiled the schema).
+    public var released: LoadedDocument {
+        guard let reading, isHeld else { return self }
+        var copy = self
+        copy.body = .deferred(reading)
+        return copy
+    }
+
+    /// Whether the contents are held (false: each read of `value` parses the file again).
+    public var isHeld: Bool {
+        if case .held = body { return true }
+        return false
+    }
+
+    /// The same document, holding its contents: read once here when they were deferred.
+    public var held: LoadedDocument {
+        guard case .deferred(let read) = body else { return self }
+        var copy = self
+        let (value, locations) = read()
+        copy.body = .held(value, locations)
+        return copy
+    }
+
+    public var value: JSONValue {
+        get {
+            switch body {
+            case .held(let value, _): value
+            case .deferred(let read): read().value
+            }
+        }
+        set { body = .held(newValue, locations) }
+    }
+
+    public var locations: SourceLocations {
+        get {
+            switch body {
+            case .held(_, let locations): locations
+            case .deferred(let read): read().locations
+            }
+        }
+        set { body = .held(value, newValue) }
     }
 
     /// The place of the value at `pointer`, or of its nearest ancestor that has one.
@@ -44,6 +114,14 @@ public struct ServiceFiles: Sendable {
             parts.append(identity)
         }
         return parts.joined(separator: "|")
+    }
+
+    /// The same files with the schema's tree let go when it can be read again (see
+    /// `LoadedDocument.released`): kept once the resolution compiled it.
+    public var releasingSchema: ServiceFiles {
+        var copy = self
+        copy.schema = schema?.released
+        return copy
     }
 
     public init(name: ServiceName, schema: LoadedDocument? = nil, defaults: LoadedDocument? = nil,

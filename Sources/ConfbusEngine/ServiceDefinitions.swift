@@ -23,7 +23,8 @@ public struct ServiceDefinitions: Sendable {
 
     /// The service's JSON Schema as its file holds it.
     public func schema(_ service: ServiceName) async -> JSONValue? {
-        await tree.load(service).schema?.value
+        // Read on the tree's queue: a source may parse the file again here.
+        await tree.compute { [tree] in tree.source.load(service, environment: tree.environment).schema?.value }
     }
 
     /// Which paths the service's schema marks secret: from the schema last compiled for it when

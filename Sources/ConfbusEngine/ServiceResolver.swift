@@ -80,6 +80,7 @@ public struct ServiceResolver: Sendable {
                 compiled.remember(Redaction(paths: compiledSchema.secretPaths), for: name)
                 schema = compiledSchema
             } catch {
+                let schemaFile = schemaFile.held
                 for problem in error.problems {
                     errors.append(ConfbusError(code: .invalidSchema, service: name.rawValue,
                                                message: "\(problem.pointer.tokens.isEmpty ? "" : problem.pointer.description + ": ")\(problem.message)",
@@ -171,7 +172,9 @@ public struct ServiceResolver: Sendable {
     /// The service's compiled schema, compiled again only when its file changed.
     private func compile(_ schemaFile: LoadedDocument, of service: ServiceName) throws(CompiledSchemaError) -> CompiledSchema {
         try compiled.schema(for: service, document: schemaFile.value, identity: schemaFile.identity) { () throws(CompiledSchemaError) -> CompiledSchema in
-            try CompiledSchema(schemaFile.value, uri: "urn:confbus:service:\(service.rawValue)", options: options.validator)
+            // The tree is walked by path only for override variables; without any it is dropped once compiled.
+            try CompiledSchema(schemaFile.value, uri: "urn:confbus:service:\(service.rawValue)", options: options.validator,
+                               retainingDocument: !overrides.variables(for: service).isEmpty)
         }
     }
 
@@ -247,9 +250,9 @@ final class SchemaCache: Sendable {
 
     /// `identity` names this version of the schema file when the source knows it; else the
     /// document's checksum does (the whole schema serialized and hashed on every call).
-    func schema(for service: ServiceName, document: JSONValue, identity: String? = nil,
+    func schema(for service: ServiceName, document: @autoclosure () -> JSONValue, identity: String? = nil,
                 compile: () throws(CompiledSchemaError) -> CompiledSchema) throws(CompiledSchemaError) -> CompiledSchema {
-        let checksum = identity ?? document.checksum
+        let checksum = identity ?? document().checksum
         if let hit = entries.withLock({ $0[service] }), hit.checksum == checksum { return hit.schema }
         let schema = try compile()
         entries.withLock { $0[service] = (checksum, schema) }

@@ -36,26 +36,36 @@ public struct TreeReload: Sendable {
         try await pipeline.treeLock.withLock {
             let tree = definitions.tree
             let (services, treeErrors) = await tree.listServices()
-            let allFiles = await tree.loadAll(services)
             // A first resolution with the layers as they are now finds what may have changed; the
             // commit below resolves again only when the layer under the lock is another one.
             let hints = try await store.overrideLayers()
             var report = Report(treeErrors: treeErrors)
-            // Services whose files and layer are what they were when they last resolved to the
-            // version served now are unchanged without resolving again.
-            let keys = allFiles.map { ResolutionMemo.key($0, layer: hints[$0.name]) }
-            var toResolve: [ServiceFiles] = []
-            for (files, key) in zip(allFiles, keys) {
-                if let key, let checksum = memo.checksum(files.name, key: key), pipeline.cache.latest(files.name)?.checksum == checksum {
-                    report.unchanged.append(files.name)
-                } else {
-                    toResolve.append(files)
+            // Each service is loaded and, unless its files and layer are what they were when it
+            // last resolved to the version served now, resolved at once, on every core; its
+            // schema's tree is let go as soon as it is compiled, so a tree of ten thousand
+            // services never holds ten thousand parsed schemas at a time.
+            let (memo, cache) = (memo, pipeline.cache)
+            let loaded = await tree.compute { [definitions] in
+                services.concurrentMap { service -> (files: ServiceFiles, key: String?, resolution: ServiceResolution?) in
+                    let files = definitions.tree.source.load(service, environment: definitions.environment)
+                    let key = ResolutionMemo.key(files, layer: hints[service])
+                    if let key, let checksum = memo.checksum(service, key: key), cache.latest(service)?.checksum == checksum {
+                        return (files.releasingSchema, key, nil)
+                    }
+                    return (files.releasingSchema, key, definitions.resolve(files, layer: hints[service]))
                 }
             }
-            let keyByService = Dictionary(uniqueKeysWithValues: zip(allFiles.map(\.name), keys))
-            let resolutions = await tree.compute { [definitions, toResolve] in
-                toResolve.concurrentMap { definitions.resolve($0, layer: hints[$0.name]) }
+            var toResolve: [ServiceFiles] = []
+            var resolutions: [ServiceResolution] = []
+            for entry in loaded {
+                if let resolution = entry.resolution {
+                    toResolve.append(entry.files)
+                    resolutions.append(resolution)
+                } else {
+                    report.unchanged.append(entry.files.name)
+                }
             }
+            let keyByService = Dictionary(uniqueKeysWithValues: loaded.map { ($0.files.name, $0.key) })
             var nowInvalid: [ServiceName: [ConfbusError]] = [:]
             var changed: [(files: ServiceFiles, resolved: ResolvedService)] = []
             for (files, resolution) in zip(toResolve, resolutions) {

@@ -3,10 +3,22 @@ import ConfbusCore
 /// A service's schema after it has been checked against the 2020-12 metaschema, every
 /// reference resolved locally and every pattern compiled: ready to validate configs.
 public struct CompiledSchema: Sendable {
-    public let document: JSONValue
     public let uri: String
-    public let registry: SchemaRegistry
     public let validator: SchemaValidator
+    /// The schema's tree and the registry it was compiled in, for `SchemaNavigator` to walk: kept
+    /// when asked for (`retainingDocument`) and whenever the defaults could not be laid out
+    /// (`defaultsPlan` is nil; the walk then runs per resolution); otherwise dropped once compiled,
+    /// since the program, the defaults plan and the secret paths hold all a resolution needs.
+    private(set) var source: Source?
+
+    struct Source: Sendable {
+        let document: JSONValue
+        let registry: SchemaRegistry
+    }
+
+    /// Whether the tree was kept (`SchemaNavigator.propertyNames(at:)` and `declaredTypes(at:)`
+    /// need it).
+    public var retainsDocument: Bool { source != nil }
     /// Where the schema's `default`s are, laid out once (nil: left to a walk per resolution).
     private(set) var defaultsPlan: DefaultsPlan?
     /// Where the schema's secret values are (`SchemaNavigator.secretPaths`), found once.
@@ -23,8 +35,10 @@ public struct CompiledSchema: Sendable {
     }
 
     /// Checks and compiles a schema. All problems are returned together.
+    /// `retainingDocument`: keep the tree for `SchemaNavigator`'s walks by path (override
+    /// variables need them); a schema kept only to validate and lay out defaults drops it.
     public init(_ document: JSONValue, uri: String, registry: SchemaRegistry = .standard,
-                options: SchemaValidator.Options = .init()) throws(CompiledSchemaError) {
+                options: SchemaValidator.Options = .init(), retainingDocument: Bool = true) throws(CompiledSchemaError) {
         var problems: [Problem] = []
         switch document {
         case .object, .bool: break
@@ -46,13 +60,13 @@ public struct CompiledSchema: Sendable {
         let root = registry.register(document, as: uri)
         Self.checkReferences(document, base: URIReference(root), at: .root, registry: registry, problems: &problems)
         guard problems.isEmpty else { throw CompiledSchemaError(problems: problems) }
-        self.document = document
         self.uri = root
-        self.registry = registry
         self.validator = SchemaValidator(registry: registry, uri: root, options: options)
+        self.source = Source(document: document, registry: registry)
         let navigator = SchemaNavigator(self)
         self.defaultsPlan = navigator.defaultsPlan()
         self.secretPaths = navigator.secretPaths()
+        if !retainingDocument && defaultsPlan != nil { self.source = nil }
     }
 
     /// Every `$ref` must resolve in the local registry and every pattern must compile: a schema

@@ -8,6 +8,16 @@ public struct SchemaNavigator: Sendable {
 
     public init(_ schema: CompiledSchema) { self.schema = schema }
 
+    /// The schema's root, to walk from: none when the compiled schema dropped its tree (then it
+    /// has a defaults plan and its secret paths; walks by path need `retainingDocument`).
+    private var root: [Located] {
+        guard let source = schema.source else {
+            assertionFailure("SchemaNavigator walks a schema compiled without retainingDocument")
+            return []
+        }
+        return expand((source.document, schema.uri))
+    }
+
     private typealias Located = (schema: JSONValue, base: String)
 
     /// One level of the object `schemas` describe: each declared property's schemas and the ones
@@ -31,7 +41,7 @@ public struct SchemaNavigator: Sendable {
             var base = next.base
             if case .string(let id) = object["$id"] { base = URIReference(base).resolving(URIReference(id)).withoutFragment.description }
             result.append((next.schema, base))
-            if case .string(let ref) = object["$ref"], let target = schema.registry.resolve(URIReference(base).resolving(URIReference(ref))) {
+            if case .string(let ref) = object["$ref"], let target = schema.source?.registry.resolve(URIReference(base).resolving(URIReference(ref))) {
                 queue.append((target.schema, target.base))
             }
             for member in object["allOf"]?.arrayValue ?? [] { queue.append((member, base)) }
@@ -40,7 +50,7 @@ public struct SchemaNavigator: Sendable {
     }
 
     private func subschemas(at path: [String]) -> [Located] {
-        var current = expand((schema.document, schema.uri))
+        var current = root
         for token in path {
             var next: [Located] = []
             for located in current {
@@ -80,7 +90,7 @@ public struct SchemaNavigator: Sendable {
     }
 
     func defaultsByWalking(present: JSONValue) -> JSONValue {
-        .object(defaults(in: expand((schema.document, schema.uri)), present: present.objectValue ?? [:]))
+        .object(defaults(in: root, present: present.objectValue ?? [:]))
     }
 
     /// The schema's defaults laid out once (what `defaults(in:present:)` finds by walking the
@@ -88,7 +98,7 @@ public struct SchemaNavigator: Sendable {
     /// the layout too large; the walk then stays.
     func defaultsPlan(budget: Int = 4096) -> DefaultsPlan? {
         var remaining = budget
-        return plan(expand((schema.document, schema.uri)), depth: 0, remaining: &remaining)
+        return plan(root, depth: 0, remaining: &remaining)
     }
 
     private func plan(_ schemas: [Located], depth: Int, remaining: inout Int) -> DefaultsPlan? {
@@ -157,7 +167,7 @@ public struct SchemaNavigator: Sendable {
     public func secretPaths(budget: Int = 4096) -> [[String]] {
         var out: [[String]] = []
         var remaining = budget
-        collectSecrets(expand((schema.document, schema.uri)), path: [], into: &out, depth: 0, remaining: &remaining)
+        collectSecrets(root, path: [], into: &out, depth: 0, remaining: &remaining)
         return out
     }
 

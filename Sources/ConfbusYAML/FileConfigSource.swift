@@ -61,20 +61,36 @@ public struct FileConfigSource: ConfigSource {
         var files = ServiceFiles(name: service)
         func path(_ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
         /// `identity` is the file's `stat`, taken once by the caller (nil: no such file).
-        func read(_ path: String, _ identity: FileIdentity?, json: Bool = false) -> LoadedDocument? {
+        /// `deferred`: what is kept between reloads is the file's identity, not its tree (a schema:
+        /// the resolver keeps it compiled by identity and reads the tree only to compile it again).
+        func read(_ path: String, _ identity: FileIdentity?, json: Bool = false, deferred: Bool = false) -> LoadedDocument? {
             guard let identity else {
                 cache.forget(path)
                 return nil
             }
-            let parsed = cache.lookup(path, identity) {
+            let parse: @Sendable () -> Result<YAMLDocument, ConfbusError> = { [loader] in
                 do throws(ConfbusError) {
-                    let document = json ? try loadJSON(path) : try loader.load(contentsOf: path)
-                    return .success(LoadedDocument(file: path, value: document.value, locations: document.locations,
-                                                   modified: identity.modified, identity: identity.description))
+                    return .success(json ? try Self.loadJSON(path, limits: loader.limits) : try loader.load(contentsOf: path))
                 } catch {
                     return .failure(error)
                 }
             }
+            // Read again when asked. A file that no longer parses (it changed since it was
+            // stat'ed; the next reload reports it) reads as the schema `false`, which no config
+            // satisfies: a race fails closed, never open.
+            let reread: @Sendable () -> (value: JSONValue, locations: SourceLocations) = {
+                switch parse() {
+                case .success(let document): (document.value, document.locations)
+                case .failure: (.bool(false), [:])
+                }
+            }
+            let parsed = cache.lookup(path, identity, parse: {
+                parse().map { document in
+                    let loaded = LoadedDocument(file: path, value: document.value, locations: document.locations,
+                                                modified: identity.modified, identity: identity.description)
+                    return deferred ? LoadedDocument(held: loaded, reading: reread) : loaded
+                }
+            }, retain: { $0.released })
             switch parsed {
             case .success(var document):
                 // A file written within the last second may change again within the timestamp's
@@ -87,13 +103,13 @@ public struct FileConfigSource: ConfigSource {
         let (yamlSchema, jsonSchema) = (path("schema.yaml"), path("schema.json"))
         let (yamlIdentity, jsonIdentity) = (FileIdentity(yamlSchema), FileIdentity(jsonSchema))
         if yamlIdentity != nil {
-            files.schema = read(yamlSchema, yamlIdentity)
+            files.schema = read(yamlSchema, yamlIdentity, deferred: true)
             if jsonIdentity != nil {
                 files.errors.append(ConfbusError(code: .invalidSchema, message: "both schema.yaml and schema.json exist; keep one",
                                                  location: SourceLocation(file: yamlSchema, line: 1, column: 1)))
             }
         } else {
-            files.schema = read(jsonSchema, jsonIdentity, json: true)
+            files.schema = read(jsonSchema, jsonIdentity, json: true, deferred: true)
         }
         let defaults = path("defaults.yaml")
         files.defaults = read(defaults, FileIdentity(defaults))
@@ -110,16 +126,16 @@ public struct FileConfigSource: ConfigSource {
         try loader.loadValue(text, source: source)
     }
 
-    private func loadJSON(_ path: String) throws(ConfbusError) -> YAMLDocument {
+    private static func loadJSON(_ path: String, limits: YAMLLoader.Limits) throws(ConfbusError) -> YAMLDocument {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfbusError(code: .unreadableFile, message: "cannot read \(path)", location: SourceLocation(file: path, line: 1, column: 1))
         }
-        guard data.count <= loader.limits.maxDocumentBytes else {
-            throw ConfbusError(code: .documentTooLarge, message: "document is \(data.count) bytes, over the limit of \(loader.limits.maxDocumentBytes) (max_document_bytes)",
+        guard data.count <= limits.maxDocumentBytes else {
+            throw ConfbusError(code: .documentTooLarge, message: "document is \(data.count) bytes, over the limit of \(limits.maxDocumentBytes) (max_document_bytes)",
                                location: SourceLocation(file: path, line: 1, column: 1))
         }
         do {
-            return YAMLDocument(value: try JSONParser(maxDepth: loader.limits.maxDepth).parse([UInt8](data)))
+            return YAMLDocument(value: try JSONParser(maxDepth: limits.maxDepth).parse([UInt8](data)))
         } catch {
             throw ConfbusError(code: .invalidJSON, message: error.message, location: SourceLocation(file: path, line: error.line, column: error.column))
         }
@@ -162,11 +178,12 @@ struct FileIdentity: Equatable, CustomStringConvertible {
 final class ParsedFiles: Sendable {
     private let entries = Mutex<[String: (identity: FileIdentity, result: Result<LoadedDocument, ConfbusError>)]>([:])
 
-    func lookup(_ path: String, _ identity: FileIdentity,
-                parse: () -> Result<LoadedDocument, ConfbusError>) -> Result<LoadedDocument, ConfbusError> {
+    /// `retain` makes what is kept of a parsed document (its error is kept as it is).
+    func lookup(_ path: String, _ identity: FileIdentity, parse: () -> Result<LoadedDocument, ConfbusError>,
+                retain: (LoadedDocument) -> LoadedDocument = { $0 }) -> Result<LoadedDocument, ConfbusError> {
         if let entry = entries.withLock({ $0[path] }), entry.identity == identity { return entry.result }
         let result = parse()
-        entries.withLock { $0[path] = identity.isFresh ? nil : (identity, result) }
+        entries.withLock { $0[path] = identity.isFresh ? nil : (identity, result.map(retain)) }
         return result
     }
 

@@ -36,10 +36,35 @@ struct SchemaDefaultsTests {
         #expect(defaults["mode"] == "fast")
     }
 
+    /// Compiled without keeping its tree, a schema validates, lays out its defaults and knows its
+    /// secrets exactly as one that keeps it.
+    @Test func aSchemaThatDropsItsTreeResolvesTheSame() throws {
+        let text = ##"""
+            {"$defs": {"pool": {"type": "object", "properties": {"size": {"type": "integer", "default": 10}}}},
+             "type": "object",
+             "properties": {"database": {"type": "object", "properties": {"pool": {"$ref": "#/$defs/pool"},
+                                                                         "password": {"type": "string", "writeOnly": true}}}}}
+            """##
+        let kept = try compile(text)
+        let dropped = try CompiledSchema(try JSONParser().parse(text), uri: "urn:confbus:service:test", retainingDocument: false)
+        #expect(kept.retainsDocument && !dropped.retainsDocument)
+        #expect(dropped.secretPaths == kept.secretPaths && dropped.secretPaths == [["database", "password"]])
+        for input in [#"{}"#, #"{"database": {"pool": {}}}"#, #"{"database": {"pool": {"size": 3}}}"#] {
+            let present = try JSONParser().parse(input)
+            #expect(SchemaNavigator(dropped).defaults(present: present) == SchemaNavigator(kept).defaults(present: present))
+        }
+        let bad = try JSONParser().parse(#"{"database": {"pool": {"size": "x"}}}"#)
+        #expect(dropped.validate(bad).map(\.description) == kept.validate(bad).map(\.description))
+        #expect(!dropped.validate(bad).isEmpty)
+    }
+
     @Test func aSchemaTooBranchyToLayOutIsWalked() throws {
         // Two recursive branches double the layout at every level (2^32 at the depth bound).
         let schema = try compile(##"{"properties": {"l": {"$ref": "#"}, "r": {"$ref": "#"}, "v": {"default": 1}}}"##)
         #expect(schema.defaultsPlan == nil)
+        let walkedAnyway = try CompiledSchema(try JSONParser().parse(##"{"properties": {"l": {"$ref": "#"}, "r": {"$ref": "#"}}}"##),
+                                              uri: "urn:confbus:service:test", retainingDocument: false)
+        #expect(walkedAnyway.retainsDocument, "without a layout the walk needs the tree, so it is kept")
         let defaults = SchemaNavigator(schema).defaults(present: try JSONParser().parse(#"{"l": {"r": {}}}"#))
         #expect(defaults == ["v": 1, "l": ["v": 1, "r": ["v": 1]]])
     }

@@ -50,4 +50,35 @@ struct FileConfigSourceCacheTests {
         #expect(source.listServices().services.map(\.rawValue) == ["alpha"])
         #expect(source.cachedFileCount == 1, "beta's files are forgotten; alpha's fresh defaults were never kept")
     }
+
+    /// A schema's tree is not kept between loads (the resolver keeps the schema compiled): a load
+    /// of an unchanged tree gets the schema read again when asked, with its locations; defaults
+    /// stay held, since every resolution merges them.
+    @Test func schemasAreReadAgainWhenAskedAndConfigFilesAreHeld() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("confbus-cache-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let dir = root.appendingPathComponent("services/alpha")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try Self.write("type: object\nproperties:\n  pool: { type: integer }\n", to: dir.appendingPathComponent("schema.yaml"))
+        try Self.write("pool: 1\n", to: dir.appendingPathComponent("defaults.yaml"))
+        try await Self.settle()
+        let source = FileConfigSource(root: root.path)
+        let alpha = try ServiceName(validating: "alpha")
+        let first = source.load(alpha, environment: "production")
+        #expect(first.schema?.isHeld == true, "the load that parsed it hands the tree on")
+        let again = source.load(alpha, environment: "production")
+        let schema = try #require(again.schema)
+        #expect(!schema.isHeld && again.defaults?.isHeld == true)
+        #expect(schema.identity == first.schema?.identity)
+        #expect(schema.value == ["type": "object", "properties": ["pool": ["type": "integer"]]])
+        #expect(schema.location(of: try #require(JSONPointer("/properties/pool/type"))) ==
+                SourceLocation(file: dir.appendingPathComponent("schema.yaml").path, line: 3, column: 11))
+        #expect(schema.held.isHeld && schema.held.value == schema.value)
+
+        // Changed underneath without a reload noticing, and no longer YAML: read as the schema
+        // `false`, which nothing satisfies (fails closed), until a load sees the new identity.
+        try Self.write("type: [object\n", to: dir.appendingPathComponent("schema.yaml"))
+        #expect(schema.value == .bool(false))
+        #expect(source.load(alpha, environment: "production").errors.map(\.code) == [.invalidYAML])
+    }
 }
