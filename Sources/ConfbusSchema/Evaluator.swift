@@ -275,7 +275,7 @@ struct Evaluator {
         case .additionalProperties(let schema, let declared, let patterns):
             guard case .object(let members) = instance else { return true }
             var valid = true
-            for (name, member) in members where !declared.contains(name) {
+            for (name, member) in members where !Self.sortedContains(declared, name) {
                 if patterns.contains(where: { Self.matches($0.1, name, stepLimit: program.regexStepLimit) }) { continue }
                 if let schema {
                     var scratch = Annotations()
@@ -332,17 +332,17 @@ struct Evaluator {
             }
             out.properties.formUnion(members.keys)
             return valid
-        case .type(let mask, let message):
+        case .type(let mask, let names):
             if mask & SchemaProgram.typeBit(of: instance) != 0 { return true }
-            fail(message + JSONValue.withArticle(instance.typeName), keyword: ["type"])
+            fail(names.message + JSONValue.withArticle(instance.typeName), keyword: ["type"])
             return false
-        case .enumeration(let options, let message):
+        case .enumeration(let options):
             if options.contains(instance) { return true }
-            fail(message, keyword: ["enum"])
+            fail("must be one of \(options.map { $0.serialized() }.joined(separator: ", "))", keyword: ["enum"])
             return false
-        case .constant(let value, let message):
+        case .constant(let value):
             if instance == value { return true }
-            fail(message, keyword: ["const"])
+            fail("must be \(value.serialized())", keyword: ["const"])
             return false
         case .pattern(let source, let regex):
             guard case .string(let text) = instance else { return true }
@@ -383,6 +383,16 @@ struct Evaluator {
             fail("pattern \"\(source)\" took too many steps on this value; the value is refused")
             return .failed
         }
+    }
+
+    /// Whether `sorted` (ascending) holds `name`, by halves.
+    static func sortedContains(_ sorted: [String], _ name: String) -> Bool {
+        var (low, high) = (0, sorted.count)
+        while low < high {
+            let mid = (low + high) / 2
+            if sorted[mid] < name { low = mid + 1 } else { high = mid }
+        }
+        return low < sorted.count && sorted[low] == name
     }
 
     private static func matches(_ regex: ECMARegex?, _ text: String, stepLimit: Int) -> Bool {

@@ -104,20 +104,25 @@ public struct SchemaNavigator: Sendable {
     private func plan(_ schemas: [Located], depth: Int, remaining: inout Int) -> DefaultsPlan? {
         remaining -= 1
         guard remaining >= 0 else { return nil }
-        guard depth < 32 else { return DefaultsPlan(properties: [], additional: nil) }
+        guard depth < 32 else { return DefaultsPlan(properties: [], declared: [], additional: nil) }
         let (properties, additional) = members(of: schemas)
         var planned: [DefaultsPlan.Property] = []
-        for (name, subs) in properties.sorted(by: { $0.key < $1.key }) {
+        let names = properties.keys.sorted()
+        for name in names {
+            let subs = properties[name] ?? []
             guard let children = plan(subs, depth: depth + 1, remaining: &remaining) else { return nil }
-            planned.append(DefaultsPlan.Property(name: name, own: subs.lazy.compactMap { $0.schema["default"] }.first,
-                                                 children: children.isEmpty ? nil : children))
+            let own = subs.lazy.compactMap { $0.schema["default"] }.first
+            // A property with no default anywhere below adds nothing: only its name is kept, and
+            // only where `additionalProperties` needs to tell it from the other members.
+            guard own != nil || !children.isEmpty else { continue }
+            planned.append(DefaultsPlan.Property(name: name, own: own, children: children.isEmpty ? nil : children))
         }
         var additionalPlan: DefaultsPlan?
         if !additional.isEmpty {
             guard let members = plan(additional, depth: depth + 1, remaining: &remaining) else { return nil }
-            additionalPlan = members
+            additionalPlan = members.isEmpty ? nil : members
         }
-        return DefaultsPlan(properties: planned, additional: additionalPlan)
+        return DefaultsPlan(properties: planned, declared: additionalPlan == nil ? [] : names, additional: additionalPlan)
     }
 
     private func defaults(in schemas: [Located], present: [String: JSONValue], depth: Int = 0) -> [String: JSONValue] {
@@ -214,18 +219,21 @@ final class DefaultsPlan: Sendable {
         let children: DefaultsPlan?
     }
 
+    /// The properties with a default at or below them, by name.
     let properties: [Property]
-    let names: Set<String>
+    /// Every property the level declares, sorted: kept only when `additional` is laid out, to
+    /// tell the other members from them.
+    let declared: [String]
     let additional: DefaultsPlan?
 
-    init(properties: [Property], additional: DefaultsPlan?) {
+    init(properties: [Property], declared: [String], additional: DefaultsPlan?) {
         self.properties = properties
-        self.names = Set(properties.map(\.name))
+        self.declared = declared
         self.additional = additional
     }
 
     /// Lays out nothing: no property has a default anywhere below.
-    var isEmpty: Bool { additional == nil && properties.allSatisfy { $0.own == nil && $0.children == nil } }
+    var isEmpty: Bool { additional == nil && properties.isEmpty }
 
     /// Defaults of properties whose parent object is present in `present` or is itself defaulted.
     func defaults(present: [String: JSONValue]) -> [String: JSONValue] {
@@ -253,7 +261,7 @@ final class DefaultsPlan: Sendable {
             if let value { out[property.name] = value }
         }
         if let additional {
-            for (name, member) in present where !names.contains(name) {
+            for (name, member) in present where !Evaluator.sortedContains(declared, name) {
                 guard case .object(let memberObject) = member else { continue }
                 let nested = additional.defaults(present: memberObject)
                 if !nested.isEmpty { out[name] = .object(nested) }

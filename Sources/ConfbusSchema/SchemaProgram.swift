@@ -39,13 +39,16 @@ final class SchemaProgram: Sendable {
         case contains(Int32, minimum: Double, maximum: Double?, minimumDeclared: Bool)
         case properties([(String, Int32)])
         case patternProperties([(String, ECMARegex?, Int32)])
-        case additionalProperties(Int32?, declared: Set<String>, patterns: [(String, ECMARegex?)])
+        /// `declared`: the sibling `properties`' names, sorted (searched by halves).
+        case additionalProperties(Int32?, declared: [String], patterns: [(String, ECMARegex?)])
         case propertyNames(Int32)
         case unevaluatedItems(Int32?)
         case unevaluatedProperties(Int32?)
-        case type(UInt8, message: String)
-        case enumeration([JSONValue], message: String)
-        case constant(JSONValue, message: String)
+        /// The messages of these three are spelled out when a value fails, not kept per keyword:
+        /// a tree of ten thousand schemas holds hundreds of thousands of them.
+        case type(UInt8, names: TypeList)
+        case enumeration([JSONValue])
+        case constant(JSONValue)
         case pattern(String, ECMARegex?)
         case format(String)
         /// `maxLength`/`minLength`, `maxItems`/`minItems`, `maxProperties`/`minProperties`.
@@ -105,6 +108,36 @@ final class SchemaProgram: Sendable {
         nodes.append(contentsOf: compiler.nodes)
         return SchemaProgram(nodes: nodes, resources: compiler.resources,
                              tracksAnnotations: compiler.tracksAnnotations, regexStepLimit: options.regexStepLimit)
+    }
+
+    /// The type names a `type` keyword lists, in its order, packed four bits each (the name's
+    /// place in `names`, plus one): the failure message names them as the schema does.
+    struct TypeList: Sendable {
+        static let names = ["null", "boolean", "integer", "number", "string", "array", "object"]
+        let packed: UInt32
+
+        init(_ listed: [String]) {
+            var packed: UInt32 = 0
+            var shift: UInt32 = 0
+            // A valid schema lists each of the seven names at most once.
+            for name in listed.prefix(8) {
+                guard let index = Self.names.firstIndex(of: name) else { continue }
+                packed |= UInt32(index + 1) << shift
+                shift += 4
+            }
+            self.packed = packed
+        }
+
+        /// "must be a string or a null, not " (the instance's type follows).
+        var message: String {
+            var listed: [String] = []
+            var rest = packed
+            while rest != 0 {
+                listed.append(JSONValue.withArticle(Self.names[Int(rest & 15) - 1]))
+                rest >>= 4
+            }
+            return "must be \(listed.joined(separator: " or ")), not "
+        }
     }
 
     static let typeBits: [String: UInt8] = ["null": 1, "boolean": 2, "integer": 4, "number": 8, "string": 16, "array": 32, "object": 64]
@@ -295,7 +328,7 @@ private struct Compiler {
             for (source, node) in walkMap(value, base: base) { entries.append((source, regex(source), node)) }
             return .patternProperties(entries)
         case .additionalProperties:
-            let declared = Set(object["properties"]?.objectValue?.keys ?? [:].keys)
+            let declared = (object["properties"]?.objectValue?.keys).map { $0.sorted() } ?? []
             var patterns: [(String, ECMARegex?)] = []
             for source in object["patternProperties"]?.objectValue?.keys.sorted() ?? [] { patterns.append((source, regex(source))) }
             let node = value == .bool(false) ? nil : walk(value, base: base)
@@ -314,12 +347,12 @@ private struct Compiler {
             for name in allowed { mask |= SchemaProgram.typeBits[name] ?? 0 }
             // A "number" admits integers too.
             if mask & 8 != 0 { mask |= 4 }
-            return .type(mask, message: "must be \(allowed.map(JSONValue.withArticle).joined(separator: " or ")), not ")
+            return .type(mask, names: SchemaProgram.TypeList(allowed))
         case .enum_:
             guard let options = value.arrayValue else { return nil }
-            return .enumeration(options, message: "must be one of \(options.map { $0.serialized() }.joined(separator: ", "))")
+            return .enumeration(options)
         case .const:
-            return .constant(value, message: "must be \(value.serialized())")
+            return .constant(value)
         case .pattern:
             guard case .string(let source) = value else { return nil }
             return .pattern(source, regex(source))

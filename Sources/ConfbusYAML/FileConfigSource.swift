@@ -176,14 +176,26 @@ struct FileIdentity: Equatable, CustomStringConvertible {
 
 /// Parsed documents (or their errors) by path and identity.
 final class ParsedFiles: Sendable {
-    private let entries = Mutex<[String: (identity: FileIdentity, result: Result<LoadedDocument, ConfbusError>)]>([:])
+    /// One file's entry, boxed: the table's buckets hold a reference instead of the whole entry
+    /// (tens of thousands of files in a large tree, and a third of the buckets empty).
+    private final class Entry: Sendable {
+        let identity: FileIdentity
+        let result: Result<LoadedDocument, ConfbusError>
+
+        init(_ identity: FileIdentity, _ result: Result<LoadedDocument, ConfbusError>) {
+            self.identity = identity
+            self.result = result
+        }
+    }
+
+    private let entries = Mutex<[String: Entry]>([:])
 
     /// `retain` makes what is kept of a parsed document (its error is kept as it is).
     func lookup(_ path: String, _ identity: FileIdentity, parse: () -> Result<LoadedDocument, ConfbusError>,
                 retain: (LoadedDocument) -> LoadedDocument = { $0 }) -> Result<LoadedDocument, ConfbusError> {
         if let entry = entries.withLock({ $0[path] }), entry.identity == identity { return entry.result }
         let result = parse()
-        entries.withLock { $0[path] = identity.isFresh ? nil : (identity, result.map(retain)) }
+        entries.withLock { $0[path] = identity.isFresh ? nil : Entry(identity, result.map(retain)) }
         return result
     }
 
