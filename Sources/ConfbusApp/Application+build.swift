@@ -24,10 +24,12 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
     let failpoints = try processEnvironment["CONFBUS_FAILPOINTS"].map(Failpoints.init(parsing:)) ?? Failpoints()
     let postgres = PostgresClient(configuration: try .init(url: settings.databaseURL), backgroundLogger: logger)
     let store = PostgresVersionStore(client: postgres, logger: logger, failpoints: failpoints, sealer: settings.sealer)
-    let source = FileConfigSource(root: settings.configDir, limits: .init(maxDocumentBytes: settings.maxDocumentBytes))
+    // A service holds up to three files (schema, defaults, environment).
+    let source = FileConfigSource(root: settings.configDir, limits: .init(maxDocumentBytes: settings.maxDocumentBytes),
+                                  heldFiles: 3 * settings.cacheServices)
     let resolver = ServiceResolver(
         options: .init(environment: settings.environment, allowSchemaless: settings.allowSchemaless, validator: .init(formatAssertion: true)),
-        overrides: OverrideVariables(environment: processEnvironment))
+        overrides: OverrideVariables(environment: processEnvironment), compiledSchemas: settings.cacheServices)
     let topics = TopicCodec(prefix: settings.topicPrefix)
     let limits = PublishLimits(maxDocumentBytes: settings.maxDocumentBytes, updateTopicBytes: { topics.update($0).utf8.count })
     let outboxSignal = WakeSignal()

@@ -13,7 +13,8 @@ import SystemPackage
 /// (development), `config_dir` (config), `http_host` (127.0.0.1), `http_port` (8080),
 /// `topic_prefix` (config), `node_id` (the host name), `health_interval` (10s),
 /// `reconcile_interval` (30s), `admin_tokens`, `read_tokens` (secret lists), `max_document_bytes`
-/// (1 MiB), `rate_limit` (1000 requests a second per token, 0 for none), `allow_schemaless` (false), `instance_ttl` (24h of silence before an instance is
+/// (1 MiB), `rate_limit` (1000 requests a second per token, 0 for none), `cache_services` (1000: how
+/// many services' parsed files and compiled schemas stay in memory), `allow_schemaless` (false), `instance_ttl` (24h of silence before an instance is
 /// forgotten), `secret_key_file` (a file holding 32 random bytes in base64: secret values are
 /// stored sealed under it), `log_level` (info), `log_format` (text|json).
 /// Precedence: flags, then `CONFBUS_*` variables, then `<config_dir>/confbus.yaml`, then defaults.
@@ -38,6 +39,9 @@ public struct Settings: Sendable {
     public var maxDocumentBytes: Int
     /// HTTP requests a second per token (bursts of twice that); 0 turns the limit off.
     public var rateLimit: Int
+    /// How many services' parsed files and compiled schemas are kept in memory (`cache_services`):
+    /// the least recently used past that are read and compiled again when next written.
+    public var cacheServices: Int
     public var allowSchemaless: Bool
     /// The key of `secret_key_file`: with one, every secret value is stored sealed (AES-256-GCM).
     public var sealer: SecretSealer?
@@ -135,6 +139,7 @@ public struct Settings: Sendable {
         }
         maxDocumentBytes = try integer("max_document_bytes", 1 << 20, range: 1024...(64 << 20))
         rateLimit = try integer("rate_limit", 1000, range: 0...1_000_000)
+        cacheServices = try integer("cache_services", 1000, range: 1...10_000_000)
         switch text("allow_schemaless")?.lowercased() {
         case nil: allowSchemaless = false
         case "true", "1", "yes": allowSchemaless = true

@@ -144,8 +144,12 @@ public protocol ConfigSource: Sendable {
     func parseValue(_ text: String, source: String) throws(ConfbusError) -> JSONValue
     /// Whether the tree has a folder for `service` (cheaper than listing every service).
     func hasService(_ service: ServiceName) -> Bool
+    /// What `load(service, environment:).identity` would be, where the source can tell without
+    /// reading the files (equal for unchanged files, nil when unknown).
+    func identity(of service: ServiceName, environment: String) -> String?
 }
 
 extension ConfigSource {
     public func hasService(_ service: ServiceName) -> Bool { listServices().services.contains(service) }
+    public func identity(of service: ServiceName, environment: String) -> String? { load(service, environment: environment).identity }
 }

@@ -58,13 +58,16 @@ public struct ServiceResolver: Sendable {
 
     public let options: Options
     public let overrides: OverrideVariables
-    /// Compiled schemas by service and schema checksum: a reload whose schema file did not change
-    /// skips the metaschema check and compilation.
-    private let compiled = SchemaCache()
+    /// Compiled schemas by service and schema checksum: a resolution whose schema file did not
+    /// change skips the metaschema check and compilation.
+    private let compiled: SchemaCache
 
-    public init(options: Options, overrides: OverrideVariables) {
+    /// `compiledSchemas`: how many services' compiled schemas are kept at most (the least recently
+    /// used are let go and compiled again when next needed).
+    public init(options: Options, overrides: OverrideVariables, compiledSchemas: Int = 1_000) {
         self.options = options
         self.overrides = overrides
+        self.compiled = SchemaCache(capacity: compiledSchemas)
     }
 
     public func resolve(_ files: ServiceFiles, source: any ConfigSource,
@@ -244,22 +247,59 @@ public enum Timestamp {
     }
 }
 
-/// Compiled schemas kept between resolutions, keyed by service and the schema's checksum.
+/// Compiled schemas kept between resolutions, keyed by service and the schema's checksum, at most
+/// `capacity` of them (the least recently used are let go past that).
 final class SchemaCache: Sendable {
-    private let entries = Mutex<[ServiceName: (checksum: String, schema: CompiledSchema)]>([:])
+    private struct Entry {
+        var checksum: String
+        var schema: CompiledSchema
+        var lastUse: UInt64
+    }
+
+    private struct Table {
+        var entries: [ServiceName: Entry] = [:]
+        var clock: UInt64 = 0
+    }
+
+    let capacity: Int
+    private let table = Mutex(Table())
+
+    init(capacity: Int) {
+        self.capacity = max(1, capacity)
+    }
 
     /// `identity` names this version of the schema file when the source knows it; else the
     /// document's checksum does (the whole schema serialized and hashed on every call).
     func schema(for service: ServiceName, document: @autoclosure () -> JSONValue, identity: String? = nil,
                 compile: () throws(CompiledSchemaError) -> CompiledSchema) throws(CompiledSchemaError) -> CompiledSchema {
         let checksum = identity ?? document().checksum
-        if let hit = entries.withLock({ $0[service] }), hit.checksum == checksum { return hit.schema }
+        let hit = table.withLock { table -> CompiledSchema? in
+            guard let entry = table.entries[service], entry.checksum == checksum else { return nil }
+            table.clock += 1
+            table.entries[service]?.lastUse = table.clock
+            return entry.schema
+        }
+        if let hit { return hit }
         let schema = try compile()
-        entries.withLock { $0[service] = (checksum, schema) }
+        table.withLock { table in
+            table.clock += 1
+            table.entries[service] = Entry(checksum: checksum, schema: schema, lastUse: table.clock)
+            // Past the capacity the least recently used tenth goes at once (one sort per capacity / 10 compilations).
+            if table.entries.count > capacity {
+                let drop = table.entries.count - capacity + capacity / 10
+                for (victim, _) in table.entries.sorted(by: { $0.value.lastUse < $1.value.lastUse }).prefix(drop) {
+                    table.entries.removeValue(forKey: victim)
+                }
+            }
+        }
         return schema
     }
 
-    /// Which values of each service are secret, as last worked out from its schema (or its lack of one).
+    /// How many compiled schemas are kept (for tests).
+    var count: Int { table.withLock { $0.entries.count } }
+
+    /// Which values of each service are secret, as last worked out from its schema (or its lack of
+    /// one): kept for every service, since every pull asks.
     private let redactions = Mutex<[ServiceName: Redaction]>([:])
 
     func remember(_ redaction: Redaction, for service: ServiceName) { redactions.withLock { $0[service] = redaction } }

@@ -40,93 +40,93 @@ public struct TreeReload: Sendable {
             // commit below resolves again only when the layer under the lock is another one.
             let hints = try await store.overrideLayers()
             var report = Report(treeErrors: treeErrors)
-            // Each service is loaded and, unless its files and layer are what they were when it
-            // last resolved to the version served now, resolved at once, on every core; its
-            // schema's tree is let go as soon as it is compiled, so a tree of ten thousand
-            // services never holds ten thousand parsed schemas at a time.
-            let (memo, cache) = (memo, pipeline.cache)
-            let loaded = await tree.compute { [definitions] in
-                services.concurrentMap { service -> (files: ServiceFiles, key: String?, resolution: ServiceResolution?) in
-                    let files = definitions.tree.source.load(service, environment: definitions.environment)
-                    let key = ResolutionMemo.key(files, layer: hints[service])
-                    if let key, let checksum = memo.checksum(service, key: key), cache.latest(service)?.checksum == checksum {
-                        return (files.releasingSchema, key, nil)
-                    }
-                    return (files.releasingSchema, key, definitions.resolve(files, layer: hints[service]))
-                }
-            }
-            var toResolve: [ServiceFiles] = []
-            var resolutions: [ServiceResolution] = []
-            for entry in loaded {
-                if let resolution = entry.resolution {
-                    toResolve.append(entry.files)
-                    resolutions.append(resolution)
-                } else {
-                    report.unchanged.append(entry.files.name)
-                }
-            }
-            let keyByService = Dictionary(uniqueKeysWithValues: loaded.map { ($0.files.name, $0.key) })
             var nowInvalid: [ServiceName: [ConfbusError]] = [:]
-            var changed: [(files: ServiceFiles, resolved: ResolvedService)] = []
-            for (files, resolution) in zip(toResolve, resolutions) {
-                let service = files.name
-                guard let resolved = resolution.resolved else {
-                    nowInvalid[service] = resolution.errors
-                    report.failed[service] = resolution.errors
-                    logInvalid(service, resolution.errors)
-                    continue
-                }
-                if let latest = pipeline.cache.latest(service), latest.checksum == resolved.checksum {
-                    if let key = keyByService[service] ?? nil { memo.record(service, key: key, checksum: resolved.checksum) }
-                    report.unchanged.append(service)
-                    continue
-                }
-                changed.append((files, resolved))
-            }
-            // The changed services commit in groups, each group in one transaction of a few
-            // statements; a service that turns out invalid under the lock is left out of its
-            // group, and a group the database refuses is committed again one service at a time,
-            // so one failure never aborts the rest.
             let author = author ?? pipeline.options.author
-            for start in stride(from: 0, to: changed.count, by: Self.groupSize) {
-                let group = Array(changed[start..<min(start + Self.groupSize, changed.count)])
-                let entries = group.map { (files: $0.files, earlier: (layer: hints[$0.files.name], resolved: $0.resolved)) }
-                var outcomes: [CommitOutcome] = []
-                var refused: [ServiceName: ConfbusError] = [:]
-                do {
-                    (outcomes, refused) = try await commitGroup(entries, author: author, reason: reason)
-                } catch where group.count > 1 {
-                    for entry in entries {
-                        do {
-                            outcomes.append(try await commitFiles(entry.files, author: author, reason: reason, resolvedWith: entry.earlier))
-                        } catch let error as ConfbusError {
-                            refused[entry.files.name] = error
+            // The tree is read in chunks: each chunk's services are stat'ed and, unless their files
+            // and layer are what they were when they last resolved to the version served now,
+            // loaded and resolved at once on every core, then committed before the next chunk is
+            // read. So a start-up of ten thousand services never holds more than a chunk of parsed
+            // files and resolutions, and an unchanged service reads no file at all.
+            for chunkStart in stride(from: 0, to: services.count, by: Self.chunkSize) {
+                let chunk = Array(services[chunkStart..<min(chunkStart + Self.chunkSize, services.count)])
+                let (memo, cache) = (memo, pipeline.cache)
+                let loaded = await tree.compute { [definitions] in
+                    chunk.concurrentMap { service -> (service: ServiceName, key: String?, files: ServiceFiles?, resolution: ServiceResolution?) in
+                        let source = definitions.tree.source
+                        let statKey = ResolutionMemo.key(identity: source.identity(of: service, environment: definitions.environment), layer: hints[service])
+                        if let statKey, let checksum = memo.checksum(service, key: statKey), cache.latest(service)?.checksum == checksum {
+                            return (service, statKey, nil, nil)
                         }
-                    }
-                } catch let error as ConfbusError {
-                    refused[group[0].files.name] = error
-                }
-                let resolvedBy = Dictionary(uniqueKeysWithValues: group.map { ($0.files.name, $0.resolved.checksum) })
-                for outcome in outcomes {
-                    let service = outcome.version.service
-                    // The memo holds only what was resolved with the layer the commit saw.
-                    if let key = keyByService[service] ?? nil, outcome.version.checksum == resolvedBy[service] {
-                        memo.record(service, key: key, checksum: outcome.version.checksum)
-                    }
-                    switch outcome {
-                    case .committed(let version): report.committed.append(version)
-                    case .unchanged: report.unchanged.append(service)
+                        let files = source.load(service, environment: definitions.environment)
+                        return (service, ResolutionMemo.key(files, layer: hints[service]), files.releasingSchema,
+                                definitions.resolve(files, layer: hints[service]))
                     }
                 }
-                for (service, error) in refused {
-                    // Not invalid: the file change waits for the rollout's end (which reloads).
-                    if error.code == .rolloutInProgress {
-                        report.deferred.append(service)
+                let keyByService = Dictionary(uniqueKeysWithValues: loaded.map { ($0.service, $0.key) })
+                var changed: [(files: ServiceFiles, resolved: ResolvedService)] = []
+                for entry in loaded {
+                    let service = entry.service
+                    guard let files = entry.files, let resolution = entry.resolution else {
+                        report.unchanged.append(service)
                         continue
                     }
-                    nowInvalid[service] = [error]
-                    report.failed[service] = [error]
-                    logInvalid(service, [error])
+                    guard let resolved = resolution.resolved else {
+                        nowInvalid[service] = resolution.errors
+                        report.failed[service] = resolution.errors
+                        logInvalid(service, resolution.errors)
+                        continue
+                    }
+                    if let latest = pipeline.cache.latest(service), latest.checksum == resolved.checksum {
+                        if let key = keyByService[service] ?? nil { memo.record(service, key: key, checksum: resolved.checksum) }
+                        report.unchanged.append(service)
+                        continue
+                    }
+                    changed.append((files, resolved))
+                }
+                // The changed services commit in groups, each group in one transaction of a few
+                // statements; a service that turns out invalid under the lock is left out of its
+                // group, and a group the database refuses is committed again one service at a time,
+                // so one failure never aborts the rest.
+                for start in stride(from: 0, to: changed.count, by: Self.groupSize) {
+                    let group = Array(changed[start..<min(start + Self.groupSize, changed.count)])
+                    let entries = group.map { (files: $0.files, earlier: (layer: hints[$0.files.name], resolved: $0.resolved)) }
+                    var outcomes: [CommitOutcome] = []
+                    var refused: [ServiceName: ConfbusError] = [:]
+                    do {
+                        (outcomes, refused) = try await commitGroup(entries, author: author, reason: reason)
+                    } catch where group.count > 1 {
+                        for entry in entries {
+                            do {
+                                outcomes.append(try await commitFiles(entry.files, author: author, reason: reason, resolvedWith: entry.earlier))
+                            } catch let error as ConfbusError {
+                                refused[entry.files.name] = error
+                            }
+                        }
+                    } catch let error as ConfbusError {
+                        refused[group[0].files.name] = error
+                    }
+                    let resolvedBy = Dictionary(uniqueKeysWithValues: group.map { ($0.files.name, $0.resolved.checksum) })
+                    for outcome in outcomes {
+                        let service = outcome.version.service
+                        // The memo holds only what was resolved with the layer the commit saw.
+                        if let key = keyByService[service] ?? nil, outcome.version.checksum == resolvedBy[service] {
+                            memo.record(service, key: key, checksum: outcome.version.checksum)
+                        }
+                        switch outcome {
+                        case .committed(let version): report.committed.append(version)
+                        case .unchanged: report.unchanged.append(service)
+                        }
+                    }
+                    for (service, error) in refused {
+                        // Not invalid: the file change waits for the rollout's end (which reloads).
+                        if error.code == .rolloutInProgress {
+                            report.deferred.append(service)
+                            continue
+                        }
+                        nowInvalid[service] = [error]
+                        report.failed[service] = [error]
+                        logInvalid(service, [error])
+                    }
                 }
             }
             invalid.replace(nowInvalid)
@@ -173,6 +173,8 @@ public struct TreeReload: Sendable {
     }
 
     static let groupSize = 256
+    /// How many services a reload reads and resolves before committing them.
+    static let chunkSize = 1024
 
     static func waitsForRollout(_ service: ServiceName) -> ConfbusError {
         ConfbusError(code: .rolloutInProgress, service: service.rawValue,
@@ -230,7 +232,11 @@ final class ResolutionMemo: Sendable {
 
     /// nil when the files' identity is unknown (a source that cannot tell, or a file just written).
     static func key(_ files: ServiceFiles, layer: JSONValue?) -> String? {
-        files.identity.map { "\($0)#\(layer?.checksum ?? "-")" }
+        key(identity: files.identity, layer: layer)
+    }
+
+    static func key(identity: String?, layer: JSONValue?) -> String? {
+        identity.map { "\($0)#\(layer?.checksum ?? "-")" }
     }
 
     func checksum(_ service: ServiceName, key: String) -> String? {

@@ -12,12 +12,15 @@ public struct FileConfigSource: ConfigSource {
     public let root: String
     public let loader: YAMLLoader
     /// Parsed files by path, with the identity they were parsed at: a file is read and parsed
-    /// again only when its identity changes, so a reload of an unchanged tree only stats files.
-    private let cache = ParsedFiles()
+    /// again only when its identity changes (or it was let go to keep within `heldFiles`).
+    private let cache: ParsedFiles
 
-    public init(root: String, limits: YAMLLoader.Limits = .init()) {
+    /// `heldFiles`: how many parsed files are kept between loads at most (the least recently used
+    /// are let go and parsed again when next loaded).
+    public init(root: String, limits: YAMLLoader.Limits = .init(), heldFiles: Int = 3_000) {
         self.root = root
         self.loader = YAMLLoader(limits: limits)
+        self.cache = ParsedFiles(capacity: heldFiles)
     }
 
     /// How many parsed files are kept (for tests).
@@ -122,6 +125,27 @@ public struct FileConfigSource: ConfigSource {
         return files
     }
 
+    /// What `load(service, environment:).identity` would be, from the files' `stat` alone: nothing
+    /// is read or parsed, so a reload of an unchanged tree costs a few system calls per service.
+    /// nil where `load` would have no identity (a file written within the last second, both
+    /// schema files, an invalid environment name) — a load that fails to parse has none either,
+    /// but an unchanged file that parsed before parses again.
+    public func identity(of service: ServiceName, environment: String) -> String? {
+        guard ServiceName.isValid(environment), environment != "defaults", environment != "schema" else { return nil }
+        let dir = (servicesDirectory as NSString).appendingPathComponent(service.rawValue)
+        func identity(_ name: String) -> FileIdentity? { FileIdentity((dir as NSString).appendingPathComponent(name)) }
+        let yamlSchema = identity("schema.yaml")
+        let jsonSchema = identity("schema.json")
+        if yamlSchema != nil && jsonSchema != nil { return nil }
+        var parts: [String] = []
+        for file in [yamlSchema ?? jsonSchema, identity("defaults.yaml"), identity("\(environment).yaml")] {
+            guard let file else { parts.append("-"); continue }
+            if file.isFresh { return nil }
+            parts.append(file.description)
+        }
+        return parts.joined(separator: "|")
+    }
+
     public func parseValue(_ text: String, source: String) throws(ConfbusError) -> JSONValue {
         try loader.loadValue(text, source: source)
     }
@@ -174,45 +198,83 @@ struct FileIdentity: Equatable, CustomStringConvertible {
     var description: String { "\(device):\(inode):\(size):\(modifiedNanoseconds):\(changedNanoseconds)" }
 }
 
-/// Parsed documents (or their errors) by path and identity.
+/// Parsed documents (or their errors) by path and identity, at most `capacity` of them: past that
+/// the least recently used are let go (a load parses them again), so a tree of ten thousand
+/// services holds the files of the services in use, not every file it has.
 final class ParsedFiles: Sendable {
-    /// One file's entry, boxed: the table's buckets hold a reference instead of the whole entry
-    /// (tens of thousands of files in a large tree, and a third of the buckets empty).
-    private final class Entry: Sendable {
+    /// One file's entry, boxed: the table's buckets hold a reference instead of the whole entry.
+    /// `lastUse` is read and written only under the table's lock.
+    private final class Entry: @unchecked Sendable {
         let identity: FileIdentity
         let result: Result<LoadedDocument, ConfbusError>
+        var lastUse: UInt64
 
-        init(_ identity: FileIdentity, _ result: Result<LoadedDocument, ConfbusError>) {
+        init(_ identity: FileIdentity, _ result: Result<LoadedDocument, ConfbusError>, lastUse: UInt64) {
             self.identity = identity
             self.result = result
+            self.lastUse = lastUse
         }
     }
 
-    private let entries = Mutex<[String: Entry]>([:])
+    private struct Table {
+        var entries: [String: Entry] = [:]
+        /// Counts uses: an entry's `lastUse` is the count at its last lookup.
+        var clock: UInt64 = 0
+        var directories: Set<String> = []
+    }
+
+    /// How many files are kept parsed at most.
+    let capacity: Int
+    private let table = Mutex(Table())
+
+    init(capacity: Int) {
+        self.capacity = max(1, capacity)
+    }
 
     /// `retain` makes what is kept of a parsed document (its error is kept as it is).
     func lookup(_ path: String, _ identity: FileIdentity, parse: () -> Result<LoadedDocument, ConfbusError>,
                 retain: (LoadedDocument) -> LoadedDocument = { $0 }) -> Result<LoadedDocument, ConfbusError> {
-        if let entry = entries.withLock({ $0[path] }), entry.identity == identity { return entry.result }
+        let hit = table.withLock { table -> Result<LoadedDocument, ConfbusError>? in
+            guard let entry = table.entries[path], entry.identity == identity else { return nil }
+            table.clock += 1
+            entry.lastUse = table.clock
+            return entry.result
+        }
+        if let hit { return hit }
         let result = parse()
-        entries.withLock { $0[path] = identity.isFresh ? nil : Entry(identity, result.map(retain)) }
+        guard !identity.isFresh else {
+            forget(path)
+            return result
+        }
+        let kept = result.map(retain)
+        table.withLock { table in
+            table.clock += 1
+            table.entries[path] = Entry(identity, kept, lastUse: table.clock)
+            // Past the capacity, the least recently used tenth is let go at once (one sort per
+            // capacity / 10 files parsed, not one per file).
+            if table.entries.count > capacity {
+                let drop = table.entries.count - capacity + capacity / 10
+                for (victim, _) in table.entries.sorted(by: { $0.value.lastUse < $1.value.lastUse }).prefix(drop) {
+                    table.entries.removeValue(forKey: victim)
+                }
+            }
+        }
         return result
     }
 
-    var count: Int { entries.withLock { $0.count } }
+    var count: Int { table.withLock { $0.entries.count } }
 
     func forget(_ path: String) {
-        _ = entries.withLock { $0.removeValue(forKey: path) }
+        _ = table.withLock { $0.entries.removeValue(forKey: path) }
     }
-
-    private let directories = Mutex<Set<String>>([])
 
     /// Drops the files that are not directly in one of `directories` (only when the set of service
     /// directories changed since the last call: most listings find the same services).
     func keep(directories current: Set<String>) {
-        guard directories.withLock({ held in defer { held = current }; return held != current }) else { return }
-        entries.withLock { all in
-            all = all.filter { current.contains(($0.key as NSString).deletingLastPathComponent) }
+        table.withLock { table in
+            guard table.directories != current else { return }
+            table.directories = current
+            table.entries = table.entries.filter { current.contains(($0.key as NSString).deletingLastPathComponent) }
         }
     }
 }

@@ -34,6 +34,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Comma-separated name[:svc|svc]=secret entries.") var readTokens: String?
     @Option(help: "Largest document, HTTP body or MQTT payload, in bytes.") var maxDocumentBytes: Int?
     @Option(help: "HTTP requests a second per token (bursts of twice that); 0 for no limit.") var rateLimit: Int?
+    @Option(help: "How many services' parsed files and compiled schemas stay in memory (default 1000).") var cacheServices: Int?
     @Flag(help: "Distribute services without a schema.") var allowSchemaless = false
     @Option(help: "A file of 32 random bytes in base64 (`confbus secrets keygen`): secret values are stored sealed under it.") var secretKeyFile: String?
     @Option(help: "trace, debug, info, notice, warning, error, critical") var logLevel: String?
@@ -47,6 +48,7 @@ struct Serve: AsyncParsableCommand {
             ("http_port", httpPort.map(String.init)), ("topic_prefix", topicPrefix), ("node_id", nodeId),
             ("health_interval", healthInterval), ("reconcile_interval", reconcileInterval), ("instance_ttl", instanceTTL), ("admin_tokens", adminTokens),
             ("read_tokens", readTokens), ("max_document_bytes", maxDocumentBytes.map(String.init)), ("rate_limit", rateLimit.map(String.init)),
+            ("cache_services", cacheServices.map(String.init)),
             ("allow_schemaless", allowSchemaless ? "true" : nil), ("secret_key_file", secretKeyFile), ("log_level", logLevel), ("log_format", logFormat),
         ]
         for case (let key, let value?) in options { flags[key] = value }

@@ -81,4 +81,49 @@ struct FileConfigSourceCacheTests {
         #expect(schema.value == .bool(false))
         #expect(source.load(alpha, environment: "production").errors.map(\.code) == [.invalidYAML])
     }
+
+    /// Past its capacity the cache lets the least recently used files go; a load parses them again,
+    /// and `identity(of:)` answers what a load's identity would be from `stat` alone.
+    @Test func aBoundedCacheLetsFilesGoAndIdentityNeedsNoParse() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("confbus-cache-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let names = (1...5).map { "svc-\($0)" }
+        for (n, name) in names.enumerated() {
+            let dir = root.appendingPathComponent("services/\(name)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            try Self.write("type: object\n", to: dir.appendingPathComponent("schema.yaml"))
+            try Self.write("pool: \(n)\n", to: dir.appendingPathComponent("defaults.yaml"))
+        }
+        try Self.write("pool: 40\n", to: root.appendingPathComponent("services/svc-1/production.yaml"))
+        try await Self.settle()
+        let source = FileConfigSource(root: root.path, heldFiles: 4)
+        let services = try names.map { try ServiceName(validating: $0) }
+        var identities: [String] = []
+        for service in services {
+            let files = source.load(service, environment: "production")
+            let identity = try #require(files.identity)
+            #expect(source.identity(of: service, environment: "production") == identity)
+            identities.append(identity)
+            #expect(source.cachedFileCount <= 4)
+        }
+        // svc-1's files were let go long ago: loaded again, parsed again, the same values and identity.
+        let again = source.load(services[0], environment: "production")
+        #expect(again.defaults?.value == ["pool": 0] && again.environment?.value == ["pool": 40])
+        #expect(again.identity == identities[0])
+        #expect(source.cachedFileCount <= 4)
+
+        // A changed file changes the stat identity as it changes the load's.
+        try Self.write("pool: 9\n", to: root.appendingPathComponent("services/svc-2/defaults.yaml"))
+        #expect(source.identity(of: services[1], environment: "production") == nil, "a file written just now has no identity")
+        try await Self.settle()
+        let changed = try #require(source.identity(of: services[1], environment: "production"))
+        #expect(changed != identities[1])
+        #expect(source.load(services[1], environment: "production").identity == changed)
+        // Both schema files: a load reports it, so there is no identity to reuse.
+        try Self.write("{}", to: root.appendingPathComponent("services/svc-3/schema.json"))
+        try await Self.settle()
+        #expect(source.identity(of: services[2], environment: "production") == nil)
+        #expect(source.load(services[2], environment: "production").identity == nil)
+        #expect(source.identity(of: services[3], environment: "no/such") == nil)
+    }
 }
