@@ -103,6 +103,7 @@ let package = Package(
         .executableTarget(name: "ConfbusBench", dependencies: [
             "ConfbusCore", "ConfbusSchema", "ConfbusEngine", "ConfbusYAML", "ConfbusMQTT", "ConfbusMosquitto",
             .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The client side (CONTRACT.md §9): a swift-configuration provider fed by the document a

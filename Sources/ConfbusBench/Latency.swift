@@ -19,6 +19,8 @@ enum LatencyBench {
         var configDir: String
         var prefix: String
         var count: Int
+        /// The stack-alone server (`floor-server`): its base URL and topic prefix.
+        var floor: (http: String, prefix: String)?
     }
 
     static func percentiles(_ samples: [Double]) -> String {
@@ -119,6 +121,30 @@ enum LatencyBench {
             healthz.append(Date().timeIntervalSince(start))
         }
         print("floor  this HTTP client, GET /healthz   \(percentiles(healthz))")
+        // The stack alone: the same client and subscriber, a handler that commits one INSERT
+        // through postgres-nio and publishes the body through libmosquitto (`floor-server`).
+        if let floor = o.floor {
+            let floorTopic = "\(floor.prefix)/update/\(service)"
+            try sub.subscribe([floorTopic])
+            try await Task.sleep(for: .milliseconds(300))
+            var stackAlone: [Double] = []
+            for i in 0..<o.count {
+                let body = #"{"database": {"pool_size": \#(i)}}"#
+                var request = URLRequest(url: URL(string: "\(floor.http)/v1/config/\(service)/override")!)
+                request.httpMethod = "PUT"
+                request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+                request.httpBody = Data(body.utf8)
+                let start = Date()
+                let (_, response) = try await URLSession.shared.data(for: request)
+                guard (response as? HTTPURLResponse)?.statusCode == 200 else { fatalError("the floor server answered \(response)") }
+                while let event = await events.next() {
+                    guard case .message(let t, let payload, _) = event, t == floorTopic, payload == Array(body.utf8) else { continue }
+                    stackAlone.append(Date().timeIntervalSince(start))
+                    break
+                }
+            }
+            print("floor  the stack alone: PUT→commit→MQTT \(percentiles(stackAlone))   (Hummingbird + one postgres-nio INSERT + libmosquitto publish)")
+        }
         print("confbus PUT override→MQTT receipt     \(percentiles(putToReceipt))   (validate + commit + outbox + publish + hop)")
         print("confbus PUT override answer            \(percentiles(putAlone))")
         pgTask.cancel()

@@ -83,10 +83,12 @@ case "generate":
     print("generated \(count) services in \(out.path)")
 
 case "latency":
-    // ConfbusBench latency <http> <mqtt> <database-url> <token> <config-dir> <prefix> <count>
-    guard args.count == 9, let count = Int(args[8]) else { fail("usage: ConfbusBench latency <http> <mqtt> <db> <token> <config-dir> <prefix> <count>") }
+    // ConfbusBench latency <http> <mqtt> <database-url> <token> <config-dir> <prefix> <count> [<floor-http> <floor-prefix>]
+    guard args.count == 9 || args.count == 11, let count = Int(args[8]) else {
+        fail("usage: ConfbusBench latency <http> <mqtt> <db> <token> <config-dir> <prefix> <count> [<floor-http> <floor-prefix>]")
+    }
     let options = LatencyBench.Options(http: args[2], mqtt: args[3], database: args[4], token: args[5], configDir: args[6],
-                                       prefix: args[7], count: count)
+                                       prefix: args[7], count: count, floor: args.count == 11 ? (args[9], args[10]) : nil)
     let done = DispatchSemaphore(value: 0)
     Task.detached {
         do { try await LatencyBench.run(options) } catch { print("latency bench failed: \(error)") }
@@ -105,6 +107,16 @@ case "batch":
     let done = DispatchSemaphore(value: 0)
     Task.detached {
         do { try await BatchBench.run(http: args[2], mqtt: args[3], token: args[4], prefix: args[5], services: names, seed: seed) } catch { print("batch bench failed: \(error)") }
+        done.signal()
+    }
+    done.wait()
+
+case "floor-server":
+    // ConfbusBench floor-server <port> <database-url> <mqtt-url> <prefix>
+    guard args.count == 6, let port = Int(args[2]) else { fail("usage: ConfbusBench floor-server <port> <database-url> <mqtt-url> <prefix>") }
+    let done = DispatchSemaphore(value: 0)
+    Task.detached {
+        do { try await StackFloor.run(port: port, database: args[3], mqtt: args[4], prefix: args[5]) } catch { print("floor server failed: \(error)") }
         done.signal()
     }
     done.wait()
