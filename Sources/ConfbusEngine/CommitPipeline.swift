@@ -35,6 +35,8 @@ public final class CommitPipeline: Sendable {
     /// The versions this node just committed, for the relay to publish without reading the
     /// outbox first (the outbox rows are written all the same, and read when this misses).
     public let handoff = OutboxHandoff()
+    /// The services this node is committing now (see `CommitsInFlight`).
+    let inFlight = CommitsInFlight()
     let logger: Logger
     /// Reloads and imports run one at a time on a node (commits are serialised by the row locks).
     let treeLock = AsyncLock()
@@ -50,6 +52,8 @@ public final class CommitPipeline: Sendable {
     }
 
     func commit(_ request: CommitRequest) async throws -> [CommitOutcome] {
+        inFlight.begin(request.services)
+        defer { inFlight.end(request.services) }
         let outcomes = try await store.commit(request)
         committed(outcomes)
         return outcomes
@@ -152,6 +156,48 @@ public final class CommitPipeline: Sendable {
     func exists(_ service: ServiceName, in definitions: ServiceDefinitions) async -> Bool {
         if cache.latest(service) != nil { return true }
         return await definitions.tree.hasService(service)
+    }
+}
+
+/// The services this node has a commit in flight for. PostgreSQL delivers a commit's notification
+/// when the transaction commits, which can be before the committing node has the statement's
+/// answer: the listener waits for this node's own commits of a service to settle before it decides
+/// that a notified version is another node's and reads it.
+final class CommitsInFlight: Sendable {
+    private struct State {
+        var counts: [ServiceName: Int] = [:]
+        var waiters: [ServiceName: [CheckedContinuation<Void, Never>]] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    func begin(_ services: [ServiceName]) {
+        state.withLock { state in for service in services { state.counts[service, default: 0] += 1 } }
+    }
+
+    func end(_ services: [ServiceName]) {
+        let settled = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            var settled: [CheckedContinuation<Void, Never>] = []
+            for service in services {
+                let left = (state.counts[service] ?? 1) - 1
+                state.counts[service] = left > 0 ? left : nil
+                if left <= 0 { settled += state.waiters.removeValue(forKey: service) ?? [] }
+            }
+            return settled
+        }
+        for waiter in settled { waiter.resume() }
+    }
+
+    /// Returns once no commit of `service` is in flight on this node (at once when none is).
+    func settled(_ service: ServiceName) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                guard state.counts[service] != nil else { return true }
+                state.waiters[service, default: []].append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
     }
 }
 

@@ -9,13 +9,15 @@ public struct ConfigReads: Sendable {
     let cache: LiveCache
     let definitions: ServiceDefinitions
     let invalid: InvalidServices
+    let inFlight: CommitsInFlight
 
-    public init(store: any VersionStore & InstanceStore & AuditStore, cache: LiveCache, definitions: ServiceDefinitions,
-                invalid: InvalidServices) {
+    init(store: any VersionStore & InstanceStore & AuditStore, cache: LiveCache, definitions: ServiceDefinitions,
+         invalid: InvalidServices, inFlight: CommitsInFlight) {
         self.store = store
         self.cache = cache
         self.definitions = definitions
         self.invalid = invalid
+        self.inFlight = inFlight
     }
 
     public var environment: String { definitions.environment }
@@ -77,5 +79,15 @@ public struct ConfigReads: Sendable {
     /// Loads one service's latest version (another node committed it).
     public func refresh(_ service: ServiceName) async throws {
         if let latest = try await store.latest(service) { cache.offer(latest) }
+    }
+
+    /// A notification that `version` of `service` was committed: read it unless it is held once
+    /// this node's own commits of the service have settled (the notification of a commit of ours
+    /// can arrive before the commit's answer, and the version is then ours, not to be read back).
+    public func refresh(_ service: ServiceName, notified version: Int) async throws {
+        if (cache.latest(service)?.version ?? 0) >= version { return }
+        await inFlight.settled(service)
+        if (cache.latest(service)?.version ?? 0) >= version { return }
+        try await refresh(service)
     }
 }

@@ -22,7 +22,7 @@ public struct Distributor: Sendable {
         let pipeline = CommitPipeline(options: options, store: store, cache: cache,
                                       limits: limits ?? PublishLimits(maxDocumentBytes: options.maxPayloadBytes), signal: signal, logger: logger)
         self.pipeline = pipeline
-        self.reads = ConfigReads(store: store, cache: cache, definitions: definitions, invalid: invalid)
+        self.reads = ConfigReads(store: store, cache: cache, definitions: definitions, invalid: invalid, inFlight: pipeline.inFlight)
         self.reloader = TreeReload(pipeline: pipeline, definitions: definitions, store: store, invalid: invalid)
         self.overrides = OverrideEditing(pipeline: pipeline, definitions: definitions, store: store)
         self.batches = BatchUpdates(pipeline: pipeline, definitions: definitions, store: store)

@@ -27,10 +27,13 @@ public struct VersionListener: Service {
                             guard let colon = notification.payload.lastIndex(of: ":"),
                                   let service = try? ServiceName(validating: String(notification.payload[..<colon]))
                             else { continue }
-                            // This node's own commits (and anything older) are held already.
-                            if let version = Int(notification.payload[notification.payload.index(after: colon)...]),
-                               (reads.latest(service)?.version ?? 0) >= version { continue }
-                            try await reads.refresh(service)
+                            // This node's own commits (and anything older) are held already, or
+                            // will be once its commit's answer is in.
+                            if let version = Int(notification.payload[notification.payload.index(after: colon)...]) {
+                                try await reads.refresh(service, notified: version)
+                            } else {
+                                try await reads.refresh(service)
+                            }
                         }
                     }
                 } catch {
