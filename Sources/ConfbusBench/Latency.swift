@@ -63,6 +63,7 @@ enum LatencyBench {
         let pg = PostgresClient(configuration: .init(host: c.host!, port: c.port ?? 5432, username: c.user!, password: c.password,
                                                      database: String(c.path.dropFirst()), tls: .disable), backgroundLogger: logger)
         let pgTask = Task { await pg.run() }
+        try await Task.sleep(for: .milliseconds(100))
         try await pg.query("CREATE TEMP TABLE IF NOT EXISTS bench_floor (id serial, at timestamptz default now())", logger: logger)
         try await pg.query("CREATE TABLE IF NOT EXISTS bench_floor_commits (id serial primary key, at timestamptz default now())", logger: logger)
         var commits: [Double] = []

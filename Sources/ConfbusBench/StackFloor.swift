@@ -10,10 +10,11 @@ import Synchronization
 /// - `GET /v1/config/{service}`: a request held on a continuation until `POST /v1/reload` (what a
 ///   long-poll waiter costs Hummingbird, NIO and a suspended task, with no confbus frame);
 /// - `GET /metrics`: `confbus_long_poll_waiters N`, so the waiter script reads it as it reads confbus;
+/// - `GET /document`: the bytes of a file read at start (the pulled document), as JSON;
 /// - `PUT /v1/config/{service}/override`: the body inserted in one PostgreSQL statement (its own
 ///   commit, fsync on) through postgres-nio, then published QoS 1 retained on
 ///   `<prefix>/update/<service>` through libmosquitto, answered once committed.
-/// `ConfbusBench floor-server <port> <database-url> <mqtt-url> <prefix>` runs it until killed.
+/// `ConfbusBench floor-server <port> <database-url> <mqtt-url> <prefix> [<document-file>]` runs it until killed.
 enum StackFloor {
     final class Waiters: Sendable {
         private let held = Mutex<[CheckedContinuation<Void, Never>]>([])
@@ -29,7 +30,7 @@ enum StackFloor {
         }
     }
 
-    static func run(port: Int, database: String, mqtt: String, prefix: String) async throws {
+    static func run(port: Int, database: String, mqtt: String, prefix: String, document: [UInt8]) async throws {
         let logger = Logger(label: "floor")
         let c = URLComponents(string: database)!
         let postgres = PostgresClient(configuration: .init(host: c.host!, port: c.port ?? 5432, username: c.user!, password: c.password,
@@ -45,6 +46,10 @@ enum StackFloor {
             return #"{"version": 2}"#
         }
         router.get("/metrics") { _, _ -> String in "confbus_long_poll_waiters \(waiters.count)\n" }
+        let documentBuffer = ByteBuffer(bytes: document)
+        router.get("/document") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: documentBuffer))
+        }
         router.post("/v1/reload") { _, _ -> HTTPResponse.Status in
             waiters.releaseAll()
             return .ok

@@ -112,11 +112,14 @@ case "batch":
     done.wait()
 
 case "floor-server":
-    // ConfbusBench floor-server <port> <database-url> <mqtt-url> <prefix>
-    guard args.count == 6, let port = Int(args[2]) else { fail("usage: ConfbusBench floor-server <port> <database-url> <mqtt-url> <prefix>") }
+    // ConfbusBench floor-server <port> <database-url> <mqtt-url> <prefix> [<document-file>]
+    guard args.count == 6 || args.count == 7, let port = Int(args[2]) else {
+        fail("usage: ConfbusBench floor-server <port> <database-url> <mqtt-url> <prefix> [<document-file>]")
+    }
+    let document = args.count == 7 ? [UInt8](FileManager.default.contents(atPath: args[6]) ?? Data()) : Array("{}".utf8)
     let done = DispatchSemaphore(value: 0)
     Task.detached {
-        do { try await StackFloor.run(port: port, database: args[3], mqtt: args[4], prefix: args[5]) } catch { print("floor server failed: \(error)") }
+        do { try await StackFloor.run(port: port, database: args[3], mqtt: args[4], prefix: args[5], document: document) } catch { print("floor server failed: \(error)") }
         done.signal()
     }
     done.wait()
