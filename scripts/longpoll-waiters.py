@@ -47,7 +47,7 @@ async def main():
         print(f"only {await waiting()} of {n} waiters were held after 60 s")
     threads = len(os.listdir(f"/proc/{pid}/task"))
     during = rss_kib()
-    print(f"{n} waiters open: confbus RSS {before} KiB -> {during} KiB ({(during - before) * 1024 / n:.0f} bytes per waiter), {threads} threads")
+    print(f"{n} waiters open: RSS {before} KiB -> {during} KiB ({(during - before) * 1024 / n:.0f} bytes per waiter), {threads} threads")
     with open(path) as f:
         text = f.read()
     with open(path, "w") as f:
