@@ -166,7 +166,8 @@ public final class CommitPipeline: Sendable {
 final class CommitsInFlight: Sendable {
     private struct State {
         var counts: [ServiceName: Int] = [:]
-        var waiters: [ServiceName: [CheckedContinuation<Void, Never>]] = [:]
+        var waiters: [ServiceName: [UInt64: CheckedContinuation<Void, Never>]] = [:]
+        var nextID: UInt64 = 0
     }
 
     private let state = Mutex(State())
@@ -181,22 +182,33 @@ final class CommitsInFlight: Sendable {
             for service in services {
                 let left = (state.counts[service] ?? 1) - 1
                 state.counts[service] = left > 0 ? left : nil
-                if left <= 0 { settled += state.waiters.removeValue(forKey: service) ?? [] }
+                if left <= 0 { settled += (state.waiters.removeValue(forKey: service) ?? [:]).values }
             }
             return settled
         }
         for waiter in settled { waiter.resume() }
     }
 
-    /// Returns once no commit of `service` is in flight on this node (at once when none is).
+    /// Returns once no commit of `service` is in flight on this node (at once when none is), or
+    /// when the waiting task is cancelled (a shutdown never waits for a commit to end here).
     func settled(_ service: ServiceName) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { state -> Bool in
-                guard state.counts[service] != nil else { return true }
-                state.waiters[service, default: []].append(continuation)
-                return false
+        let id = state.withLock { state in defer { state.nextID += 1 }; return state.nextID }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    guard state.counts[service] != nil, !Task.isCancelled else { return true }
+                    state.waiters[service, default: [:]][id] = continuation
+                    return false
+                }
+                if now { continuation.resume() }
             }
-            if now { continuation.resume() }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                let waiter = state.waiters[service]?.removeValue(forKey: id)
+                if state.waiters[service]?.isEmpty == true { state.waiters[service] = nil }
+                return waiter
+            }
+            waiter?.resume()
         }
     }
 }

@@ -15,7 +15,9 @@ public final class LiveCache: Sendable {
 
     private struct State {
         var latest: [ServiceName: StoredVersion] = [:]
-        var waiters: [ServiceName: [UUID: Waiter]] = [:]
+        var waiters: [ServiceName: [UInt64: Waiter]] = [:]
+        /// Names each waiter (a counter, not a UUID: Foundation reads /dev/urandom for every UUID).
+        var nextID: UInt64 = 0
         /// Whether the one task that times waiters out is running.
         var sweeping = false
     }
@@ -60,7 +62,7 @@ public final class LiveCache: Sendable {
     /// so ten thousand of them cost little more than their connections.
     public func wait(for service: ServiceName, after: Int, timeout: Duration) async -> StoredVersion? {
         if let held = latest(service), held.version > after { return held }
-        let id = UUID()
+        let id = state.withLock { state in defer { state.nextID += 1 }; return state.nextID }
         let deadline = ContinuousClock.now + timeout
         // A graceful shutdown answers every waiter at once ("nothing newer"), so that the server,
         // which waits for its requests to end, stops within its bound and not a long-poll later.
@@ -106,7 +108,7 @@ public final class LiveCache: Sendable {
         }
     }
 
-    private func cancel(_ id: UUID, service: ServiceName) {
+    private func cancel(_ id: UInt64, service: ServiceName) {
         let waiter = state.withLock { state -> Waiter? in
             let w = state.waiters[service]?.removeValue(forKey: id)
             if state.waiters[service]?.isEmpty == true { state.waiters[service] = nil }

@@ -7,7 +7,9 @@ import Synchronization
 public final class WakeSignal: Sendable {
     private struct State {
         var pending = false
-        var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        /// Names each wait (a counter, not a UUID: Foundation reads /dev/urandom for every UUID).
+        var nextID: UInt64 = 0
     }
 
     private let state = Mutex(State())
@@ -28,7 +30,7 @@ public final class WakeSignal: Sendable {
 
     /// Returns when signalled or after `timeout`, whichever comes first.
     public func wait(timeout: Duration) async {
-        let id = UUID()
+        let id = state.withLock { state in defer { state.nextID += 1 }; return state.nextID }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await withTaskCancellationHandler {

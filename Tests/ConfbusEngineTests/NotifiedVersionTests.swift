@@ -36,3 +36,24 @@ struct NotifiedVersionTests {
         try await f.distributor.reads.refresh(alpha, notified: 2)
     }
 }
+
+extension NotifiedVersionTests {
+    /// A listener waiting for a commit that never ends still stops when it is cancelled (shutdown).
+    @Test func waitingForACommitEndsOnCancellation() async throws {
+        let inFlight = CommitsInFlight()
+        let alpha = UseCaseTests.name("alpha")
+        inFlight.begin([alpha])
+        let waiting = Task { await inFlight.settled(alpha) }
+        try await Task.sleep(for: .milliseconds(50))
+        waiting.cancel()
+        let ended = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await waiting.value; return true }
+            // Past 5 s the commit is ended here, so a wait that ignored its cancellation fails the test instead of hanging it.
+            group.addTask { try? await Task.sleep(for: .seconds(5)); inFlight.end([alpha]); return false }
+            defer { group.cancelAll() }
+            return await group.next() ?? false
+        }
+        #expect(ended, "a cancelled wait returns although the commit is still in flight")
+        inFlight.end([alpha])
+    }
+}
