@@ -250,22 +250,15 @@ public enum Timestamp {
 /// Compiled schemas kept between resolutions, keyed by service and the schema's checksum, at most
 /// `capacity` of them (the least recently used are let go past that).
 final class SchemaCache: Sendable {
-    private struct Entry {
+    private struct Entry: Sendable {
         var checksum: String
         var schema: CompiledSchema
-        var lastUse: UInt64
     }
 
-    private struct Table {
-        var entries: [ServiceName: Entry] = [:]
-        var clock: UInt64 = 0
-    }
-
-    let capacity: Int
-    private let table = Mutex(Table())
+    private let entries: Mutex<LeastRecentlyUsed<ServiceName, Entry>>
 
     init(capacity: Int) {
-        self.capacity = max(1, capacity)
+        entries = Mutex(LeastRecentlyUsed(capacity: capacity))
     }
 
     /// `identity` names this version of the schema file when the source knows it; else the
@@ -273,30 +266,11 @@ final class SchemaCache: Sendable {
     func schema(for service: ServiceName, document: @autoclosure () -> JSONValue, identity: String? = nil,
                 compile: () throws(CompiledSchemaError) -> CompiledSchema) throws(CompiledSchemaError) -> CompiledSchema {
         let checksum = identity ?? document().checksum
-        let hit = table.withLock { table -> CompiledSchema? in
-            guard let entry = table.entries[service], entry.checksum == checksum else { return nil }
-            table.clock += 1
-            table.entries[service]?.lastUse = table.clock
-            return entry.schema
-        }
-        if let hit { return hit }
+        if let hit = entries.withLock({ $0.use(service) }), hit.checksum == checksum { return hit.schema }
         let schema = try compile()
-        table.withLock { table in
-            table.clock += 1
-            table.entries[service] = Entry(checksum: checksum, schema: schema, lastUse: table.clock)
-            // Past the capacity the least recently used tenth goes at once (one sort per capacity / 10 compilations).
-            if table.entries.count > capacity {
-                let drop = table.entries.count - capacity + capacity / 10
-                for (victim, _) in table.entries.sorted(by: { $0.value.lastUse < $1.value.lastUse }).prefix(drop) {
-                    table.entries.removeValue(forKey: victim)
-                }
-            }
-        }
+        entries.withLock { $0.keep(Entry(checksum: checksum, schema: schema), for: service) }
         return schema
     }
-
-    /// How many compiled schemas are kept (for tests).
-    var count: Int { table.withLock { $0.entries.count } }
 
     /// Which values of each service are secret, as last worked out from its schema (or its lack of
     /// one): kept for every service, since every pull asks.

@@ -203,69 +203,46 @@ struct FileIdentity: Equatable, CustomStringConvertible {
 /// services holds the files of the services in use, not every file it has.
 final class ParsedFiles: Sendable {
     /// One file's entry, boxed: the table's buckets hold a reference instead of the whole entry.
-    /// `lastUse` is read and written only under the table's lock.
-    private final class Entry: @unchecked Sendable {
+    private final class Entry: Sendable {
         let identity: FileIdentity
         let result: Result<LoadedDocument, ConfbusError>
-        var lastUse: UInt64
 
-        init(_ identity: FileIdentity, _ result: Result<LoadedDocument, ConfbusError>, lastUse: UInt64) {
+        init(_ identity: FileIdentity, _ result: Result<LoadedDocument, ConfbusError>) {
             self.identity = identity
             self.result = result
-            self.lastUse = lastUse
         }
     }
 
     private struct Table {
-        var entries: [String: Entry] = [:]
-        /// Counts uses: an entry's `lastUse` is the count at its last lookup.
-        var clock: UInt64 = 0
+        var files: LeastRecentlyUsed<String, Entry>
         var directories: Set<String> = []
     }
 
-    /// How many files are kept parsed at most.
-    let capacity: Int
-    private let table = Mutex(Table())
+    private let table: Mutex<Table>
 
+    /// `capacity`: how many files are kept parsed at most.
     init(capacity: Int) {
-        self.capacity = max(1, capacity)
+        table = Mutex(Table(files: LeastRecentlyUsed(capacity: capacity)))
     }
 
     /// `retain` makes what is kept of a parsed document (its error is kept as it is).
     func lookup(_ path: String, _ identity: FileIdentity, parse: () -> Result<LoadedDocument, ConfbusError>,
                 retain: (LoadedDocument) -> LoadedDocument = { $0 }) -> Result<LoadedDocument, ConfbusError> {
-        let hit = table.withLock { table -> Result<LoadedDocument, ConfbusError>? in
-            guard let entry = table.entries[path], entry.identity == identity else { return nil }
-            table.clock += 1
-            entry.lastUse = table.clock
-            return entry.result
-        }
-        if let hit { return hit }
+        if let entry = table.withLock({ $0.files.use(path) }), entry.identity == identity { return entry.result }
         let result = parse()
         guard !identity.isFresh else {
             forget(path)
             return result
         }
-        let kept = result.map(retain)
-        table.withLock { table in
-            table.clock += 1
-            table.entries[path] = Entry(identity, kept, lastUse: table.clock)
-            // Past the capacity, the least recently used tenth is let go at once (one sort per
-            // capacity / 10 files parsed, not one per file).
-            if table.entries.count > capacity {
-                let drop = table.entries.count - capacity + capacity / 10
-                for (victim, _) in table.entries.sorted(by: { $0.value.lastUse < $1.value.lastUse }).prefix(drop) {
-                    table.entries.removeValue(forKey: victim)
-                }
-            }
-        }
+        let kept = Entry(identity, result.map(retain))
+        table.withLock { $0.files.keep(kept, for: path) }
         return result
     }
 
-    var count: Int { table.withLock { $0.entries.count } }
+    var count: Int { table.withLock { $0.files.count } }
 
     func forget(_ path: String) {
-        _ = table.withLock { $0.entries.removeValue(forKey: path) }
+        table.withLock { $0.files.forget(path) }
     }
 
     /// Drops the files that are not directly in one of `directories` (only when the set of service
@@ -274,7 +251,7 @@ final class ParsedFiles: Sendable {
         table.withLock { table in
             guard table.directories != current else { return }
             table.directories = current
-            table.entries = table.entries.filter { current.contains(($0.key as NSString).deletingLastPathComponent) }
+            table.files.forgetAll { !current.contains(($0 as NSString).deletingLastPathComponent) }
         }
     }
 }
