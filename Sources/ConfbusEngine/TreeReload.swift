@@ -49,19 +49,7 @@ public struct TreeReload: Sendable {
             // files and resolutions, and an unchanged service reads no file at all.
             for chunkStart in stride(from: 0, to: services.count, by: Self.chunkSize) {
                 let chunk = Array(services[chunkStart..<min(chunkStart + Self.chunkSize, services.count)])
-                let (memo, cache) = (memo, pipeline.cache)
-                let loaded = await tree.compute { [definitions] in
-                    chunk.concurrentMap { service -> (service: ServiceName, key: String?, files: ServiceFiles?, resolution: ServiceResolution?) in
-                        let source = definitions.tree.source
-                        let statKey = ResolutionMemo.key(identity: source.identity(of: service, environment: definitions.environment), layer: hints[service])
-                        if let statKey, let checksum = memo.checksum(service, key: statKey), cache.latest(service)?.checksum == checksum {
-                            return (service, statKey, nil, nil)
-                        }
-                        let files = source.load(service, environment: definitions.environment)
-                        return (service, ResolutionMemo.key(files, layer: hints[service]), files.releasingSchema,
-                                definitions.resolve(files, layer: hints[service]))
-                    }
-                }
+                let loaded = await resolveUnlessUnchanged(chunk, hints: hints)
                 let keyByService = Dictionary(uniqueKeysWithValues: loaded.map { ($0.service, $0.key) })
                 var changed: [(files: ServiceFiles, resolved: ResolvedService)] = []
                 for entry in loaded {
@@ -89,22 +77,7 @@ public struct TreeReload: Sendable {
                 // so one failure never aborts the rest.
                 for start in stride(from: 0, to: changed.count, by: Self.groupSize) {
                     let group = Array(changed[start..<min(start + Self.groupSize, changed.count)])
-                    let entries = group.map { (files: $0.files, earlier: (layer: hints[$0.files.name], resolved: $0.resolved)) }
-                    var outcomes: [CommitOutcome] = []
-                    var refused: [ServiceName: ConfbusError] = [:]
-                    do {
-                        (outcomes, refused) = try await commitGroup(entries, author: author, reason: reason)
-                    } catch where group.count > 1 {
-                        for entry in entries {
-                            do {
-                                outcomes.append(try await commitFiles(entry.files, author: author, reason: reason, resolvedWith: entry.earlier))
-                            } catch let error as ConfbusError {
-                                refused[entry.files.name] = error
-                            }
-                        }
-                    } catch let error as ConfbusError {
-                        refused[group[0].files.name] = error
-                    }
+                    let (outcomes, refused) = try await commitGroupOrEach(group, hints: hints, author: author, reason: reason)
                     let resolvedBy = Dictionary(uniqueKeysWithValues: group.map { ($0.files.name, $0.resolved.checksum) })
                     for outcome in outcomes {
                         let service = outcome.version.service
@@ -131,6 +104,49 @@ public struct TreeReload: Sendable {
             }
             invalid.replace(nowInvalid)
             return report
+        }
+    }
+
+    /// Each service of `chunk`, on every core: unchanged (nil files) when its files' stat identity and
+    /// layer are what it last resolved to the version served now, else loaded and resolved.
+    private func resolveUnlessUnchanged(_ chunk: [ServiceName], hints: [ServiceName: JSONValue])
+        async -> [(service: ServiceName, key: String?, files: ServiceFiles?, resolution: ServiceResolution?)] {
+        let (memo, cache, definitions) = (memo, pipeline.cache, definitions)
+        return await definitions.tree.compute {
+            chunk.concurrentMap { service in
+                let source = definitions.tree.source
+                let statKey = ResolutionMemo.key(identity: source.identity(of: service, environment: definitions.environment), layer: hints[service])
+                if let statKey, let checksum = memo.checksum(service, key: statKey), cache.latest(service)?.checksum == checksum {
+                    return (service, statKey, nil, nil)
+                }
+                let files = source.load(service, environment: definitions.environment)
+                return (service, ResolutionMemo.key(files, layer: hints[service]), files.releasingSchema,
+                        definitions.resolve(files, layer: hints[service]))
+            }
+        }
+    }
+
+    /// Commits a group in one transaction; when the database refuses a group of several, each
+    /// service on its own. Returns the outcomes and each service's refusal; an error that is not a
+    /// refusal (the database is unreachable) ends the reload.
+    private func commitGroupOrEach(_ group: [(files: ServiceFiles, resolved: ResolvedService)], hints: [ServiceName: JSONValue],
+                                   author: String, reason: String?) async throws -> ([CommitOutcome], [ServiceName: ConfbusError]) {
+        let entries = group.map { (files: $0.files, earlier: (layer: hints[$0.files.name], resolved: $0.resolved)) }
+        do {
+            return try await commitGroup(entries, author: author, reason: reason)
+        } catch where group.count > 1 {
+            var outcomes: [CommitOutcome] = []
+            var refused: [ServiceName: ConfbusError] = [:]
+            for entry in entries {
+                do {
+                    outcomes.append(try await commitFiles(entry.files, author: author, reason: reason, resolvedWith: entry.earlier))
+                } catch let error as ConfbusError {
+                    refused[entry.files.name] = error
+                }
+            }
+            return (outcomes, refused)
+        } catch let error as ConfbusError {
+            return ([], [group[0].files.name: error])
         }
     }
 
