@@ -52,11 +52,19 @@ public final class CommitPipeline: Sendable {
     }
 
     func commit(_ request: CommitRequest) async throws -> [CommitOutcome] {
-        inFlight.begin(request.services)
-        defer { inFlight.end(request.services) }
-        let outcomes = try await store.commit(request)
-        committed(outcomes)
-        return outcomes
+        try await committing(request.services) {
+            let outcomes = try await store.commit(request)
+            committed(outcomes)
+            return outcomes
+        }
+    }
+
+    /// Runs a write of `services` that ends with its versions in the live cache (a commit, a
+    /// rollout's release): meanwhile the listener takes their notifications for this node's own.
+    func committing<T>(_ services: [ServiceName], _ write: () async throws -> T) async rethrows -> T {
+        inFlight.begin(services)
+        defer { inFlight.end(services) }
+        return try await write()
     }
 
     /// What follows every commit: count it, serve it from memory at once, wake the outbox relay.

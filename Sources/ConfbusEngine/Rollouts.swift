@@ -274,10 +274,12 @@ public struct Rollouts: Sendable {
         }
         if actions.contains(.release) {
             let action = context.actor == "confbus" ? "rollout.complete" : "rollout.promote"
-            try await store.releaseRollout(moved, now: now, audit: audit(action, reason: context.reason))
-            let held = board.running(service)?.candidate
-            if let candidate = held?.version == machine.candidateVersion ? held : try await store.version(service, machine.candidateVersion) {
-                pipeline.released(candidate)
+            try await pipeline.committing([service]) {
+                try await store.releaseRollout(moved, now: now, audit: audit(action, reason: context.reason))
+                let held = board.running(service)?.candidate
+                if let candidate = held?.version == machine.candidateVersion ? held : try await store.version(service, machine.candidateVersion) {
+                    pipeline.released(candidate)
+                }
             }
             Counter(label: "confbus_rollouts_total", dimensions: [("state", "completed")]).increment()
             logger.info("rollout released its candidate", metadata: ["confbus.service": "\(service)", "confbus.rollout": "\(machine.id)"])
