@@ -359,3 +359,45 @@ struct ExportAndSecretTests {
         #expect(!(try String(contentsOf: confbus.log, encoding: .utf8)).contains(secret))
     }
 }
+
+/// `cache_services`: a node that keeps one service's parsed files and compiled schema in memory
+/// still validates, stores and publishes a write to every service (each read and compiled again
+/// when it was let go), and an unchanged reload commits nothing.
+@Suite(.requiresPostgres, .requiresMQTT, .serialized)
+struct BoundedMemoryTests {
+    @Test(.timeLimit(.minutes(2)))
+    func aNodeKeepingOneServiceInMemoryValidatesEveryWrite() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker, environment: ["CONFBUS_CACHE_SERVICES": "1"])
+        defer { confbus.stop() }
+        let probe = try await MQTTProbe(url: broker)
+        defer { Task { await probe.shutdown() } }
+        let writes: [(service: String, invalid: String, valid: String, path: String)] = [
+            ("billing-api", #"{"database": {"pool_size": 500}}"#, #"{"database": {"pool_size": 77}}"#, "/database/pool_size"),
+            ("report-worker", #"{"concurrency": 500}"#, #"{"concurrency": 7}"#, "/concurrency"),
+            ("feature-flags", #"{"refresh_seconds": 1}"#, #"{"refresh_seconds": 77}"#, "/refresh_seconds"),
+        ]
+        for write in writes { try probe.subscribe(confbus.topic("update", write.service)) }
+        // Twice round: every write finds its service let go by the write before it.
+        for round in 0..<2 {
+            for write in writes {
+                let path = "/v1/config/\(write.service)/override"
+                let refused = try await confbus.request("PUT", path, headers: AdminTests.admin(), body: AdminTests.body(write.invalid))
+                #expect(refused.status == 422, "\(write.service): \(refused.text)")
+                #expect(refused.json?["errors"]?.arrayValue?.first?["path"] == .string(write.path))
+                let put = try await confbus.request("PUT", path, headers: AdminTests.admin(), body: AdminTests.body(write.valid))
+                #expect(put.status == 200, "\(write.service): \(put.text)")
+                if round == 0 {
+                    _ = try await probe.waitFor(confbus.topic("update", write.service)) { $0.json?["version"] == .integer(2) }
+                }
+            }
+        }
+        // The second round changed nothing: each service has versions 1 and 2, and the refusals stored none.
+        for write in writes {
+            #expect(try await Harness.versions(in: confbus.databaseURL, service: write.service) == [1, 2])
+        }
+        let reload = try await confbus.reload()
+        #expect(reload.status == 200)
+        #expect(reload.json?["committed"]?.arrayValue == [])
+    }
+}
