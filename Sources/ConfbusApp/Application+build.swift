@@ -22,8 +22,8 @@ import UnixSignals
 public func buildApplication(settings: Settings, processEnvironment: [String: String], registry: PrometheusCollectorRegistry,
                              logger: Logger) throws -> some ApplicationProtocol {
     let failpoints = try processEnvironment["CONFBUS_FAILPOINTS"].map(Failpoints.init(parsing:)) ?? Failpoints()
-    let postgres = PostgresClient(configuration: try .init(url: settings.databaseURL), backgroundLogger: logger)
-    let store = PostgresVersionStore(client: postgres, logger: logger, failpoints: failpoints, sealer: settings.sealer)
+    let database = try DatabaseCluster(url: settings.databaseURL, logger: logger)
+    let store = PostgresVersionStore(database: database, logger: logger, failpoints: failpoints, sealer: settings.sealer)
     // A service holds up to three files (schema, defaults, environment).
     let source = FileConfigSource(root: settings.configDir, limits: .init(maxDocumentBytes: settings.maxDocumentBytes),
                                   heldFiles: 3 * settings.cacheServices)
@@ -73,15 +73,17 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
         server: server,
         configuration: .init(address: .hostname(settings.httpHost, port: settings.httpPort), serverName: "confbus"),
         services: [
-            postgres,
+            database,
             Startup(distributor: distributor, instances: store, readiness: readiness,
                     options: .init(refreshInterval: settings.reconcileInterval, instanceTTL: settings.instanceTTL), logger: logger,
-                    probe: { try await postgres.query("SELECT 1", logger: logger) },
+                    // Finds the primary among database_url's hosts (or confirms the one), every second;
+                    // each host has less time to answer than the whole probe (Startup's probeTimeout).
+                    probe: { try await database.probe(timeout: .milliseconds(1500)) },
                     migrate: {
-                        try await Migrations.run(on: postgres, logger: logger)
+                        try await Migrations.run(on: try database.primary(), logger: logger)
                         try await store.checkSecretKey()
                     }),
-            VersionListener(client: postgres, reads: distributor.reads, logger: logger),
+            VersionListener(database: database, reads: distributor.reads, logger: logger),
             gateway,
             relay,
             RolloutDriver(rollouts: distributor.rollouts, store: store, publisher: gateway, relay: relayStatus, readiness: readiness,

@@ -87,22 +87,9 @@ public struct Startup: Service {
         }
     }
 
-    /// Whether `operation` succeeds within `timeout`. A driver call that hangs (a stopped server,
-    /// a pool waiting for a connection) is abandoned, not waited for, so the answer comes in time.
+    /// Whether `operation` succeeds within `timeout`.
     static func succeeds(within timeout: Duration, _ operation: @escaping @Sendable () async throws -> Void) async -> Bool {
-        let slot = ContinuationSlot()
-        return await withCheckedContinuation { continuation in
-            slot.value.withLock { $0 = continuation }
-            let work = Task {
-                let ok = (try? await operation()) != nil
-                slot.resume(ok)
-            }
-            Task {
-                try? await Task.sleep(for: timeout)
-                work.cancel()
-                slot.resume(false)
-            }
-        }
+        await Deadline.race(timeout, otherwise: false) { (try? await operation()) != nil }
     }
 }
 
@@ -116,11 +103,32 @@ public struct StartupRefusal: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// The one continuation of `Startup.succeeds`, resumed by whichever of its two tasks ends first.
-private final class ContinuationSlot: Sendable {
-    let value = Mutex<CheckedContinuation<Bool, Never>?>(nil)
+/// The answer of `operation`, or `fallback` if it takes longer than `timeout`. A driver call that
+/// hangs (a stopped server, a pool waiting for a connection) is abandoned, not waited for, so the
+/// answer comes in time.
+public enum Deadline {
+    public static func race<T: Sendable>(_ timeout: Duration, otherwise fallback: T,
+                                         _ operation: @escaping @Sendable () async -> T) async -> T {
+        let slot = ContinuationSlot<T>()
+        return await withCheckedContinuation { continuation in
+            slot.value.withLock { $0 = continuation }
+            let work = Task {
+                slot.resume(await operation())
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                work.cancel()
+                slot.resume(fallback)
+            }
+        }
+    }
+}
 
-    func resume(_ result: Bool) {
+/// The one continuation of `Deadline.race`, resumed by whichever of its two tasks ends first.
+private final class ContinuationSlot<T: Sendable>: Sendable {
+    let value = Mutex<CheckedContinuation<T, Never>?>(nil)
+
+    func resume(_ result: T) {
         value.withLock { $0.take() }?.resume(returning: result)
     }
 }

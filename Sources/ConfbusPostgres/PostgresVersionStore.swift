@@ -11,7 +11,7 @@ import Synchronization
 public struct PostgresVersionStore: VersionStore {
     public static let notificationChannel = "confbus_versions"
 
-    let client: PostgresClient
+    let client: DatabaseCluster
     let logger: Logger
     let failpoints: Failpoints
     let atRest: AtRest
@@ -20,11 +20,16 @@ public struct PostgresVersionStore: VersionStore {
     let seen = SeenBases()
 
     /// With a `sealer`, every secret value is stored sealed under its key (CONTRACT.md §10).
-    public init(client: PostgresClient, logger: Logger, failpoints: Failpoints = Failpoints(), sealer: SecretSealer? = nil) {
-        self.client = client
+    public init(database: DatabaseCluster, logger: Logger, failpoints: Failpoints = Failpoints(), sealer: SecretSealer? = nil) {
+        self.client = database
         self.logger = logger
         self.failpoints = failpoints
         self.atRest = AtRest(sealer: sealer)
+    }
+
+    /// Over one server that is the primary by definition.
+    public init(client: PostgresClient, logger: Logger, failpoints: Failpoints = Failpoints(), sealer: SecretSealer? = nil) {
+        self.init(database: DatabaseCluster(client: client, logger: logger), logger: logger, failpoints: failpoints, sealer: sealer)
     }
 
     static let versionColumns = "service, version, config, checksum, source, author, reason, created_at, environment, batch_id::text"

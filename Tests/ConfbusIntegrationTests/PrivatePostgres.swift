@@ -8,7 +8,9 @@ final class PrivatePostgres: @unchecked Sendable {
     let directory: URL
     private let bin: String
 
-    init() throws {
+    /// A new cluster (`initdb`), or with `standbyOf`, a streaming standby of that running server,
+    /// copied with `pg_basebackup -R` (it follows the primary asynchronously unless the primary names it synchronous).
+    init(standbyOf primary: PrivatePostgres? = nil) throws {
         port = try Harness.freePort()
         directory = try Harness.temporaryDirectory("pg")
         let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
@@ -18,7 +20,11 @@ final class PrivatePostgres: @unchecked Sendable {
             chmod(directory.deletingLastPathComponent().path, 0o755)
             chmod(directory.path, 0o777)
         }
-        try run("initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
+        if let primary {
+            try run("pg_basebackup", ["-h", "127.0.0.1", "-p", String(primary.port), "-U", "postgres", "-D", data, "-R", "-X", "stream"])
+        } else {
+            try run("initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
+        }
     }
 
     var data: String { directory.appendingPathComponent("data").path }
@@ -45,9 +51,22 @@ final class PrivatePostgres: @unchecked Sendable {
         try #require((status & 0x7F) == 0 && (status >> 8) & 0xFF == 0, "\(tool) \(arguments) failed")
     }
 
-    func start() throws {
+    /// `settings`: more `-c name=value` options (`synchronous_standby_names='*'`).
+    func start(_ settings: [String] = []) throws {
+        let options = (["listen_addresses=127.0.0.1", "fsync=off"] + settings).map { "-c \($0)" }.joined(separator: " ")
         try run("pg_ctl", ["-D", data, "-l", directory.appendingPathComponent("log").path, "-w", "-t", "30",
-                           "-o", "-c listen_addresses=127.0.0.1 -p \(port) -k \(directory.path) -c fsync=off", "start"])
+                           "-o", "-p \(port) -k \(directory.path) \(options)", "start"])
+    }
+
+    /// A crash: `-m immediate`, no shutdown checkpoint, as a power cut leaves it.
+    func crash() {
+        guard FileManager.default.fileExists(atPath: data + "/postmaster.pid") else { return }
+        try? run("pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"])
+    }
+
+    /// A standby made the primary (`pg_ctl promote`): it leaves recovery on a new timeline.
+    func promote() throws {
+        try run("pg_ctl", ["-D", data, "-w", "-t", "30", "promote"])
     }
 
     /// A fast shutdown: the server closes every connection at once.

@@ -1,0 +1,206 @@
+import ConfbusCore
+import ConfbusPostgres
+import Foundation
+import Logging
+import PostgresNIO
+import Testing
+
+/// More than one machine (CONTRACT.md §11): a PostgreSQL primary with a streaming standby made by
+/// `pg_basebackup -R`, confbus nodes given both hosts, real brokers. Each test ends with the
+/// recorder's check: every retained update is the database's latest, and no message on the broker
+/// carried a version the database does not hold (bar the ones a test loses on purpose).
+@Suite(.requiresPostgres, .requiresMQTT, .serialized)
+struct FailoverTests {
+    /// The primary crashes (`-m immediate`) and the standby is promoted: writes resume through
+    /// either node, nothing acknowledged is missing, the broker converges to the new primary. The
+    /// old primary then comes back on its old timeline: no node writes or relays through it.
+    @Test(.timeLimit(.minutes(3)))
+    func aPromotedStandbyTakesTheWritesAndAReturningOldPrimaryIsRefused() async throws {
+        let primary = try PrivatePostgres()
+        // Synchronous: a write is acknowledged only once the standby has it.
+        try primary.start(["synchronous_standby_names='*'"])
+        defer { primary.stop() }
+        let standby = try PrivatePostgres(standbyOf: primary)
+        try standby.start()
+        defer { standby.stop() }
+        let url = "postgres://postgres@127.0.0.1:\(primary.port),127.0.0.1:\(standby.port)/postgres"
+        let broker = try #require(TestServers.mqttURL)
+        let tree = try Harness.copyOfExampleTree()
+        let a = try Confbus(configDir: tree, databaseURL: url, mqttURL: broker)
+        try await a.start()
+        defer { a.stop() }
+        let b = try Confbus(configDir: tree, databaseURL: url, mqttURL: broker)
+        b.prefixOverride = a.prefix
+        try await b.start()
+        defer { b.stop() }
+        let recorder = try await MQTTProbe(url: broker, name: "recorder")
+        defer { Task { await recorder.shutdown() } }
+        try recorder.subscribe(a.topic("update", "#"))
+
+        var acknowledged: [Int] = []
+        var value = 2
+        for node in [a, b, a] {
+            let answer = try await Self.patch(node, concurrency: value)
+            try #require(answer.status == 200, "\(answer.text)")
+            acknowledged.append(try #require(answer.json?["version"]?.integralValue))
+            value += 1
+        }
+
+        primary.crash()
+        let crashed = ContinuousClock.now
+        try standby.promote()
+        for node in [a, b] {
+            try await Harness.eventually("a write through \(node.node) is accepted by the promoted standby", timeout: .seconds(30)) {
+                value += 1
+                let answer = try await Self.patch(node, concurrency: value)
+                guard answer.status == 200 else { return false }
+                acknowledged.append(try #require(answer.json?["version"]?.integralValue))
+                return true
+            }
+        }
+        print("failover timing: writes through both nodes \(ContinuousClock.now - crashed) after the primary crashed")
+        let stored = try await Harness.versions(in: standby.url, service: "report-worker")
+        #expect(Set(acknowledged).isSubset(of: Set(stored)), "acknowledged \(acknowledged), the new primary holds \(stored)")
+        try await Self.converged(broker: broker, prefix: a.prefix, database: standby.url)
+
+        // The old primary returns, out of recovery on timeline 1: refused for good.
+        try primary.start()
+        let before = try await Self.relayState(primary.url)
+        try await Harness.eventually("both nodes have seen the returning old primary and refused it") {
+            a.logTail(lines: 1_000_000).contains("older timeline") && b.logTail(lines: 1_000_000).contains("older timeline")
+        }
+        // A node started now, that never saw the promotion, finds the newest timeline itself
+        // (the old primary is listed first in database_url).
+        a.stop()
+        try await a.start()
+        for node in [b, a] {
+            value += 1
+            let answer = try await Self.patch(node, concurrency: value)
+            #expect(answer.status == 200, "\(answer.text)")
+            if let version = answer.json?["version"]?.integralValue { acknowledged.append(version) }
+        }
+        try await Task.sleep(for: .seconds(3))  // the relay renews its lease every second
+        #expect(try await Self.relayState(primary.url) == before, "a node wrote or relayed through the old primary")
+        let latest = try await Harness.versions(in: standby.url, service: "report-worker")
+        #expect(Set(acknowledged).isSubset(of: Set(latest)))
+        try await Self.converged(broker: broker, prefix: a.prefix, database: standby.url)
+        try await Self.everyMessageCommitted(recorder, prefix: a.prefix, database: standby.url)
+    }
+
+    /// The choice itself, answer by answer.
+    @Test func thePrimaryIsTheServerOutOfRecoveryOnTheNewestTimeline() {
+        var choice = PrimaryChoice()
+        #expect(choice.observe([.primary(timeline: 1), .standby(timeline: 1)]) == .chose(member: 0, timeline: 1))
+        #expect(choice.observe([.unreachable, .standby(timeline: 1)]) == .lost)
+        #expect(choice.observe([.unreachable, .primary(timeline: 2)]) == .chose(member: 1, timeline: 2))
+        // The old primary back on timeline 1: fenced, though listed first.
+        #expect(choice.observe([.primary(timeline: 1), .primary(timeline: 2)]) == .none)
+        #expect(choice.primary == 1 && choice.fenced == [0])
+        // Even alone, it is never written through again.
+        #expect(choice.observe([.primary(timeline: 1), .unreachable]) == .lost)
+        #expect(choice.primary == nil && choice.fenced == [0])
+        // A fresh choice over both takes the newer one; a standby's timeline counts as seen too.
+        var fresh = PrimaryChoice()
+        #expect(fresh.observe([.primary(timeline: 1), .primary(timeline: 2)]) == .chose(member: 1, timeline: 2))
+        var behind = PrimaryChoice()
+        #expect(behind.observe([.primary(timeline: 3), .standby(timeline: 4)]) == .none)
+        #expect(behind.primary == nil && behind.fenced == [0])
+        // A single server that is in recovery is not written through.
+        var single = PrimaryChoice(primary: 0)
+        #expect(single.observe([.standby(timeline: 1)]) == .lost)
+    }
+
+    @Test func aDatabaseURLMayNameSeveralHosts() throws {
+        let hosts = try PostgresClient.Configuration.cluster(url: "postgres://u:p%40ss@db1:5433,db2,[::1]:5434/cfg?sslmode=disable")
+        #expect(hosts.map(\.host) == ["db1", "db2", "::1"])
+        #expect(hosts.map(\.port) == [5433, 5432, 5434])
+        #expect(hosts.allSatisfy { $0.username == "u" && $0.password == "p@ss" && $0.database == "cfg" })
+        #expect(throws: DatabaseURLError.self) { try PostgresClient.Configuration.cluster(url: "postgres://u@db1,,db2/cfg") }
+        #expect(throws: DatabaseURLError.self) { try PostgresClient.Configuration.cluster(url: "db1:5432") }
+    }
+
+    static func patch(_ node: Confbus, concurrency: Int) async throws -> Confbus.HTTPResult {
+        try await node.request("PATCH", "/v1/config/report-worker/override", headers: AdminTests.admin(),
+                               body: Data(#"{"concurrency": \#(concurrency)}"#.utf8))
+    }
+
+    /// What a node writing or relaying through this server would move: the newest version of any
+    /// service, the outbox, the relay lease and what was published.
+    static func relayState(_ url: String) async throws -> [String] {
+        try await Harness.withPostgres(url) { client in
+            var state: [String] = []
+            for try await row in try await client.query("""
+                SELECT 'versions ' || count(*) || ' ' || coalesce(max(created_at)::text, '') FROM config_versions
+                UNION ALL SELECT 'outbox ' || count(*) FROM outbox
+                UNION ALL SELECT 'lease ' || holder || ' ' || epoch || ' ' || expires_at FROM relay_lease
+                UNION ALL SELECT 'published ' || sum(published_version) FROM services
+                """, logger: Harness.logger).decode(String.self) { state.append(row) }
+            return state
+        }
+    }
+
+    /// The database's released (version, checksum) of every service.
+    static func released(_ url: String) async throws -> [String: (version: Int, checksum: String)] {
+        try await Harness.withPostgres(url) { client in
+            var released: [String: (Int, String)] = [:]
+            for try await (name, version, checksum) in try await client.query("""
+                SELECT s.name, v.version, v.checksum FROM services s
+                JOIN config_versions v ON v.service = s.name AND v.version = s.released_version
+                """, logger: Harness.logger).decode((String, Int, String).self) { released[name] = (version, checksum) }
+            return released
+        }
+    }
+
+    /// Every service's retained update on `broker` carries the database's released version and
+    /// checksum (read by a new subscriber, as a new instance would).
+    static func converged(broker: String, prefix: String, database: String, timeout: Duration = .seconds(30)) async throws {
+        var last = ""
+        do {
+            try await Harness.eventually("\(broker) holds the database's latest of every service", timeout: timeout) {
+                let expected = try await released(database)
+                let reader = try await MQTTProbe(url: broker, name: "reader")
+                try reader.subscribe("\(prefix)/update/#")
+                try await Task.sleep(for: .milliseconds(500))
+                let retained = reader.messages.filter(\.retained)
+                await reader.shutdown()
+                var held: [String: (Int, String)] = [:]
+                for message in retained {
+                    guard let json = message.json, case .string(let checksum)? = json["checksum"],
+                          let version = json["version"]?.integralValue else { continue }
+                    held[String(message.topic.dropFirst(prefix.count + "/update/".count))] = (version, checksum)
+                }
+                let wrong = expected.filter { held[$0.key]?.0 != $0.value.version || held[$0.key]?.1 != $0.value.checksum }
+                last = wrong.map { "\($0.key): database \($0.value.version), broker \(held[$0.key].map { String($0.0) } ?? "none")" }
+                    .sorted().joined(separator: "; ")
+                return !expected.isEmpty && wrong.isEmpty
+            }
+        } catch {
+            Issue.record("not converged: \(last)")
+            throw error
+        }
+    }
+
+    /// No message the recorder saw carried a (version, checksum) the database does not hold,
+    /// except `lost` (service and version) that a test lost on purpose with an asynchronous standby.
+    static func everyMessageCommitted(_ recorder: MQTTProbe, prefix: String, database: String,
+                                      lost: Set<String> = []) async throws {
+        let stored = try await Harness.withPostgres(database) { client in
+            var stored = Set<String>()
+            for try await (service, version, checksum) in try await client.query(
+                "SELECT service, version, checksum FROM config_versions", logger: Harness.logger).decode((String, Int, String).self) {
+                stored.insert("\(service) \(version) \(checksum)")
+            }
+            return stored
+        }
+        var seen = 0
+        for message in recorder.messages where message.topic.hasPrefix("\(prefix)/update/") {
+            guard let json = message.json, case .string(let checksum)? = json["checksum"],
+                  let version = json["version"]?.integralValue else { continue }
+            let service = String(message.topic.dropFirst(prefix.count + "/update/".count))
+            seen += 1
+            if lost.contains("\(service) \(version)") { continue }
+            #expect(stored.contains("\(service) \(version) \(checksum)"), "\(service) version \(version) was published but is not in the database")
+        }
+        #expect(seen > 0)
+    }
+}
