@@ -49,7 +49,9 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
     let gateway = MQTTGateway(client: mqtt, topics: topics, distributor: distributor, outbox: store, status: readiness, relay: relayStatus,
                               options: .init(node: settings.nodeID, healthInterval: settings.healthInterval,
                                              reconcileInterval: settings.reconcileInterval),
-                              logger: logger)
+                              logger: logger,
+                              // A file change lost with the old primary is committed again on top of the repair.
+                              afterRepair: { [reloader = distributor.reloader] in _ = try? await reloader.reload(reason: "after a divergence repair") })
     let relay = OutboxRelay(store: store, publisher: gateway, signal: outboxSignal, status: relayStatus,
                             readiness: readiness, options: .init(node: settings.nodeID), failpoints: failpoints, logger: logger,
                             handoff: distributor.pipeline.handoff)
@@ -82,7 +84,8 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
                     migrate: {
                         try await Migrations.run(on: try database.primary(), logger: logger)
                         try await store.checkSecretKey()
-                    }),
+                    },
+                    databaseGeneration: { database.generation }),
             VersionListener(database: database, reads: distributor.reads, logger: logger),
             gateway,
             relay,
@@ -147,6 +150,9 @@ struct GaugePoller: Service {
                     outbox.record(status.backlog)
                     oldest.record(status.oldestAge ?? 0)
                     relay.setOutbox(status)
+                }
+                if readiness.database, let diverged = try? await reads.divergedServices() {
+                    relay.setDiverged(diverged.keys.sorted())
                 }
                 try? await Task.sleep(for: .seconds(2))
             }

@@ -5,13 +5,13 @@ import Foundation
 /// for history, instances and the audit log, the files for schemas and secret paths. Nothing
 /// here writes a version.
 public struct ConfigReads: Sendable {
-    let store: any VersionStore & InstanceStore & AuditStore
+    let store: any VersionStore & InstanceStore & AuditStore & OutboxStore
     let cache: LiveCache
     let definitions: ServiceDefinitions
     let invalid: InvalidServices
     let inFlight: CommitsInFlight
 
-    init(store: any VersionStore & InstanceStore & AuditStore, cache: LiveCache, definitions: ServiceDefinitions,
+    init(store: any VersionStore & InstanceStore & AuditStore & OutboxStore, cache: LiveCache, definitions: ServiceDefinitions,
          invalid: InvalidServices, inFlight: CommitsInFlight) {
         self.store = store
         self.cache = cache
@@ -69,6 +69,9 @@ public struct ConfigReads: Sendable {
     public func redaction(_ service: ServiceName) async -> Redaction { await definitions.redaction(service) }
 
     /// The store's latest version of every service (reconcile compares the broker with these).
+    /// Services whose broker held a version the database lost, repaired (CONTRACT.md §11).
+    public func divergedServices() async throws -> [ServiceName: Divergence] { try await store.divergedServices() }
+
     public func storedLatest() async throws -> [StoredVersion] { try await store.latestVersions() }
 
     /// Fills the live cache from the store (at start-up, and as a safety net under LISTEN).

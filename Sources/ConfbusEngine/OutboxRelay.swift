@@ -13,6 +13,7 @@ public final class RelayStatus: Sendable {
         var refused: Set<ServiceName> = []
         var outbox = OutboxStatus()
         var requeued: Set<ServiceName> = []
+        var diverged: [ServiceName] = []
     }
     private let state = Mutex(State())
 
@@ -39,6 +40,10 @@ public final class RelayStatus: Sendable {
         state.withLock { $0.failing = failing; $0.refused = refused }
     }
     public func setOutbox(_ outbox: OutboxStatus) { state.withLock { $0.outbox = outbox } }
+
+    /// The services marked diverged (CONTRACT.md §11), as last read, for the health topic.
+    public var diverged: [ServiceName] { state.withLock { $0.diverged } }
+    public func setDiverged(_ services: [ServiceName]) { state.withLock { $0.diverged = services } }
 }
 
 /// Relays the outbox: every committed version is published, each service in version order and

@@ -29,10 +29,14 @@ public struct Startup: Service {
     let options: Options
     let probe: @Sendable () async throws -> Void
     let migrate: @Sendable () async throws -> Void
+    /// Grows when the database written through changes (a promotion, CONTRACT.md §11).
+    let databaseGeneration: @Sendable () -> UInt64
     let logger: Logger
 
     public init(distributor: Distributor, instances: any InstanceStore, readiness: Readiness, options: Options, logger: Logger,
-                probe: @escaping @Sendable () async throws -> Void, migrate: @escaping @Sendable () async throws -> Void) {
+                probe: @escaping @Sendable () async throws -> Void, migrate: @escaping @Sendable () async throws -> Void,
+                databaseGeneration: @escaping @Sendable () -> UInt64 = { 0 }) {
+        self.databaseGeneration = databaseGeneration
         self.reads = distributor.reads
         self.reloader = distributor.reloader
         self.signal = distributor.pipeline.signal
@@ -51,6 +55,7 @@ public struct Startup: Service {
     private func supervise() async throws {
         var started = false
         var sinceRefresh = ContinuousClock.now
+        var generation = databaseGeneration()
         while !Task.isCancelled {
             let up = await Self.succeeds(within: options.probeTimeout, probe)
             if up != readiness.database {
@@ -68,6 +73,17 @@ public struct Startup: Service {
                         signal.signal()
                         readiness.setLoaded()
                         started = true
+                        sinceRefresh = .now
+                        generation = databaseGeneration()
+                    } else if databaseGeneration() != generation {
+                        // A new primary may lack what the old one committed last (an asynchronous
+                        // standby): read what it holds, reload the files onto it, wake the relay.
+                        generation = databaseGeneration()
+                        logger.notice("following a new database primary")
+                        try await reads.refreshAll()
+                        let report = try await reloader.reload(reason: "new database primary")
+                        if !report.committed.isEmpty { logger.info("reloaded onto the new primary", metadata: ["committed": "\(report.committed.count)"]) }
+                        signal.signal()
                         sinceRefresh = .now
                     } else if ContinuousClock.now - sinceRefresh > options.refreshInterval {
                         // A safety net under LISTEN/NOTIFY: pick up other nodes' commits.

@@ -4,7 +4,35 @@ import Foundation
 /// Where a version came from (CONTRACT.md §3).
 public enum VersionSource: String, Sendable, CaseIterable {
     /// `rollout`: a rollout's candidate, committed but not released until the rollout completes.
-    case files, override, batch, rollback, `import`, rollout
+    /// `repair`: the released config committed again above a version the broker held and the
+    /// database lost (CONTRACT.md §11: a failover to an asynchronous standby, a restore).
+    case files, override, batch, rollback, `import`, rollout, repair
+}
+
+/// A service whose broker held a version this database does not have: the retained one, the
+/// database's released one when it was found, and the version committed above both to repair it.
+/// Shown in `/v1/services` and health until an operator next writes the service.
+public struct Divergence: Sendable, Equatable {
+    public var retainedVersion: Int
+    public var retainedChecksum: String
+    public var databaseVersion: Int
+    public var repairedVersion: Int
+    public var detectedAt: Date
+
+    public init(retainedVersion: Int, retainedChecksum: String, databaseVersion: Int, repairedVersion: Int, detectedAt: Date) {
+        self.retainedVersion = retainedVersion
+        self.retainedChecksum = retainedChecksum
+        self.databaseVersion = databaseVersion
+        self.repairedVersion = repairedVersion
+        self.detectedAt = detectedAt
+    }
+
+    /// Why the numbers between the database's version and the repair were skipped, for history.
+    public var reason: String {
+        let skipped = databaseVersion + 1 == repairedVersion - 1 ? "version \(databaseVersion + 1)" : "versions \(databaseVersion + 1)–\(repairedVersion - 1)"
+        return "\(skipped) skipped: the broker held version \(retainedVersion) (\(retainedChecksum)), which this database does not have "
+            + "(lost in a failover to an asynchronous standby, or a restore); version \(databaseVersion)'s config is committed again above it"
+    }
 }
 
 /// A committed version of one service's config.
@@ -372,6 +400,13 @@ public protocol OutboxStore: Sendable {
     /// Queues these services' latest versions again (reconcile found the broker without them or
     /// holding another); always the latest at that moment, never an older one.
     func requeue(_ versions: [StoredVersion]) async throws
+    /// The broker holds `retained` of `service`, a version this database does not have (above its
+    /// latest, or its number with another checksum): commits the released config again as the
+    /// version above both, queued, audited, and marks the service diverged. nil when the database
+    /// has meanwhile moved above the retained version itself.
+    func repairDivergence(_ service: ServiceName, retained: (version: Int, checksum: String)) async throws -> StoredVersion?
+    /// The services marked diverged, until their next write by an operator.
+    func divergedServices() async throws -> [ServiceName: Divergence]
 }
 
 extension OutboxStore {

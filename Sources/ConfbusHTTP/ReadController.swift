@@ -193,6 +193,7 @@ struct ReadController: Sendable {
         let reads = VisibleReads(allReads, for: context.caller)
         let counts = (try? await reads.instanceCounts()) ?? [:]
         let invalid = reads.invalidServices
+        let diverged = (try? await reads.divergedServices()) ?? [:]
         var entries: [ServiceName: JSONValue] = [:]
         for v in reads.all {
             let c = counts[v.service] ?? (0, 0)
@@ -201,6 +202,7 @@ struct ReadController: Sendable {
                 "checksum": .string(v.checksum), "updated_at": .string(Timestamp.format(v.createdAt)),
                 "instances": .integer(c.total), "lagging": .integer(c.lagging), "state": "ok",
             ]
+            if let divergence = diverged[v.service] { entry["state"] = "diverged"; entry["diverged"] = Self.divergence(divergence) }
             if let errors = invalid[v.service] { entry["state"] = "invalid"; entry["errors"] = Self.errorList(errors) }
             entry["released_version"] = .integer(v.version)
             if let running = board.running(v.service), let records = try? await reads.instances(v.service) {
@@ -216,6 +218,13 @@ struct ReadController: Sendable {
                                         "errors": Self.errorList(errors), "instances": .integer(0), "lagging": .integer(0)])
         }
         return Response.json(["services": .array(entries.keys.sorted().compactMap { entries[$0] })], headers: staleHeaders())
+    }
+
+    /// What a repair of a divergence did (CONTRACT.md §11).
+    static func divergence(_ d: Divergence) -> JSONValue {
+        ["retained_version": .integer(d.retainedVersion), "retained_checksum": .string(d.retainedChecksum),
+         "database_version": .integer(d.databaseVersion), "repaired_version": .integer(d.repairedVersion),
+         "detected_at": .string(Timestamp.format(d.detectedAt)), "reason": .string(d.reason)]
     }
 
     /// Errors as `[{code, message, location?}]`: paths, files, lines and rules, never a value.

@@ -45,6 +45,10 @@ struct VisibleReads: Sendable {
         try await reads.instanceCounts().filter { sees($0.key) }
     }
 
+    func divergedServices() async throws -> [ServiceName: Divergence] {
+        try await reads.divergedServices().filter { sees($0.key) }
+    }
+
     var invalidServices: [ServiceName: [ConfbusError]] { reads.invalidServices.filter { sees($0.key) } }
 
     func schema(_ service: ServiceName) async -> JSONValue? { sees(service) ? await reads.schema(service) : nil }

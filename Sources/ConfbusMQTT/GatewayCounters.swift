@@ -4,6 +4,8 @@ import Metrics
 public struct GatewayCounters: Sendable {
     public let published: Counter
     public let reconciled: Counter
+    /// Versions the broker held and the database lost, repaired (CONTRACT.md §11).
+    public let diverged: Counter
     /// Refusals past a client's budget (`confbus_rate_limited_total{api="mqtt"}`, beside HTTP's).
     public let rateLimited: Counter
     private let factory: any MetricsFactory
@@ -12,6 +14,7 @@ public struct GatewayCounters: Sendable {
         self.factory = factory
         published = Counter(label: "confbus_versions_published_total", factory: factory)
         reconciled = Counter(label: "confbus_reconcile_republished_total", factory: factory)
+        diverged = Counter(label: "confbus_diverged_repairs_total", factory: factory)
         rateLimited = Counter(label: "confbus_rate_limited_total", dimensions: [("api", "mqtt")], factory: factory)
     }
 

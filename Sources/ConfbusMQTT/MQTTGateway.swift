@@ -41,15 +41,33 @@ public final class MQTTGateway: Service, UpdatePublisher, RolloutPublisher {
     let options: Options
     let logger: Logger
     let startedAt = Date()
-    /// The newest (version, checksum) seen on each `config/update/<service>`, retained or live.
-    private let seenOnBroker = Mutex<[ServiceName: (version: Int, checksum: String)]>([:])
+    /// The newest (version, checksum) seen on each `config/update/<service>`, retained or live, and
+    /// whether it is a version clients may have applied (its checksum is its config's: ours, or one
+    /// this database lost), as opposed to a forged or damaged message that clients drop.
+    private let seenOnBroker = Mutex<[ServiceName: Retained]>([:])
+
+    struct Retained {
+        var version: Int
+        var checksum: String
+        var genuine: Bool
+
+        /// A version this database does not have, above its latest or with another checksum at
+        /// its number: clients may hold it, so publishing `latest` would not reach them (§11).
+        func diverges(from latest: StoredVersion) -> Bool {
+            genuine && (version > latest.version || (version == latest.version && checksum != latest.checksum))
+        }
+    }
     /// The invalid services last announced on `config/error/<service>`, with their errors' text.
     private let announcedInvalid = Mutex<[ServiceName: String]>([:])
     private let counters: GatewayCounters
     let inbox: InstanceInbox
+    /// Run after a repair of a divergence: the files are read again onto the repaired version.
+    let afterRepair: @Sendable () async -> Void
 
     public init(client: MosquittoClient, topics: TopicCodec, distributor: Distributor, outbox: any OutboxStore, status: Readiness, relay: RelayStatus,
-                options: Options, counters: GatewayCounters = GatewayCounters(), logger: Logger) {
+                options: Options, counters: GatewayCounters = GatewayCounters(), logger: Logger,
+                afterRepair: @escaping @Sendable () async -> Void = {}) {
+        self.afterRepair = afterRepair
         self.client = client
         self.topics = topics
         self.reads = distributor.reads
@@ -73,11 +91,29 @@ public final class MQTTGateway: Service, UpdatePublisher, RolloutPublisher {
     // MARK: UpdatePublisher
 
     public func publishUpdate(_ version: StoredVersion) async throws {
+        // Never below a version the broker holds and the database lost: that is repaired instead,
+        // by a version above it (which the relay publishes next); this one is superseded.
+        if let held = seenOnBroker.withLock({ $0[version.service] }), held.diverges(from: version) {
+            try await repair(version.service, held)
+            return
+        }
         try await client.publish(version.document.serializedBytes(), to: topics.update(version.service), retain: true)
         counters.published.increment()
         seenOnBroker.withLock { seen in
-            if (seen[version.service]?.version ?? 0) <= version.version { seen[version.service] = (version.version, version.checksum) }
+            if (seen[version.service]?.version ?? 0) <= version.version {
+                seen[version.service] = Retained(version: version.version, checksum: version.checksum, genuine: true)
+            }
         }
+    }
+
+    private func repair(_ service: ServiceName, _ held: Retained) async throws {
+        guard let repaired = try await outbox.repairDivergence(service, retained: (held.version, held.checksum)) else { return }
+        logger.error("the broker held a version this database does not have; committed the database's config again above it",
+                     metadata: ["confbus.service": "\(service)", "confbus.retained_version": "\(held.version)",
+                                "confbus.repaired_version": "\(repaired.version)"])
+        counters.diverged.increment()
+        signal.signal()
+        await afterRepair()
     }
 
     /// The retained rollout message (CONTRACT.md §8), or an empty one that clears it.
@@ -176,11 +212,19 @@ public final class MQTTGateway: Service, UpdatePublisher, RolloutPublisher {
         guard let value = try? JSONParser(maxDepth: 64).members(Self.retainedFields, of: payload),
               case .integer(let version)? = value["version"], case .string(let checksum)? = value["checksum"] else {
             // An empty or unreadable retained message: the broker holds nothing usable for it.
-            seenOnBroker.withLock { $0[service] = (0, "") }
+            seenOnBroker.withLock { $0[service] = Retained(version: 0, checksum: "", genuine: false) }
             return
         }
+        // The version this node holds is genuine as it stands; one above it only if its checksum
+        // is its config's (the whole payload is read only then, which is rare).
+        let held = reads.latest(service)
+        let genuine = if let held, held.version >= version {
+            held.version == version && held.checksum == checksum
+        } else {
+            (try? JSONParser(maxDepth: 64).parse(payload))?["config"]?.checksum == checksum
+        }
         seenOnBroker.withLock { seen in
-            if (seen[service]?.version ?? 0) <= version { seen[service] = (version, checksum) }
+            if (seen[service]?.version ?? 0) <= version { seen[service] = Retained(version: version, checksum: checksum, genuine: genuine) }
         }
     }
 
@@ -239,6 +283,9 @@ public final class MQTTGateway: Service, UpdatePublisher, RolloutPublisher {
         ]
         if let epoch = relay.lease?.epoch { payload["epoch"] = .integer(Int(epoch)) }
         if !relay.failing.isEmpty { payload["publish_failures"] = .integer(relay.failing.count) }
+        // Services whose broker held a version the database lost, repaired (§11): an operator should look.
+        let diverged = relay.diverged
+        if !diverged.isEmpty { payload["diverged_services"] = .array(diverged.map { .string($0.rawValue) }) }
         do {
             try await client.publish(JSONValue.object(payload).serializedBytes(), to: topics.nodeHealth(options.node), retain: true)
         } catch {
@@ -301,11 +348,23 @@ public final class MQTTGateway: Service, UpdatePublisher, RolloutPublisher {
             return 0
         }
         let seen = seenOnBroker.withLock { $0 }
+        var diverged: [(ServiceName, Retained)] = []
         let mismatched = latest.filter { version in
             guard let held = seen[version.service] else { return true }
+            if held.diverges(from: version) {
+                diverged.append((version.service, held))
+                return false
+            }
             return held.version != version.version || held.checksum != version.checksum
         }
-        guard !mismatched.isEmpty else { return 0 }
+        for (service, held) in diverged {
+            do {
+                try await repair(service, held)
+            } catch {
+                logger.debug("reconcile could not repair a divergence; will retry", metadata: ["error.type": "\(type(of: error))"])
+            }
+        }
+        guard !mismatched.isEmpty else { return diverged.count }
         do {
             try await outbox.requeue(mismatched)
         } catch {

@@ -153,6 +153,11 @@ public enum Migrations {
             // Each cohort member's answer when the rollout ended, as JSON.
             "ALTER TABLE rollouts ADD COLUMN members text",
         ]),
+        (9, [
+            // A service whose broker held a version this database lost (CONTRACT.md §11), as JSON,
+            // until an operator next writes it.
+            "ALTER TABLE services ADD COLUMN diverged text",
+        ]),
     ]
 
     public static var latestVersion: Int { steps.last?.version ?? 0 }

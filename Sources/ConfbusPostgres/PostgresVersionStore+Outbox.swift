@@ -61,6 +61,72 @@ extension PostgresVersionStore: OutboxStore {
             """, logger: logger)
     }
 
+    public func repairDivergence(_ service: ServiceName, retained: (version: Int, checksum: String)) async throws -> StoredVersion? {
+        let name = service.rawValue
+        return try await Self.unwrapping { try await client.withTransaction(logger: logger) { connection -> StoredVersion? in
+            var row: (latest: Int, released: Int)?
+            for try await found in try await connection.query(
+                "SELECT latest_version, released_version FROM services WHERE name = \(name) FOR UPDATE", logger: logger).decode((Int, Int).self) {
+                row = found
+            }
+            // Moved above the retained version on its own meanwhile, or nothing to commit again.
+            guard let row, row.released > 0, row.latest <= retained.version else { return nil }
+            if row.latest == retained.version {
+                guard row.released == row.latest, try await !holds(name, retained, on: connection) else { return nil }
+            }
+            let repaired = max(row.latest, retained.version) + 1
+            let divergence = Divergence(retainedVersion: retained.version, retainedChecksum: retained.checksum,
+                                        databaseVersion: row.released, repairedVersion: repaired, detectedAt: Date())
+            let marker = JSONValue.object([
+                "retained_version": .integer(retained.version), "retained_checksum": .string(retained.checksum),
+                "database_version": .integer(row.released), "repaired_version": .integer(repaired),
+                "detected_at_ms": .integer(Int((divergence.detectedAt.timeIntervalSince1970 * 1000).rounded())),
+            ]).serialized(.canonical)
+            let rows = try await connection.query("""
+                WITH v AS (
+                    INSERT INTO config_versions (service, version, config, checksum, source, author, reason, environment, layers, override_layer)
+                    SELECT service, \(repaired), config, checksum, 'repair', 'confbus', \(divergence.reason), environment, layers, override_layer
+                    FROM config_versions WHERE service = \(name) AND version = \(row.released)
+                    RETURNING *
+                ), s AS (
+                    UPDATE services SET latest_version = v.version, released_version = v.version, latest_checksum = v.checksum,
+                        diverged = \(marker)
+                    FROM v WHERE services.name = v.service
+                ), q AS (
+                    INSERT INTO outbox (service, version) SELECT service, version FROM v
+                )
+                SELECT \(unescaped: Self.versionColumns), pg_notify('\(unescaped: Self.notificationChannel)', service || ':' || version) IS NULL FROM v
+                """, logger: logger).collect()
+            guard let first = rows.first else { return nil }
+            try await Self.insertAudit(AuditRecord(actor: "confbus", requestID: "repair-\(name)-\(repaired)", action: "repair", outcome: "accepted",
+                                                   services: [name], reason: divergence.reason), on: connection, logger: logger)
+            return try Self.decodeVersion(first, atRest)
+        } }
+    }
+
+    /// Whether the database's `retained.version` of the service has the retained checksum.
+    private func holds(_ service: String, _ retained: (version: Int, checksum: String), on connection: PostgresConnection) async throws -> Bool {
+        for try await checksum in try await connection.query(
+            "SELECT checksum FROM config_versions WHERE service = \(service) AND version = \(retained.version)", logger: logger).decode(String.self) {
+            return checksum == retained.checksum
+        }
+        return false
+    }
+
+    public func divergedServices() async throws -> [ServiceName: Divergence] {
+        var diverged: [ServiceName: Divergence] = [:]
+        for try await (name, text) in try await client.query(
+            "SELECT name, diverged FROM services WHERE diverged IS NOT NULL", logger: logger).decode((String, String).self) {
+            guard let service = try? ServiceName(validating: name), let value = try? JSONParser().parse(Array(text.utf8)),
+                  let retained = value["retained_version"]?.integralValue, case .string(let checksum)? = value["retained_checksum"],
+                  let database = value["database_version"]?.integralValue, let repaired = value["repaired_version"]?.integralValue,
+                  let at = value["detected_at_ms"]?.integralValue else { continue }
+            diverged[service] = Divergence(retainedVersion: retained, retainedChecksum: checksum, databaseVersion: database,
+                                           repairedVersion: repaired, detectedAt: Date(timeIntervalSince1970: Double(at) / 1000))
+        }
+        return diverged
+    }
+
     public func outboxStatus() async throws -> OutboxStatus {
         for try await (count, age) in try await client.query("""
             SELECT count(*)::integer, EXTRACT(EPOCH FROM now() - min(queued_at))::float8 FROM outbox

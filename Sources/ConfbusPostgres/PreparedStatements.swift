@@ -38,7 +38,8 @@ enum Prepared {
         ), s AS (
             UPDATE services s SET latest_version = x.version, latest_checksum = x.checksum,
                 released_version = CASE WHEN x.release THEN x.version ELSE s.released_version END,
-                override_layer = CASE WHEN x.keep_layer THEN s.override_layer ELSE x.layer END
+                override_layer = CASE WHEN x.keep_layer THEN s.override_layer ELSE x.layer END,
+                diverged = CASE WHEN x.source = 'files' THEN s.diverged ELSE NULL END
             FROM x WHERE s.name = x.service\(guarded ? " AND s.latest_version = x.version - 1 AND s.released_version = s.latest_version AND s.override_layer IS NOT DISTINCT FROM $13" : "")
             RETURNING s.name, s.override_layer
         ), v AS (

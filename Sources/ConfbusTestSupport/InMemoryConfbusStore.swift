@@ -35,6 +35,7 @@ public actor InMemoryConfbusStore: ConfbusStore {
         var audit: [AuditRecord] = []
         var instances: [ServiceName: [String: InstanceRecord]] = [:]
         var rollouts: [String: RolloutRecord] = [:]
+        var diverged: [ServiceName: Divergence] = [:]
     }
 
     private var state = State()
@@ -100,6 +101,8 @@ public actor InMemoryConfbusStore: ConfbusStore {
                 next.outbox[service, default: [:]][row.latest] = now
             }
             next.services[service] = row
+            // An operator's write ends a divergence's notice; the files' and a repair's do not.
+            if new.source != .files { next.diverged[service] = nil }
             next.versions[service, default: []].append(VersionRow(stored: stored, overrideLayer: row.overrideLayer))
             outcomes.append(.committed(stored))
         }
@@ -148,8 +151,10 @@ public actor InMemoryConfbusStore: ConfbusStore {
     }
 
     private func row(_ service: ServiceName, _ number: Int) -> VersionRow? {
-        guard let rows = state.versions[service], number >= 1, number <= rows.count else { return nil }
-        return rows[number - 1]
+        // Numbers skip only after a repair (CONTRACT.md §11), so the row is usually at its number.
+        guard let rows = state.versions[service], number >= 1 else { return nil }
+        if number <= rows.count, rows[number - 1].stored.version == number { return rows[number - 1] }
+        return rows.last { $0.stored.version == number }
     }
 
     public func history(_ service: ServiceName, limit: Int, before: Int?) async throws -> [StoredVersion] {
@@ -221,6 +226,39 @@ public actor InMemoryConfbusStore: ConfbusStore {
         try available()
         let times = state.outbox.values.flatMap(\.values)
         return OutboxStatus(backlog: times.count, oldestAge: times.min().map { Date().timeIntervalSince($0) })
+    }
+
+    public func repairDivergence(_ service: ServiceName, retained: (version: Int, checksum: String)) async throws -> StoredVersion? {
+        try available()
+        guard var row = state.services[service], row.released > 0, row.latest <= retained.version,
+              let released = self.row(service, row.released) else { return nil }
+        if row.latest == retained.version {
+            guard row.released == row.latest, released.stored.checksum != retained.checksum else { return nil }
+        }
+        let repaired = max(row.latest, retained.version) + 1
+        let divergence = Divergence(retainedVersion: retained.version, retainedChecksum: retained.checksum,
+                                    databaseVersion: row.released, repairedVersion: repaired, detectedAt: Date())
+        var stored = released.stored
+        stored.version = repaired
+        stored.source = .repair
+        stored.author = "confbus"
+        stored.reason = divergence.reason
+        stored.createdAt = Date()
+        stored.batchID = nil
+        row.latest = repaired
+        row.released = repaired
+        state.services[service] = row
+        state.versions[service, default: []].append(VersionRow(stored: stored, overrideLayer: released.overrideLayer))
+        state.outbox[service, default: [:]][repaired] = Date()
+        state.diverged[service] = divergence
+        state.audit.append(AuditRecord(actor: "confbus", requestID: "repair-\(service)-\(repaired)", action: "repair", outcome: "accepted",
+                                       services: [service.rawValue], reason: divergence.reason, at: Date()))
+        return stored
+    }
+
+    public func divergedServices() async throws -> [ServiceName: Divergence] {
+        try available()
+        return state.diverged
     }
 
     public func requeue(_ versions: [StoredVersion]) async throws {

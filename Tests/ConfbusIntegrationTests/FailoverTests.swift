@@ -87,6 +87,75 @@ struct FailoverTests {
         try await Self.everyMessageCommitted(recorder, prefix: a.prefix, database: standby.url)
     }
 
+    /// The primary crashes with its last commit not yet on the (asynchronous) standby, after the
+    /// broker had it: the promoted standby lacks a version clients may run. confbus marks the
+    /// service diverged and commits the database's config again above the retained version, so
+    /// every client moves off the lost one; history says which number was skipped and why.
+    @Test(.timeLimit(.minutes(3)))
+    func aVersionLostWithAnAsynchronousStandbyIsCommittedAgainAboveTheRetainedOne() async throws {
+        let primary = try PrivatePostgres()
+        try primary.start()
+        defer { primary.stop() }
+        let standby = try PrivatePostgres(standbyOf: primary)
+        try standby.start()
+        defer { standby.stop() }
+        let url = "postgres://postgres@127.0.0.1:\(primary.port),127.0.0.1:\(standby.port)/postgres"
+        let broker = try #require(TestServers.mqttURL)
+        let node = try Confbus(configDir: try Harness.copyOfExampleTree(), databaseURL: url, mqttURL: broker)
+        try await node.start()
+        defer { node.stop() }
+        let recorder = try await MQTTProbe(url: broker, name: "recorder")
+        defer { Task { await recorder.shutdown() } }
+        try recorder.subscribe(node.topic("update", "#"))
+        try recorder.subscribe(node.topic("health", "_confbus/#"))
+        let update = node.topic("update", "report-worker")
+
+        let kept = try await Self.patch(node, concurrency: 2)
+        let keptVersion = try #require(kept.json?["version"]?.integralValue)
+        try await Harness.eventually("the standby has version \(keptVersion)") {
+            (try? await Harness.versions(in: standby.url, service: "report-worker"))?.contains(keptVersion) == true
+        }
+        // The standby stops following; the next commit reaches the primary and the broker only.
+        standby.stop()
+        let lost = try await Self.patch(node, concurrency: 9)
+        try #require(lost.status == 200, "\(lost.text)")
+        let lostVersion = try #require(lost.json?["version"]?.integralValue)
+        _ = try await recorder.waitFor(update) { $0.json?["version"]?.integralValue == lostVersion }
+        primary.crash()
+        try standby.start()
+        try standby.promote()
+
+        try await Harness.eventually("the service is repaired above the lost version", timeout: .seconds(30)) {
+            (try? await Harness.versions(in: standby.url, service: "report-worker"))?.contains(lostVersion + 1) == true
+        }
+        let versions = try await Harness.versions(in: standby.url, service: "report-worker")
+        #expect(!versions.contains(lostVersion), "the lost version came back: \(versions)")
+        try await Self.converged(broker: broker, prefix: node.prefix, database: standby.url)
+        // The repair carries the database's config (not the lost one), and says why.
+        let document = try await node.get("/v1/config/report-worker")
+        #expect(document.json?["version"]?.integralValue == lostVersion + 1)
+        #expect(document.json?["config"]?["concurrency"] == .integer(2))
+        let history = try await node.get("/v1/config/report-worker/history?limit=1").json?["versions"]?.arrayValue ?? []
+        #expect(history.first?["source"] == "repair")
+        #expect(history.first?["reason"]?.stringValue?.contains("version \(lostVersion) skipped") == true, "\(history)")
+        let services = try await node.get("/v1/services").json?["services"]?.arrayValue ?? []
+        let entry = try #require(services.first { $0["service"] == "report-worker" })
+        #expect(entry["state"] == "diverged")
+        #expect(entry["diverged"]?["retained_version"]?.integralValue == lostVersion)
+        #expect(entry["diverged"]?["database_version"]?.integralValue == keptVersion)
+        #expect(entry["diverged"]?["repaired_version"]?.integralValue == lostVersion + 1)
+        #expect(services.filter { $0["state"] == "diverged" }.count == 1, "only the service that lost a version")
+        try await Harness.eventually("the node's health names the diverged service") {
+            recorder.messages(on: node.topic("health", "_confbus/\(node.node)")).last?.json?["diverged_services"] == ["report-worker"]
+        }
+        try await Self.everyMessageCommitted(recorder, prefix: node.prefix, database: standby.url, lost: ["report-worker \(lostVersion)"])
+
+        // An operator's next write ends the notice.
+        #expect(try await Self.patch(node, concurrency: 3).status == 200)
+        let after = try await node.get("/v1/services").json?["services"]?.arrayValue ?? []
+        #expect(after.first { $0["service"] == "report-worker" }?["state"] == "ok")
+    }
+
     /// The choice itself, answer by answer.
     @Test func thePrimaryIsTheServerOutOfRecoveryOnTheNewestTimeline() {
         var choice = PrimaryChoice()
