@@ -36,23 +36,27 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
     let distributor = Distributor(options: .init(environment: settings.environment, maxPayloadBytes: settings.maxDocumentBytes, sealer: settings.sealer),
                                   source: source, resolver: resolver, store: store, limits: limits, signal: outboxSignal,
                                   instanceTTL: settings.instanceTTL, logger: logger)
-    let readiness = Readiness()
+    let readiness = Readiness(brokers: settings.mqttURLs.count)
     let relayStatus = RelayStatus()
 
-    var mqttConfiguration = MosquittoClient.Configuration(url: try MQTTURL(settings.mqttURL), clientID: "confbus-\(settings.nodeID)")
-    mqttConfiguration.caFile = settings.mqttCAFile
     let startedAt = Date()
-    mqttConfiguration.will = (topics.nodeHealth(settings.nodeID), MQTTGateway.willPayload(node: settings.nodeID, startedAt: startedAt), true)
-    // The broker never sends us more than a document may be (CONTRACT.md §6b).
-    mqttConfiguration.maximumPacketSize = settings.maxDocumentBytes + 1024
-    let mqtt = try MosquittoClient(configuration: mqttConfiguration, logger: logger)
-    let gateway = MQTTGateway(client: mqtt, topics: topics, distributor: distributor, outbox: store, status: readiness, relay: relayStatus,
-                              options: .init(node: settings.nodeID, healthInterval: settings.healthInterval,
-                                             reconcileInterval: settings.reconcileInterval),
-                              logger: logger,
-                              // A file change lost with the old primary is committed again on top of the repair.
-                              afterRepair: { [reloader = distributor.reloader] in _ = try? await reloader.reload(reason: "after a divergence repair") })
-    let relay = OutboxRelay(store: store, publisher: gateway, signal: outboxSignal, status: relayStatus,
+    // One connection, PUBACK tracking, reconcile and instance inbox per broker (CONTRACT.md §11).
+    let gateways = try settings.mqttURLs.enumerated().map { index, url in
+        var mqttConfiguration = MosquittoClient.Configuration(url: try MQTTURL(url), clientID: "confbus-\(settings.nodeID)")
+        mqttConfiguration.caFile = settings.mqttCAFile
+        mqttConfiguration.will = (topics.nodeHealth(settings.nodeID), MQTTGateway.willPayload(node: settings.nodeID, startedAt: startedAt), true)
+        // The broker never sends us more than a document may be (CONTRACT.md §6b).
+        mqttConfiguration.maximumPacketSize = settings.maxDocumentBytes + 1024
+        let mqtt = try MosquittoClient(configuration: mqttConfiguration, logger: logger)
+        var options = MQTTGateway.Options(node: settings.nodeID, healthInterval: settings.healthInterval, reconcileInterval: settings.reconcileInterval)
+        options.broker = index
+        return MQTTGateway(client: mqtt, topics: topics, distributor: distributor, outbox: store, status: readiness, relay: relayStatus,
+                           options: options, logger: logger,
+                           // A file change lost with the old primary is committed again on top of the repair.
+                           afterRepair: { [reloader = distributor.reloader] in _ = try? await reloader.reload(reason: "after a divergence repair") })
+    }
+    let brokers = BrokerFanOut(gateways)
+    let relay = OutboxRelay(store: store, publisher: brokers, signal: outboxSignal, status: relayStatus,
                             readiness: readiness, options: .init(node: settings.nodeID), failpoints: failpoints, logger: logger,
                             handoff: distributor.pipeline.handoff)
 
@@ -87,9 +91,9 @@ public func buildApplication(settings: Settings, processEnvironment: [String: St
                     },
                     databaseGeneration: { database.generation }),
             VersionListener(database: database, reads: distributor.reads, logger: logger),
-            gateway,
+        ] + gateways.map { $0 as any Service } + [
             relay,
-            RolloutDriver(rollouts: distributor.rollouts, store: store, publisher: gateway, relay: relayStatus, readiness: readiness,
+            RolloutDriver(rollouts: distributor.rollouts, store: store, publisher: brokers, relay: relayStatus, readiness: readiness,
                           reloader: distributor.reloader, logger: logger),
             HangupReload(reloader: distributor.reloader, logger: logger),
             GaugePoller(store: store, readiness: readiness, relay: relayStatus, reads: distributor.reads, board: distributor.rollouts.board),

@@ -21,6 +21,8 @@ import SystemPackage
 public struct Settings: Sendable {
     public var databaseURL: String
     public var mqttURL: String
+    /// Every broker to publish to (`mqtt_urls`, CONTRACT.md §11); `[mqttURL]` unless set.
+    public var mqttURLs: [String]
     /// For `mqtts://`: the CAs to trust (PEM) instead of the system's.
     public var mqttCAFile: String?
     /// HTTPS for the API: a PEM certificate chain and its private key (`tls_cert_file`, `tls_key_file`).
@@ -64,13 +66,13 @@ public struct Settings: Sendable {
         return ConfigReader(providers: [
             InMemoryProvider(name: "flags", values: values),
             EnvironmentVariablesProvider(environmentVariables: environment,
-                                         secretsSpecifier: .specific(["CONFBUS_DATABASE_URL", "CONFBUS_MQTT_URL", "CONFBUS_ADMIN_TOKENS", "CONFBUS_READ_TOKENS"]))
+                                         secretsSpecifier: .specific(["CONFBUS_DATABASE_URL", "CONFBUS_MQTT_URL", "CONFBUS_MQTT_URLS", "CONFBUS_ADMIN_TOKENS", "CONFBUS_READ_TOKENS"]))
                 .prefixKeys(with: "confbus"),
             try await FileProvider<YAMLSnapshot>(filePath: FilePath(path), allowMissing: true),
         ])
     }
 
-    static let secretKeys: Set<String> = ["database_url", "mqtt_url", "admin_tokens", "read_tokens"]
+    static let secretKeys: Set<String> = ["database_url", "mqtt_url", "mqtt_urls", "admin_tokens", "read_tokens"]
 
     public init(config: ConfigReader, configDir: String, hostName: String = ProcessInfo.processInfo.hostName) throws {
         func text(_ key: String) -> String? {
@@ -100,7 +102,10 @@ public struct Settings: Sendable {
         }
 
         databaseURL = text("database_url") ?? "postgres://confbus:confbus@127.0.0.1:5432/confbus"
-        mqttURL = text("mqtt_url") ?? "mqtt://127.0.0.1:1883"
+        let brokers = list("mqtt_urls")
+        mqttURL = brokers.first ?? text("mqtt_url") ?? "mqtt://127.0.0.1:1883"
+        mqttURLs = brokers.isEmpty ? [mqttURL] : brokers
+        guard Set(mqttURLs).count == mqttURLs.count else { throw Invalid(description: "mqtt_urls names a broker twice") }
         mqttCAFile = text("mqtt_ca_file")
         switch (text("tls_cert_file"), text("tls_key_file")) {
         case (nil, nil): tls = nil
@@ -175,14 +180,17 @@ public struct Settings: Sendable {
     /// The settings as a log line: secrets never appear.
     public var redactedDescription: String {
         "environment=\(environment) config_dir=\(configDir) http=\(httpHost):\(httpPort) topic_prefix=\(topicPrefix) node_id=\(nodeID) "
-            + "database_url=\(Self.redactURL(databaseURL)) mqtt_url=\(Self.redactURL(mqttURL)) "
+            + "database_url=\(Self.redactURL(databaseURL)) mqtt_urls=\(mqttURLs.map(Self.redactURL).joined(separator: ",")) "
             + "admin_tokens=\(adminTokens.map(\.name)) read_tokens=\(readTokens.map(\.name))"
             + (sealer.map { " secrets_sealed_under=\($0.keyID)" } ?? "")
     }
 
+    /// The URL with its password as `***`; several hosts (`h1:5432,h2:5432`) are kept as written.
     static func redactURL(_ url: String) -> String {
-        guard var components = URLComponents(string: url) else { return "<invalid>" }
-        if components.password != nil { components.password = "***" }
-        return components.string ?? "<invalid>"
+        guard let scheme = url.range(of: "://") else { return "<invalid>" }
+        let rest = url[scheme.upperBound...]
+        let authority = rest[..<(rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex)]
+        guard let at = authority.lastIndex(of: "@"), let colon = authority[..<at].firstIndex(of: ":") else { return url }
+        return String(url[..<authority.index(after: colon)]) + "***" + String(url[at...])
     }
 }

@@ -1,18 +1,26 @@
 import Synchronization
 
-/// Whether the database and the broker are reachable right now, as `/readyz`, the health topic
-/// and `Confbus-Stale` report it. Set by the adapters that notice.
+/// Whether the database and the brokers are reachable right now, as `/readyz`, the health topic
+/// and `Confbus-Stale` report it. Set by the adapters that notice. With several brokers
+/// (`mqtt_urls`), MQTT is up while any one is: the others are caught up by reconcile.
 public final class Readiness: Sendable {
-    private let state = Mutex((database: false, mqtt: false, loaded: false))
+    private let state: Mutex<(database: Bool, brokers: [Bool], loaded: Bool)>
     private let loadedSignal = WakeSignal()
 
     /// Signalled whenever either state changes (the health topic republishes at once).
     public let changed = WakeSignal()
 
-    public init() {}
+    public init(brokers: Int = 1) {
+        state = Mutex((false, Array(repeating: false, count: max(brokers, 1)), false))
+    }
 
     public var database: Bool { state.withLock { $0.database } }
-    public var mqtt: Bool { state.withLock { $0.mqtt } }
+    /// Some broker is connected and acknowledging.
+    public var mqtt: Bool { state.withLock { $0.brokers.contains(true) } }
+    /// Each broker's state, in the order of `mqtt_urls`.
+    public var brokers: [Bool] { state.withLock { $0.brokers } }
+
+    public func mqtt(broker: Int) -> Bool { state.withLock { $0.brokers[broker] } }
 
     /// The live cache holds the database's versions and the first reload of the tree is done.
     public var loaded: Bool { state.withLock { $0.loaded } }
@@ -39,7 +47,7 @@ public final class Readiness: Sendable {
         if state.withLock({ s in defer { s.database = up }; return s.database != up }) { changed.signal() }
     }
 
-    public func setMQTT(_ up: Bool) {
-        if state.withLock({ s in defer { s.mqtt = up }; return s.mqtt != up }) { changed.signal() }
+    public func setMQTT(_ up: Bool, broker: Int = 0) {
+        if state.withLock({ s in defer { s.brokers[broker] = up }; return s.brokers[broker] != up }) { changed.signal() }
     }
 }

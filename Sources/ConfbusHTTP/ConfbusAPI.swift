@@ -67,6 +67,10 @@ struct OperationsController: Sendable {
             let down = [database ? nil : "database", mqtt ? nil : "mqtt", (database && !loaded) ? "start-up (loading versions)" : nil].compactMap { $0 }
             throw Problem(.serviceUnavailable, code: "not_ready", detail: "not ready: \(down.joined(separator: " and ")) down")
         }
-        return Response.json(["database": "connected", "mqtt": "connected"])
+        var body: [String: JSONValue] = ["database": "connected", "mqtt": "connected"]
+        // With several brokers, ready while one is up; each one's state is shown.
+        let brokers = readiness.brokers
+        if brokers.count > 1 { body["brokers"] = .array(brokers.map { $0 ? "connected" : "disconnected" }) }
+        return Response.json(.object(body))
     }
 }

@@ -22,6 +22,8 @@ public final class MQTTGateway: Service, UpdatePublisher, RolloutPublisher {
         /// stands (a paused or wedged broker; libmosquitto's keepalive notices only after 7.5 s).
         public var livenessTimeout: Duration = .seconds(2)
         public var livenessInterval: Duration = .seconds(1)
+        /// Which of `mqtt_urls` this gateway's broker is (its place in `Readiness.brokers`).
+        public var broker = 0
 
         public init(node: String, healthInterval: Duration, reconcileInterval: Duration) {
             self.node = node
@@ -174,7 +176,7 @@ public final class MQTTGateway: Service, UpdatePublisher, RolloutPublisher {
                 switch event {
                 case .connected(let maximumPacketSize):
                     limits.setBrokerMaximumPacketSize(maximumPacketSize)
-                    status.setMQTT(true)
+                    status.setMQTT(true, broker: options.broker)
                     logger.info("connected to the MQTT broker", metadata: ["mqtt.url": "\(client.configuration.url)",
                                                                            "mqtt.maximum_packet_size": "\(maximumPacketSize.map(String.init) ?? "none")"])
                     seenOnBroker.withLock { $0.removeAll() }
@@ -188,7 +190,7 @@ public final class MQTTGateway: Service, UpdatePublisher, RolloutPublisher {
                     group.addTask { await self.reconcileAfterSettle() }
                     signal.signal()
                 case .disconnected(let reason):
-                    status.setMQTT(false)
+                    status.setMQTT(false, broker: options.broker)
                     logger.warning("disconnected from the MQTT broker", metadata: ["mqtt.reason": "\(reason)"])
                 case .message(let topic, let payload, _):
                     guard let incoming = topics.parse(topic) else { continue }
@@ -238,8 +240,10 @@ public final class MQTTGateway: Service, UpdatePublisher, RolloutPublisher {
             try await client.publish([], to: topics.liveness(options.node), retain: false, timeout: options.livenessTimeout)
             answered()
         } catch MQTTError.timedOut {
-            if status.mqtt { logger.warning("the MQTT broker does not acknowledge; not ready until it does") }
-            status.setMQTT(false)
+            if status.mqtt(broker: options.broker) {
+                logger.warning("the MQTT broker does not acknowledge; not ready until it does", metadata: ["mqtt.url": "\(client.configuration.url)"])
+            }
+            status.setMQTT(false, broker: options.broker)
         } catch MQTTError.refused {
             answered()
         } catch {
@@ -248,9 +252,9 @@ public final class MQTTGateway: Service, UpdatePublisher, RolloutPublisher {
     }
 
     private func answered() {
-        if !status.mqtt, client.isConnected {
-            logger.info("the MQTT broker acknowledges again")
-            status.setMQTT(true)
+        if !status.mqtt(broker: options.broker), client.isConnected {
+            logger.info("the MQTT broker acknowledges again", metadata: ["mqtt.url": "\(client.configuration.url)"])
+            status.setMQTT(true, broker: options.broker)
         }
     }
 

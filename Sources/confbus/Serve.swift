@@ -18,6 +18,7 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "postgres://user:password@host:port/database") var databaseURL: String?
     @Option(help: "mqtt://[user:pass@]host:port or mqtts://…") var mqttURL: String?
+    @Option(help: "Several brokers, comma-separated: every version is published to each (instead of --mqtt-url).") var mqttUrls: String?
     @Option(help: "For mqtts://: a PEM file of the CAs to trust instead of the system's.") var mqttCaFile: String?
     @Option(help: "The environment whose <environment>.yaml applies.") var environment: String?
     @Option(help: "The config tree.") var configDir: String?
@@ -44,7 +45,7 @@ struct Serve: AsyncParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         var flags: [String: String] = [:]
         let options: [(String, String?)] = [
-            ("database_url", databaseURL), ("mqtt_url", mqttURL), ("mqtt_ca_file", mqttCaFile), ("tls_cert_file", tlsCertFile), ("tls_key_file", tlsKeyFile), ("environment", self.environment), ("http_host", httpHost),
+            ("database_url", databaseURL), ("mqtt_url", mqttURL), ("mqtt_urls", mqttUrls), ("mqtt_ca_file", mqttCaFile), ("tls_cert_file", tlsCertFile), ("tls_key_file", tlsKeyFile), ("environment", self.environment), ("http_host", httpHost),
             ("http_port", httpPort.map(String.init)), ("topic_prefix", topicPrefix), ("node_id", nodeId),
             ("health_interval", healthInterval), ("reconcile_interval", reconcileInterval), ("instance_ttl", instanceTTL), ("admin_tokens", adminTokens),
             ("read_tokens", readTokens), ("max_document_bytes", maxDocumentBytes.map(String.init)), ("rate_limit", rateLimit.map(String.init)),

@@ -132,9 +132,10 @@ struct FailoverTests {
         #expect(!versions.contains(lostVersion), "the lost version came back: \(versions)")
         try await Self.converged(broker: broker, prefix: node.prefix, database: standby.url)
         // The repair carries the database's config (not the lost one), and says why.
-        let document = try await node.get("/v1/config/report-worker")
-        #expect(document.json?["version"]?.integralValue == lostVersion + 1)
-        #expect(document.json?["config"]?["concurrency"] == .integer(2))
+        try await Harness.eventually("a pull gives the repair, with the database's config") {
+            let document = try await node.get("/v1/config/report-worker").json
+            return document?["version"]?.integralValue == lostVersion + 1 && document?["config"]?["concurrency"] == .integer(2)
+        }
         let history = try await node.get("/v1/config/report-worker/history?limit=1").json?["versions"]?.arrayValue ?? []
         #expect(history.first?["source"] == "repair")
         #expect(history.first?["reason"]?.stringValue?.contains("version \(lostVersion) skipped") == true, "\(history)")
@@ -154,6 +155,86 @@ struct FailoverTests {
         #expect(try await Self.patch(node, concurrency: 3).status == 200)
         let after = try await node.get("/v1/services").json?["services"]?.arrayValue ?? []
         #expect(after.first { $0["service"] == "report-worker" }?["state"] == "ok")
+    }
+
+    /// Two brokers (`mqtt_urls`) and two nodes on one database. One broker is killed and its
+    /// persistence wiped: the other keeps delivering, and the wiped one holds every latest version
+    /// again within `reconcile_interval` of its return. Then the relaying node is killed: the
+    /// other takes the lease within 10 s and delivers to both; no topic ever goes back a version.
+    @Test(.timeLimit(.minutes(3)))
+    func everyBrokerConvergesAndTheRelayFailsOver() async throws {
+        let first = try Broker(persistence: true)
+        let second = try Broker(persistence: true)
+        try await first.start()
+        defer { first.stop() }
+        try await second.start()
+        defer { second.stop() }
+        let database = try await Harness.createDatabase()
+        let tree = try Harness.copyOfExampleTree()
+        let brokers = ["CONFBUS_MQTT_URLS": "\(first.url),\(second.url)"]
+        let a = try Confbus(configDir: tree, databaseURL: database, mqttURL: first.url, environment: brokers)
+        try await a.start()
+        defer { a.stop() }
+        let b = try Confbus(configDir: tree, databaseURL: database, mqttURL: first.url, environment: brokers)
+        b.prefixOverride = a.prefix
+        try await b.start()
+        defer { b.stop() }
+        let ready = try await a.get("/readyz").json
+        #expect(ready?["brokers"] == ["connected", "connected"])
+        var recorders = [try await MQTTProbe(url: first.url, name: "recorder-1"), try await MQTTProbe(url: second.url, name: "recorder-2")]
+        defer { for recorder in recorders { Task { await recorder.shutdown() } } }
+        for recorder in recorders { try recorder.subscribe(a.topic("update", "#")) }
+        for broker in [first, second] { try await Self.converged(broker: broker.url, prefix: a.prefix, database: database) }
+
+        // The second broker crashes and loses everything it held.
+        second.stop()
+        // (Killed before an autosave it has written nothing yet; whatever it wrote goes too.)
+        let store = second.directory.appendingPathComponent("mosquitto.db")
+        if FileManager.default.fileExists(atPath: store.path) { try FileManager.default.removeItem(at: store) }
+        let update = a.topic("update", "report-worker")
+        let written = try await Self.patch(a, concurrency: 7)
+        try #require(written.status == 200, "\(written.text)")
+        let version = try #require(written.json?["version"]?.integralValue)
+        _ = try await recorders[0].waitFor(update) { $0.json?["version"]?.integralValue == version }
+        try await Harness.eventually("readiness shows the second broker down") {
+            try await a.get("/readyz").json?["brokers"] == ["connected", "disconnected"]
+        }
+
+        try await second.start()
+        let returned = ContinuousClock.now
+        await recorders[1].shutdown()
+        recorders[1] = try await MQTTProbe(url: second.url, name: "recorder-2")
+        try recorders[1].subscribe(a.topic("update", "#"))
+        try await Self.converged(broker: second.url, prefix: a.prefix, database: database, timeout: .seconds(2) + .seconds(5))
+        print("failover timing: the wiped broker converged \(ContinuousClock.now - returned) after its return (reconcile_interval 2 s)")
+
+        // The relaying node dies; the other takes over and delivers to both brokers.
+        let holder = try await Harness.withPostgres(database) { client in
+            var holder = ""
+            for try await h in try await client.query("SELECT holder FROM relay_lease", logger: Harness.logger).decode(String.self) { holder = h }
+            return holder
+        }
+        let (relaying, other) = holder == a.node ? (a, b) : (b, a)
+        try #require([a.node, b.node].contains(holder), "lease held by \(holder)")
+        relaying.kill9()
+        let killed = ContinuousClock.now
+        let next = try await Self.patch(other, concurrency: 8)
+        try #require(next.status == 200, "\(next.text)")
+        let nextVersion = try #require(next.json?["version"]?.integralValue)
+        for recorder in recorders {
+            _ = try await recorder.waitFor(update, timeout: .seconds(10)) { $0.json?["version"]?.integralValue == nextVersion }
+        }
+        print("failover timing: both brokers had the next version \(ContinuousClock.now - killed) after the relaying node was killed")
+        #expect(ContinuousClock.now - killed < .seconds(10))
+        for broker in [first, second] { try await Self.converged(broker: broker.url, prefix: a.prefix, database: database) }
+        for recorder in recorders {
+            try await Self.everyMessageCommitted(recorder, prefix: a.prefix, database: database)
+            // Live messages per topic never go back (a duplicate of the same version may come).
+            for topic in Set(recorder.messages.map(\.topic)) {
+                let versions = recorder.messages(on: topic).filter { !$0.retained }.compactMap { $0.json?["version"]?.integralValue }
+                #expect(versions == versions.sorted(), "\(topic) went back: \(versions)")
+            }
+        }
     }
 
     /// The choice itself, answer by answer.
