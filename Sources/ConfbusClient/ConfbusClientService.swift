@@ -34,6 +34,12 @@ public final class ConfbusClientService: Service, Sendable {
         /// `http://host:port` of a confbus node; nil for MQTT only.
         public var serverURL: String?
         public var mqttURL: String?
+        /// Several brokers that each carry every version (confbus's `mqtt_urls`, CONTRACT.md §11):
+        /// the client uses one at a time and moves to the next after `brokerFailover` without a
+        /// connection. Empty: `mqttURL` alone.
+        public var mqttURLs: [String] = []
+        /// How long the broker in use may stay unreachable before the next one is tried.
+        public var brokerFailover: Duration = .seconds(5)
         public var mqttCAFile: String?
         /// A read token (scoped to the service, so that its secrets come in full).
         public var token: String?
@@ -50,6 +56,9 @@ public final class ConfbusClientService: Service, Sendable {
         /// Take part in progressive rollouts (CONTRACT.md §8): register with `"features": ["rollout"]`
         /// and apply a candidate from `config/rollout/<service>` when this instance is in its cohort.
         public var takesPartInRollouts = true
+
+        /// `mqttURLs`, or `mqttURL` alone.
+        var brokers: [String] { mqttURLs.isEmpty ? (mqttURL.map { [$0] } ?? []) : mqttURLs }
 
         public init(service: String, instance: String, serverURL: String? = nil, mqttURL: String? = nil) {
             self.service = service
@@ -166,29 +175,64 @@ public final class ConfbusClientService: Service, Sendable {
     public func run() async throws {
         try await start()
         logger.debug("client started", metadata: ["confbus.version": "\(heldVersion)"])
-        guard let mqttURL = configuration.mqttURL else {
+        let brokers = try configuration.brokers.map { try MQTTURL($0) }
+        guard !brokers.isEmpty else {
             // HTTP only: long-poll until shutdown.
             await cancelWhenGracefulShutdown { await self.longPollWhile { true } }
             return
         }
-        var mqtt = MosquittoClient.Configuration(url: try MQTTURL(mqttURL), clientID: configuration.instance)
+        var index = 0
+        while true {
+            let client = try await connect(to: brokers[index])
+            let movedOn = await cancelWhenGracefulShutdown {
+                await withTaskGroup(of: Bool.self) { group in
+                    group.addTask { await self.follow(client); return false }
+                    group.addTask { await self.longPollWhile { !client.isConnected }; return false }
+                    group.addTask { await self.recheck(client); return false }
+                    group.addTask { await self.reportHealth(client); return false }
+                    if brokers.count > 1 { group.addTask { await self.unreachable(client) } }
+                    let first = await group.next() ?? false
+                    group.cancelAll()
+                    return first
+                }
+            }
+            guard movedOn == true, !Task.isCancelled else {
+                // Stopping: say so (the Will covers a crash), then leave.
+                try? await client.publish(Self.health("offline", version: heldVersion), to: healthTopic, retain: true, timeout: .seconds(2))
+                await client.shutdown()
+                return
+            }
+            await client.shutdown()
+            index = (index + 1) % brokers.count
+            logger.warning("broker unreachable; moving to the next", metadata: ["mqtt.url": "\(brokers[index])"])
+        }
+    }
+
+    private func connect(to broker: MQTTURL) async throws -> MosquittoClient {
+        var mqtt = MosquittoClient.Configuration(url: broker, clientID: configuration.instance)
         mqtt.caFile = configuration.mqttCAFile
         mqtt.will = (healthTopic, Self.health("offline"), true)
         mqtt.maximumBackoff = .seconds(5)
         let client = try MosquittoClient(configuration: mqtt, logger: logger)
         await applier.attach(client, ackTopic: "\(configuration.topicPrefix)/ack/\(configuration.service)/\(configuration.instance)")
         client.start()
-        await cancelWhenGracefulShutdown {
-            await withDiscardingTaskGroup { group in
-                group.addTask { await self.follow(client) }
-                group.addTask { await self.longPollWhile { !client.isConnected } }
-                group.addTask { await self.recheck(client) }
-                group.addTask { await self.reportHealth(client) }
+        return client
+    }
+
+    /// Returns (true) once `client` has been without a connection for `brokerFailover` on end.
+    private func unreachable(_ client: MosquittoClient) async -> Bool {
+        var since: ContinuousClock.Instant? = .now
+        while !Task.isCancelled {
+            if client.isConnected {
+                since = nil
+            } else if let start = since {
+                if ContinuousClock.now - start >= configuration.brokerFailover { return true }
+            } else {
+                since = .now
             }
+            try? await Task.sleep(for: .milliseconds(250))
         }
-        // Stopping: say so (the Will covers a crash), then leave.
-        try? await client.publish(Self.health("offline", version: heldVersion), to: healthTopic, retain: true, timeout: .seconds(2))
-        await client.shutdown()
+        return false
     }
 
     /// The held document's config (nil before any).

@@ -22,7 +22,7 @@ struct Agent: AsyncParsableCommand {
     @Option(help: "This instance's id (its MQTT client id).") var instance: String
     @Option(help: "The file the service reads.") var output: String
     @Option(help: "confbus's HTTP address (default CONFBUS_URL).") var url: String?
-    @Option(help: "mqtt://… or mqtts://… (default CONFBUS_MQTT_URL).") var mqttURL: String?
+    @Option(help: "mqtt://… or mqtts://…; several brokers comma-separated, used one at a time (default CONFBUS_MQTT_URL).") var mqttURL: String?
     @Option(help: "For mqtts://: the CAs to trust (PEM).") var mqttCaFile: String?
     @Option(help: "A read token scoped to the service (default CONFBUS_TOKEN).") var token: String?
     @Option(help: "MQTT topic prefix.") var topicPrefix = "config"
@@ -42,6 +42,9 @@ struct Agent: AsyncParsableCommand {
         var configuration = ConfbusClientService.Configuration(service: service, instance: instance,
                                                                serverURL: url ?? environment["CONFBUS_URL"],
                                                                mqttURL: mqttURL ?? environment["CONFBUS_MQTT_URL"])
+        if let brokers = configuration.mqttURL?.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }), brokers.count > 1 {
+            configuration.mqttURLs = brokers
+        }
         configuration.mqttCAFile = mqttCaFile
         configuration.token = token ?? environment["CONFBUS_TOKEN"]
         configuration.topicPrefix = topicPrefix

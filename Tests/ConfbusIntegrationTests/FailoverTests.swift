@@ -1,3 +1,4 @@
+import ConfbusClient
 import ConfbusCore
 import ConfbusPostgres
 import Foundation
@@ -234,6 +235,42 @@ struct FailoverTests {
                 let versions = recorder.messages(on: topic).filter { !$0.retained }.compactMap { $0.json?["version"]?.integralValue }
                 #expect(versions == versions.sorted(), "\(topic) went back: \(versions)")
             }
+        }
+    }
+
+    /// A `ConfbusClient` given both brokers (and no HTTP, so MQTT alone can carry it) moves to the
+    /// second when its broker dies: it gets the next version from there and its ack reaches confbus.
+    @Test(.timeLimit(.minutes(2)))
+    func aClientMovesToTheNextBrokerWhenItsBrokerDies() async throws {
+        let first = try Broker()
+        let second = try Broker()
+        try await first.start()
+        defer { first.stop() }
+        try await second.start()
+        defer { second.stop() }
+        let node = try Confbus(configDir: try Harness.copyOfExampleTree(), databaseURL: try await Harness.createDatabase(), mqttURL: first.url,
+                               environment: ["CONFBUS_MQTT_URLS": "\(first.url),\(second.url)"])
+        try await node.start()
+        defer { node.stop() }
+        var configuration = ConfbusClientService.Configuration(service: "billing-api", instance: "web-failover")
+        configuration.mqttURLs = [first.url, second.url]
+        configuration.brokerFailover = .seconds(1)
+        configuration.topicPrefix = node.prefix
+        configuration.startup = .empty
+        let client = ConfbusClientService(configuration: configuration, logger: Harness.logger, accept: { _ in .accept })
+        let running = Task { try await client.run() }
+        defer { running.cancel() }
+        try await Harness.eventually("the client holds version 1 from the first broker") { client.heldVersion == 1 }
+
+        first.stop()
+        let written = try await node.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(),
+                                             body: Data(#"{"database": {"pool_size": 33}}"#.utf8))
+        try #require(written.status == 200, "\(written.text)")
+        let version = try #require(written.json?["version"]?.integralValue)
+        try await Harness.eventually("the client gets version \(version) from the second broker", timeout: .seconds(15)) { client.heldVersion == version }
+        try await Harness.eventually("its ack reaches confbus through the second broker") {
+            let instances = try await node.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
+            return instances.contains { $0["instance"] == "web-failover" && $0["applied_version"]?.integralValue == version }
         }
     }
 
