@@ -1,6 +1,7 @@
 import ConfbusClient
 import ConfbusCore
 import ConfbusPostgres
+import ConfbusYAML
 import Foundation
 import Logging
 import PostgresNIO
@@ -49,6 +50,17 @@ struct FailoverTests {
 
         primary.crash()
         let crashed = ContinuousClock.now
+        // Until a primary is back, writes are refused (503) and reads are served from memory, marked stale.
+        try await Harness.eventually("a write with no primary is refused") {
+            let answer = try await Self.patch(a, concurrency: 99)
+            #expect(answer.status != 200, "a write was acknowledged with no primary")
+            return answer.status == 503 && answer.json?["type"]?.stringValue?.hasSuffix("store_unavailable") == true
+        }
+        try await Harness.eventually("reads on the other node are served from memory, marked stale") {
+            let stale = try await b.get("/v1/config/report-worker")
+            #expect(stale.status == 200)
+            return stale.headers["confbus-stale"] == "true"
+        }
         try standby.promote()
         for node in [a, b] {
             try await Harness.eventually("a write through \(node.node) is accepted by the promoted standby", timeout: .seconds(30)) {
@@ -272,6 +284,31 @@ struct FailoverTests {
             let instances = try await node.get("/v1/services/billing-api/instances").json?["instances"]?.arrayValue ?? []
             return instances.contains { $0["instance"] == "web-failover" && $0["applied_version"]?.integralValue == version }
         }
+    }
+
+    /// `docker/compose.ha.yaml` stays the layout these tests run: both confbus nodes have the same
+    /// settings but their node id, name both PostgreSQL services as hosts and both brokers, and the
+    /// standby is made by `pg_basebackup -R`.
+    @Test func theShippedLayoutNamesEveryDatabaseHostAndBroker() throws {
+        let file = Harness.repo.appendingPathComponent("docker/compose.ha.yaml").path
+        let services = try #require(try YAMLLoader().load(contentsOf: file).value["services"]?.objectValue)
+        let nodes = services.keys.filter { $0.hasPrefix("confbus-") }.sorted()
+        #expect(nodes == ["confbus-1", "confbus-2"])
+        let environments = nodes.map { services[$0]?["environment"]?.objectValue ?? [:] }
+        #expect(Set(environments.map { $0["CONFBUS_NODE_ID"] }).count == 2)
+        #expect(environments[0].filter { $0.key != "CONFBUS_NODE_ID" } == environments[1].filter { $0.key != "CONFBUS_NODE_ID" })
+        let environment = environments[0]
+        let databaseHosts = try PostgresClient.Configuration.cluster(url: try #require(environment["CONFBUS_DATABASE_URL"]?.stringValue))
+            .map { "\($0.host ?? ""):\($0.port ?? 0)" }
+        let postgres = services.keys.filter { $0.hasPrefix("postgres-") }.sorted()
+        #expect(Set(databaseHosts) == Set(postgres.map { "\($0):5432" }) && postgres.count == 2)
+        let brokers = try #require(environment["CONFBUS_MQTT_URLS"]?.stringValue)
+            .replacingOccurrences(of: #"\$\{[^}]*\}"#, with: "secret", options: .regularExpression)
+            .split(separator: ",").compactMap { URLComponents(string: String($0))?.host }
+        #expect(Set(brokers) == Set(services.keys.filter { $0.hasPrefix("mosquitto-") }) && brokers.count == 2)
+        let standby = try String(contentsOf: Harness.repo.appendingPathComponent("docker/postgres/standby.sh"), encoding: .utf8)
+        #expect(standby.contains("pg_basebackup -h postgres-primary") && standby.contains(" -R "))
+        #expect(services["postgres-standby"]?["entrypoint"] == ["bash", "/standby.sh"])
     }
 
     /// The choice itself, answer by answer.
