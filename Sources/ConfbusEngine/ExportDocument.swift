@@ -73,10 +73,13 @@ public enum ExportDocument {
             guard seen.insert(name).inserted else { throw ConfbusError(code: .invalidValue, message: "services[\(i)]: \(name) appears twice") }
             guard case .array(let versions) = s["versions"] else { throw bad("services[\(i)]: \"versions\" must be an array") }
             var entries: [ServiceExport.Version] = []
-            for (n, v) in versions.enumerated() {
-                guard case .integer(let number) = v["version"], number == n + 1 else {
+            for v in versions {
+                // Numbers skip only before a repair (CONTRACT.md §11: a version the broker held and the database lost).
+                let previous = entries.last?.stored.version ?? 0
+                guard case .integer(let number) = v["version"],
+                      number == previous + 1 || (number > previous + 1 && previous > 0 && v["source"] == "repair") else {
                     throw ConfbusError(code: .schemaViolation, service: raw,
-                                       message: "\(name): versions must run 1, 2, 3… without gaps (export with history=true to import)")
+                                       message: "\(name): versions must run 1, 2, 3… without gaps but before a repair (export with history=true to import)")
                 }
                 guard let config = v["config"], case .string(let checksum) = v["checksum"], checksum == config.checksum else {
                     throw ConfbusError(code: .schemaViolation, service: raw, message: "\(name) version \(number): the checksum does not match the config")

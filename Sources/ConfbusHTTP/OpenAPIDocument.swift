@@ -101,7 +101,7 @@ enum OpenAPIDocument {
                                     "version": ["type": "integer", "minimum": 1, "maximum": 2147483647],
                                     "config": ["type": "object"],
                                     "checksum": ["type": "string", "pattern": "^sha256:[0-9a-f]{64}$"],
-                                    "source": ["enum": ["files", "override", "batch", "rollback", "import", "rollout"]],
+                                    "source": ["enum": ["files", "override", "batch", "rollback", "import", "rollout", "repair"]],
                                     "author": ["type": "string"],
                                     "reason": ["type": ["string", "null"]],
                                     "created_at": ["type": "string", "format": "date-time"],
@@ -144,7 +144,7 @@ enum OpenAPIDocument {
 
     static let operations: [Operation] = [
         Operation(method: "get", path: "/healthz", summary: "Liveness", responses: ["200": "alive"]),
-        Operation(method: "get", path: "/readyz", summary: "Readiness: PostgreSQL and MQTT connected",
+        Operation(method: "get", path: "/readyz", summary: "Readiness: a PostgreSQL primary and an MQTT broker connected (with several brokers, each one's state)",
                   responses: ["200": "ready", "503": "names what is down"]),
         Operation(method: "get", path: "/metrics", summary: "Prometheus metrics", responses: ["200": "text exposition format"]),
         Operation(method: "get", path: "/openapi.json", summary: "This document", responses: ["200": "OpenAPI 3.1"]),
@@ -158,7 +158,8 @@ enum OpenAPIDocument {
                   responses: ["200": "history", "404": "unknown service"]),
         Operation(method: "get", path: "/v1/config/{service}/diff", summary: "Leaf-level changes between two versions",
                   query: [("from", "version"), ("to", "version")], requiredQuery: ["from", "to"], responses: ["200": "changes", "404": "unknown version"]),
-        Operation(method: "get", path: "/v1/services", summary: "Every service with version and instance counts", responses: ["200": "services"]),
+        Operation(method: "get", path: "/v1/services", summary: "Every service with version and instance counts; state ok, invalid or diverged (a version the broker held and the database lost, repaired)",
+                  responses: ["200": "services"]),
         Operation(method: "get", path: "/v1/services/{service}/instances", summary: "Instances, health and applied versions",
                   responses: ["200": "instances", "404": "unknown service"]),
         Operation(method: "get", path: "/v1/schemas/{service}", summary: "The service's JSON Schema", responses: ["200": "schema", "404": "no schema"]),

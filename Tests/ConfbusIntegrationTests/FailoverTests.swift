@@ -26,18 +26,25 @@ struct FailoverTests {
         try standby.start()
         defer { standby.stop() }
         let url = "postgres://postgres@127.0.0.1:\(primary.port),127.0.0.1:\(standby.port)/postgres"
-        let broker = try #require(TestServers.mqttURL)
+        let brokers = [try Broker(), try Broker()]
+        for broker in brokers { try await broker.start() }
+        defer { for broker in brokers { broker.stop() } }
         let tree = try Harness.copyOfExampleTree()
-        let a = try Confbus(configDir: tree, databaseURL: url, mqttURL: broker)
+        let both = ["CONFBUS_MQTT_URLS": brokers.map(\.url).joined(separator: ",")]
+        let a = try Confbus(configDir: tree, databaseURL: url, mqttURL: brokers[0].url, environment: both)
         try await a.start()
         defer { a.stop() }
-        let b = try Confbus(configDir: tree, databaseURL: url, mqttURL: broker)
+        let b = try Confbus(configDir: tree, databaseURL: url, mqttURL: brokers[0].url, environment: both)
         b.prefixOverride = a.prefix
         try await b.start()
         defer { b.stop() }
-        let recorder = try await MQTTProbe(url: broker, name: "recorder")
-        defer { Task { await recorder.shutdown() } }
-        try recorder.subscribe(a.topic("update", "#"))
+        var recorders: [MQTTProbe] = []
+        for broker in brokers {
+            let recorder = try await MQTTProbe(url: broker.url, name: "recorder")
+            try recorder.subscribe(a.topic("update", "#"))
+            recorders.append(recorder)
+        }
+        defer { for recorder in recorders { Task { await recorder.shutdown() } } }
 
         var acknowledged: [Int] = []
         var value = 2
@@ -74,7 +81,7 @@ struct FailoverTests {
         print("failover timing: writes through both nodes \(ContinuousClock.now - crashed) after the primary crashed")
         let stored = try await Harness.versions(in: standby.url, service: "report-worker")
         #expect(Set(acknowledged).isSubset(of: Set(stored)), "acknowledged \(acknowledged), the new primary holds \(stored)")
-        try await Self.converged(broker: broker, prefix: a.prefix, database: standby.url)
+        for broker in brokers { try await Self.converged(broker: broker.url, prefix: a.prefix, database: standby.url) }
 
         // The old primary returns, out of recovery on timeline 1: refused for good.
         try primary.start()
@@ -96,8 +103,8 @@ struct FailoverTests {
         #expect(try await Self.relayState(primary.url) == before, "a node wrote or relayed through the old primary")
         let latest = try await Harness.versions(in: standby.url, service: "report-worker")
         #expect(Set(acknowledged).isSubset(of: Set(latest)))
-        try await Self.converged(broker: broker, prefix: a.prefix, database: standby.url)
-        try await Self.everyMessageCommitted(recorder, prefix: a.prefix, database: standby.url)
+        for broker in brokers { try await Self.converged(broker: broker.url, prefix: a.prefix, database: standby.url) }
+        for recorder in recorders { try await Self.everyMessageCommitted(recorder, prefix: a.prefix, database: standby.url) }
     }
 
     /// The primary crashes with its last commit not yet on the (asynchronous) standby, after the
@@ -163,6 +170,22 @@ struct FailoverTests {
             recorder.messages(on: node.topic("health", "_confbus/\(node.node)")).last?.json?["diverged_services"] == ["report-worker"]
         }
         try await Self.everyMessageCommitted(recorder, prefix: node.prefix, database: standby.url, lost: ["report-worker \(lostVersion)"])
+
+        // The history, skipped number and all, backs up and restores; a gap that is not a repair's does not.
+        let export = try await node.get("/v1/export?history=true&secrets=true", headers: AdminTests.admin())
+        try #require(export.status == 200)
+        let emptyTree = try Harness.temporaryDirectory("empty").appendingPathComponent("config")
+        try FileManager.default.createDirectory(at: emptyTree.appendingPathComponent("services"), withIntermediateDirectories: true)
+        let target = try Confbus(configDir: emptyTree, databaseURL: try await Harness.createDatabase(), mqttURL: broker)
+        try await target.start()
+        defer { target.stop() }
+        let gapped = String(decoding: export.body, as: UTF8.self)
+            .replacingOccurrences(of: #""source":"repair""#, with: #""source":"override""#)
+        let refused = try await target.request("POST", "/v1/import", headers: AdminTests.admin(), body: Data(gapped.utf8))
+        #expect(refused.status == 422, "\(refused.text)")
+        let restored = try await target.request("POST", "/v1/import", headers: AdminTests.admin(), body: export.body)
+        #expect(restored.status == 200, "\(restored.text)")
+        #expect(try await target.get("/v1/config/report-worker").json?["version"]?.integralValue == lostVersion + 1)
 
         // An operator's next write ends the notice.
         #expect(try await Self.patch(node, concurrency: 3).status == 200)
