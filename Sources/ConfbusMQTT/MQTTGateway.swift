@@ -217,11 +217,12 @@ public final class MQTTGateway: Service, UpdatePublisher, RolloutPublisher {
             seenOnBroker.withLock { $0[service] = Retained(version: 0, checksum: "", genuine: false) }
             return
         }
-        // The version this node holds is genuine as it stands; one above it only if its checksum
-        // is its config's (the whole payload is read only then, which is rare).
+        // The version this node holds is genuine as it stands, and one below it does not matter (it
+        // is republished anyway); any other — above it, or at its number with another checksum — only
+        // if its checksum is its config's (the whole payload is read only then, which is rare).
         let held = reads.latest(service)
-        let genuine = if let held, held.version >= version {
-            held.version == version && held.checksum == checksum
+        let genuine = if let held, held.version > version || (held.version == version && held.checksum == checksum) {
+            held.version == version
         } else {
             (try? JSONParser(maxDepth: 64).parse(payload))?["config"]?.checksum == checksum
         }

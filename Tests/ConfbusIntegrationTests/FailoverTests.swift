@@ -334,6 +334,41 @@ struct FailoverTests {
         #expect(services["postgres-standby"]?["entrypoint"] == ["bash", "/standby.sh"])
     }
 
+    /// Without a failover: a retained message at the database's own number but with another config
+    /// (its checksum its config's: a client would apply it) is repaired above it; a forged one (a
+    /// checksum that is not its config's: every client drops it) is simply overwritten.
+    @Test(.timeLimit(.minutes(2)))
+    func aGenuineForeignVersionIsRepairedAndAForgedOneOverwritten() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (node, _) = try await Harness.startedConfbus(broker: broker)
+        defer { node.stop() }
+        let probe = try await MQTTProbe(url: broker, name: "intruder")
+        defer { Task { await probe.shutdown() } }
+        try probe.subscribe(node.topic("update", "#"))
+        let update = node.topic("update", "report-worker")
+        let current = try await probe.waitFor(update)
+        let version = try #require(current.json?["version"]?.integralValue)
+
+        // Forged: version 50, a checksum that is not its config's.
+        let forged = JSONValue.object(["service": "report-worker", "environment": "development", "version": 50,
+                                       "checksum": .string("sha256:" + String(repeating: "b", count: 64)), "config": ["concurrency": 1]])
+        try await probe.publish(update, forged.serialized(.canonical), retain: true)
+        try await Self.converged(broker: broker, prefix: node.prefix, database: node.databaseURL)
+        #expect(try await Harness.versions(in: node.databaseURL, service: "report-worker") == [version])
+
+        // Genuine: the database's own number, another config with its true checksum.
+        let config: JSONValue = ["concurrency": 77, "queue": "elsewhere"]
+        let foreign = JSONValue.object(["service": "report-worker", "environment": "development", "version": .integer(version),
+                                        "checksum": .string(config.checksum), "config": config])
+        try await probe.publish(update, foreign.serialized(.canonical), retain: true)
+        try await Harness.eventually("the service is repaired above the foreign version") {
+            try await Harness.versions(in: node.databaseURL, service: "report-worker") == [version, version + 1]
+        }
+        try await Self.converged(broker: broker, prefix: node.prefix, database: node.databaseURL)
+        let services = try await node.get("/v1/services").json?["services"]?.arrayValue ?? []
+        #expect(services.first { $0["service"] == "report-worker" }?["state"] == "diverged")
+    }
+
     /// The choice itself, answer by answer.
     @Test func thePrimaryIsTheServerOutOfRecoveryOnTheNewestTimeline() {
         var choice = PrimaryChoice()
