@@ -95,9 +95,15 @@ public final class MQTTGateway: Service, UpdatePublisher, RolloutPublisher {
     public func publishUpdate(_ version: StoredVersion) async throws {
         // Never below a version the broker holds and the database lost: that is repaired instead,
         // by a version above it (which the relay publishes next); this one is superseded.
-        if let held = seenOnBroker.withLock({ $0[version.service] }), held.diverges(from: version) {
-            try await repair(version.service, held)
-            return
+        if let held = seenOnBroker.withLock({ $0[version.service] }) {
+            if held.diverges(from: version) {
+                try await repair(version.service, held)
+                return
+            }
+            // The broker already holds exactly this (a reconcile that queued it while the relay sent
+            // it): sending it again would only be a duplicate. What it holds is read afresh on every
+            // connect and every reconcile, so a broker that lost it is never taken to have it.
+            if held.genuine, held.version == version.version, held.checksum == version.checksum { return }
         }
         try await client.publish(version.document.serializedBytes(), to: topics.update(version.service), retain: true)
         counters.published.increment()
@@ -354,7 +360,7 @@ public final class MQTTGateway: Service, UpdatePublisher, RolloutPublisher {
         }
         let seen = seenOnBroker.withLock { $0 }
         var diverged: [(ServiceName, Retained)] = []
-        let mismatched = latest.filter { version in
+        let differing = latest.filter { version in
             guard let held = seen[version.service] else { return true }
             if held.diverges(from: version) {
                 diverged.append((version.service, held))
@@ -368,6 +374,13 @@ public final class MQTTGateway: Service, UpdatePublisher, RolloutPublisher {
             } catch {
                 logger.debug("reconcile could not repair a divergence; will retry", metadata: ["error.type": "\(type(of: error))"])
             }
+        }
+        // What the relay published while this looked (a fresh commit) is not missing: queued again,
+        // it would go out twice.
+        let now = seenOnBroker.withLock { $0 }
+        let mismatched = differing.filter { version in
+            guard let held = now[version.service] else { return true }
+            return held.version != version.version || held.checksum != version.checksum
         }
         guard !mismatched.isEmpty else { return diverged.count }
         do {
