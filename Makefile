@@ -11,9 +11,11 @@ SWIFT_JOBS ?= $(shell nproc)
 run: build
 	@scripts/with-services scripts/run-example
 
-## The same bootstrapping, then every test (unit, the JSON-Schema-Test-Suite, integration).
+## The same bootstrapping, then every test (unit, the JSON-Schema-Test-Suite, integration), then the
+## multi-machine layout (FailoverTests: PostgreSQL primary and standby, several nodes and brokers) on
+## its own: its dozen processes beside every other suite's would only test this machine's two cores.
 test:
-	@scripts/with-services $(SWIFT) test -j $(SWIFT_JOBS)
+	@scripts/with-services bash -c '$(SWIFT) test -j $(SWIFT_JOBS) --skip FailoverTests && $(SWIFT) test -j $(SWIFT_JOBS) --filter FailoverTests'
 
 ## Speed and memory figures (release build).
 bench:

@@ -400,6 +400,8 @@ public protocol OutboxStore: Sendable {
     /// Queues these services' latest versions again (reconcile found the broker without them or
     /// holding another); always the latest at that moment, never an older one.
     func requeue(_ versions: [StoredVersion]) async throws
+    /// The services with a version still queued (the relay will send it, or is sending it).
+    func queuedServices() async throws -> Set<ServiceName>
     /// The broker holds `retained` of `service`, a version this database does not have (above its
     /// latest, or its number with another checksum): commits the released config again as the
     /// version above both, queued, audited, and marks the service diverged. nil when the database

@@ -17,6 +17,8 @@ public final class DatabaseCluster: Service, Sendable {
         let endpoint: String
         let configuration: PostgresClient.Configuration?
         let pool: Mutex<(client: PostgresClient, retire: AsyncStream<Void>.Continuation)>
+        /// Probe rounds in a row it did not answer.
+        let missedRounds = Mutex(0)
         let logger: Logger
 
         init(endpoint: String, configuration: PostgresClient.Configuration?, client: PostgresClient, logger: Logger) {
@@ -114,16 +116,20 @@ public final class DatabaseCluster: Service, Sendable {
             for await (index, answer) in group { answers[index] = answer }
             return answers
         }
-        let (change, fenced, timeline, before) = choice.withLock { state in
-            let before = state.0.primary
+        let (change, fenced, timeline) = choice.withLock { state in
             let change = state.0.observe(answers)
             if change != .none { state.generation += 1 }
-            return (change, state.0.fenced, state.0.newestTimeline, before)
+            return (change, state.0.fenced, state.0.newestTimeline)
         }
-        // The server written through until now stopped answering or lost its place: whatever
-        // waits on its pool is failed now (503), not left to the pool's minute of retries.
-        if change != .none, let before, answers[before] == .unreachable || before != choice.withLock({ $0.0.primary }) {
-            replacePool(of: members[before])
+        // A server that missed two rounds in a row gets a new pool, once per outage: whatever waits
+        // on the old one is failed now (503), not left to the pool's minute of retries. (One slow
+        // answer under load is not enough: replacing a pool cuts what runs on it.)
+        for (index, answer) in answers.enumerated() {
+            let missed = members[index].missedRounds.withLock { missed in
+                missed = answer == .unreachable ? missed + 1 : 0
+                return missed
+            }
+            if missed == 2 { replacePool(of: members[index]) }
         }
         switch change {
         case .chose(let member, let timeline):

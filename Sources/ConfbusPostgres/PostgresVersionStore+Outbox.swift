@@ -61,6 +61,14 @@ extension PostgresVersionStore: OutboxStore {
             """, logger: logger)
     }
 
+    public func queuedServices() async throws -> Set<ServiceName> {
+        var queued = Set<ServiceName>()
+        for try await name in try await client.query("SELECT DISTINCT service FROM outbox", logger: logger).decode(String.self) {
+            if let service = try? ServiceName(validating: name) { queued.insert(service) }
+        }
+        return queued
+    }
+
     public func repairDivergence(_ service: ServiceName, retained: (version: Int, checksum: String)) async throws -> StoredVersion? {
         let name = service.rawValue
         return try await Self.unwrapping { try await client.withTransaction(logger: logger) { connection -> StoredVersion? in

@@ -228,6 +228,11 @@ public actor InMemoryConfbusStore: ConfbusStore {
         return OutboxStatus(backlog: times.count, oldestAge: times.min().map { Date().timeIntervalSince($0) })
     }
 
+    public func queuedServices() async throws -> Set<ServiceName> {
+        try available()
+        return Set(state.outbox.filter { !$0.value.isEmpty }.keys)
+    }
+
     public func repairDivergence(_ service: ServiceName, retained: (version: Int, checksum: String)) async throws -> StoredVersion? {
         try available()
         guard var row = state.services[service], row.released > 0, row.latest <= retained.version,

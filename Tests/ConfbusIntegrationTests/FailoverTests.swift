@@ -18,12 +18,12 @@ struct FailoverTests {
     /// old primary then comes back on its old timeline: no node writes or relays through it.
     @Test(.timeLimit(.minutes(3)))
     func aPromotedStandbyTakesTheWritesAndAReturningOldPrimaryIsRefused() async throws {
-        let primary = try PrivatePostgres()
+        let primary = try await PrivatePostgres.make()
         // Synchronous: a write is acknowledged only once the standby has it.
-        try primary.start(["synchronous_standby_names='*'"])
+        try await primary.starting(["synchronous_standby_names='*'"])
         defer { primary.stop() }
-        let standby = try PrivatePostgres(standbyOf: primary)
-        try standby.start()
+        let standby = try await PrivatePostgres.make(standbyOf: primary)
+        try await standby.starting()
         defer { standby.stop() }
         let url = "postgres://postgres@127.0.0.1:\(primary.port),127.0.0.1:\(standby.port)/postgres"
         let brokers = [try Broker(), try Broker()]
@@ -55,7 +55,7 @@ struct FailoverTests {
             value += 1
         }
 
-        primary.crash()
+        await primary.crashing()
         let crashed = ContinuousClock.now
         // Until a primary is back, writes are refused (503) and reads are served from memory, marked stale.
         try await Harness.eventually("a write with no primary is refused") {
@@ -68,7 +68,7 @@ struct FailoverTests {
             #expect(stale.status == 200)
             return stale.headers["confbus-stale"] == "true"
         }
-        try standby.promote()
+        try await standby.promoting()
         for node in [a, b] {
             try await Harness.eventually("a write through \(node.node) is accepted by the promoted standby", timeout: .seconds(30)) {
                 value += 1
@@ -84,14 +84,14 @@ struct FailoverTests {
         for broker in brokers { try await Self.converged(broker: broker.url, prefix: a.prefix, database: standby.url) }
 
         // The old primary returns, out of recovery on timeline 1: refused for good.
-        try primary.start()
+        try await primary.starting()
         let before = try await Self.relayState(primary.url)
         try await Harness.eventually("both nodes have seen the returning old primary and refused it") {
             a.logTail(lines: 1_000_000).contains("older timeline") && b.logTail(lines: 1_000_000).contains("older timeline")
         }
         // A node started now, that never saw the promotion, finds the newest timeline itself
         // (the old primary is listed first in database_url).
-        a.stop()
+        await a.stopping()
         try await a.start()
         for node in [b, a] {
             value += 1
@@ -113,11 +113,11 @@ struct FailoverTests {
     /// every client moves off the lost one; history says which number was skipped and why.
     @Test(.timeLimit(.minutes(3)))
     func aVersionLostWithAnAsynchronousStandbyIsCommittedAgainAboveTheRetainedOne() async throws {
-        let primary = try PrivatePostgres()
-        try primary.start()
+        let primary = try await PrivatePostgres.make()
+        try await primary.starting()
         defer { primary.stop() }
-        let standby = try PrivatePostgres(standbyOf: primary)
-        try standby.start()
+        let standby = try await PrivatePostgres.make(standbyOf: primary)
+        try await standby.starting()
         defer { standby.stop() }
         let url = "postgres://postgres@127.0.0.1:\(primary.port),127.0.0.1:\(standby.port)/postgres"
         let broker = try #require(TestServers.mqttURL)
@@ -136,14 +136,14 @@ struct FailoverTests {
             (try? await Harness.versions(in: standby.url, service: "report-worker"))?.contains(keptVersion) == true
         }
         // The standby stops following; the next commit reaches the primary and the broker only.
-        standby.stop()
+        await standby.stopping()
         let lost = try await Self.patch(node, concurrency: 9)
         try #require(lost.status == 200, "\(lost.text)")
         let lostVersion = try #require(lost.json?["version"]?.integralValue)
         _ = try await recorder.waitFor(update) { $0.json?["version"]?.integralValue == lostVersion }
-        primary.crash()
-        try standby.start()
-        try standby.promote()
+        await primary.crashing()
+        try await standby.starting()
+        try await standby.promoting()
 
         try await Harness.eventually("the service is repaired above the lost version", timeout: .seconds(30)) {
             (try? await Harness.versions(in: standby.url, service: "report-worker"))?.contains(lostVersion + 1) == true
@@ -485,4 +485,9 @@ struct FailoverTests {
         }
         #expect(seen > 0)
     }
+}
+
+extension Confbus {
+    /// `stop()` (SIGTERM, then waiting for the exit) off the test pool's threads.
+    func stopping() async { _ = try? await PrivatePostgres.offThePool { self.stop() } }
 }

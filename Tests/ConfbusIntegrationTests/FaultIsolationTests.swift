@@ -209,15 +209,15 @@ struct DatabaseOutageTests {
     /// writes answer 503 (never 500), reads are served from memory marked stale.
     @Test(.timeLimit(.minutes(2)))
     func readinessFollowsTheDatabaseBothWays() async throws {
-        let postgres = try PrivatePostgres()
-        try postgres.start()
+        let postgres = try await PrivatePostgres.make()
+        try await postgres.starting()
         defer { postgres.stop() }
         let confbus = try Confbus(configDir: try Harness.copyOfExampleTree(), databaseURL: postgres.url,
                                   mqttURL: try #require(TestServers.mqttURL))
         try await confbus.start()
         defer { confbus.stop() }
 
-        let down = try await FaultIsolationTests.readyzTurns(503, confbus) { postgres.stop() }
+        let down = try await FaultIsolationTests.readyzTurns(503, confbus) { await postgres.stopping() }
         print("fault timing: /readyz 503 \(down) after PostgreSQL stopped")
         #expect(down < .seconds(5))
         let write = try await confbus.request("PATCH", "/v1/config/report-worker/override", headers: FaultIsolationTests.admin,
@@ -227,7 +227,7 @@ struct DatabaseOutageTests {
         #expect(read.status == 200)
         #expect(read.headers["confbus-stale"] == "true")
 
-        let up = try await FaultIsolationTests.readyzTurns(200, confbus) { try postgres.start() }
+        let up = try await FaultIsolationTests.readyzTurns(200, confbus) { try await postgres.starting() }
         print("fault timing: /readyz 200 \(up) after PostgreSQL started")
         #expect(up < .seconds(5))
         let retried = try await confbus.request("PATCH", "/v1/config/report-worker/override", headers: FaultIsolationTests.admin,

@@ -51,6 +51,25 @@ final class PrivatePostgres: @unchecked Sendable {
         try #require((status & 0x7F) == 0 && (status >> 8) & 0xFF == 0, "\(tool) \(arguments) failed")
     }
 
+    /// A new cluster, or a standby of `primary`, made off the test pool's threads.
+    static func make(standbyOf primary: PrivatePostgres? = nil) async throws -> PrivatePostgres {
+        try await offThePool { try PrivatePostgres(standbyOf: primary) }
+    }
+
+    /// Runs a blocking step (a PostgreSQL tool to its end) on a thread of its own: the tests share
+    /// the cooperative pool's two threads, and a tool holding one for seconds stalls every other
+    /// test's timing.
+    static func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try body() }) }.start()
+        }
+    }
+
+    func starting(_ settings: [String] = []) async throws { try await Self.offThePool { try self.start(settings) } }
+    func stopping() async { _ = try? await Self.offThePool { self.stop() } }
+    func crashing() async { _ = try? await Self.offThePool { self.crash() } }
+    func promoting() async throws { try await Self.offThePool { try self.promote() } }
+
     /// `settings`: more `-c name=value` options (`synchronous_standby_names='*'`).
     func start(_ settings: [String] = []) throws {
         let options = (["listen_addresses=127.0.0.1", "fsync=off"] + settings).map { "-c \($0)" }.joined(separator: " ")
