@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         .target(name: "ConfbusCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
@@ -69,6 +70,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Mustache", package: "swift-mustache"),
         ]),
         .target(name: "ConfbusApp", dependencies: [
             "ConfbusCore", "ConfbusSchema", "ConfbusEngine", "ConfbusYAML", "ConfbusMQTT", "ConfbusMosquitto", "ConfbusPostgres", "ConfbusHTTP",

@@ -191,6 +191,11 @@ struct ReadController: Sendable {
 
     @Sendable func services(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {
         let reads = VisibleReads(allReads, for: context.caller)
+        return Response.json(["services": .array(await serviceEntries(reads))], headers: staleHeaders())
+    }
+
+    /// Every service the caller sees, in name order, as `GET /v1/services` (and the console's fleet) lists it.
+    func serviceEntries(_ reads: VisibleReads) async -> [JSONValue] {
         let counts = (try? await reads.instanceCounts()) ?? [:]
         let invalid = reads.invalidServices
         let diverged = (try? await reads.divergedServices()) ?? [:]
@@ -217,7 +222,7 @@ struct ReadController: Sendable {
             entries[service] = .object(["service": .string(service.rawValue), "version": .null, "state": "invalid",
                                         "errors": Self.errorList(errors), "instances": .integer(0), "lagging": .integer(0)])
         }
-        return Response.json(["services": .array(entries.keys.sorted().compactMap { entries[$0] })], headers: staleHeaders())
+        return entries.keys.sorted().compactMap { entries[$0] }
     }
 
     /// What a repair of a divergence did (CONTRACT.md §11).

@@ -1,0 +1,88 @@
+/// The console's stylesheet and script, compiled in (no Node toolchain, no inline code: the
+/// Content-Security-Policy allows only these two files of this origin).
+enum ConsoleAssets {
+    static let css = """
+        :root { --fg: #1d232a; --muted: #5b6672; --line: #d9dee3; --bg: #f7f8fa; --ok: #1f7a3a; --bad: #b3261e; --warn: #8a5a00; }
+        * { box-sizing: border-box; }
+        body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg); }
+        header { display: flex; gap: 1.5rem; align-items: center; padding: .6rem 1.2rem; background: #fff; border-bottom: 1px solid var(--line); }
+        header .brand { font-weight: 700; color: var(--fg); text-decoration: none; }
+        header nav a { color: var(--fg); margin-right: 1rem; }
+        .sign-in { margin-left: auto; display: flex; gap: .5rem; align-items: center; }
+        .who { color: var(--muted); }
+        main { padding: 1rem 1.2rem; max-width: 80rem; }
+        h1 { font-size: 1.4rem; margin: .2rem 0; }
+        h2 { font-size: 1.05rem; margin: 1.4rem 0 .4rem; }
+        .meta { color: var(--muted); margin: 0 0 .8rem; }
+        .problem { color: var(--bad); background: #fdecea; padding: .5rem .8rem; border-radius: 4px; }
+        table { border-collapse: collapse; width: 100%; background: #fff; }
+        th, td { text-align: left; padding: .35rem .6rem; border-bottom: 1px solid var(--line); vertical-align: top; }
+        th { font-weight: 600; color: var(--muted); }
+        .state { font-weight: 600; }
+        .state-ok { color: var(--ok); }
+        .state-invalid, .state-diverged { color: var(--bad); }
+        .filter { display: block; margin: .4rem 0 .8rem; }
+        pre.document { background: #fff; border: 1px solid var(--line); padding: .8rem; overflow: auto; max-height: 32rem; }
+        code { font-size: 12px; }
+        """
+
+    static let js = """
+        "use strict";
+        // The operator's token stays in this tab's sessionStorage; every fragment is fetched with it
+        // and swapped in as the server rendered (and escaped) it.
+        (() => {
+          const key = "confbus.token";
+          const view = document.getElementById("view");
+          const form = document.getElementById("sign-in");
+          const who = document.getElementById("who");
+          const signOut = document.getElementById("sign-out");
+          let filter = "";
+          const token = () => sessionStorage.getItem(key);
+          const show = () => {
+            const signed = token() !== null;
+            who.textContent = signed ? "signed in" : "read-only";
+            signOut.hidden = !signed;
+          };
+          const applyFilter = () => {
+            const input = document.getElementById("filter");
+            if (input && input.value !== filter) input.value = filter;
+            const query = filter.trim().toLowerCase();
+            for (const row of view.querySelectorAll("tr[data-service]")) {
+              row.hidden = query !== "" && !row.dataset.service.includes(query) && !row.dataset.state.includes(query);
+            }
+          };
+          const refresh = async () => {
+            const url = view.dataset.fragment;
+            if (!url) return;
+            const headers = {};
+            if (token() !== null) headers["Authorization"] = "Bearer " + token();
+            try {
+              const answer = await fetch(url, { headers, cache: "no-store" });
+              if (answer.status === 401) {
+                sessionStorage.removeItem(key);
+                show();
+              }
+              view.innerHTML = await answer.text();
+              applyFilter();
+            } catch (error) {
+              // The server is away: keep what is shown; the next round tries again.
+            }
+          };
+          view.addEventListener("input", (event) => {
+            if (event.target.id === "filter") { filter = event.target.value; applyFilter(); }
+          });
+          form.addEventListener("submit", (event) => {
+            event.preventDefault();
+            const value = form.elements.token.value.trim();
+            if (value !== "") sessionStorage.setItem(key, value);
+            form.elements.token.value = "";
+            show();
+            refresh();
+          });
+          signOut.addEventListener("click", () => { sessionStorage.removeItem(key); show(); refresh(); });
+          show();
+          if (token() !== null) refresh();
+          setInterval(refresh, 5000);
+        })();
+        """
+}

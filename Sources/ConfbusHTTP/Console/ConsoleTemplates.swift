@@ -1,0 +1,91 @@
+/// The console's templates (Mustache), compiled into the binary. `{{x}}` escapes HTML; the one
+/// unescaped tag is the layout's `{{{body}}}`, which is a fragment rendered by these same templates,
+/// so every value reaches the page as text.
+enum ConsoleTemplates {
+    static let layout = """
+        <!doctype html>
+        <html lang="en">
+        <head>
+        <meta charset="utf-8">
+        <meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>{{title}} · confbus</title>
+        <link rel="stylesheet" href="/ui/assets/console.css">
+        <script src="/ui/assets/console.js" defer></script>
+        </head>
+        <body>
+        <header>
+          <a class="brand" href="/ui/">confbus</a>
+          <nav><a href="/ui/">Fleet</a></nav>
+          <form id="sign-in" class="sign-in">
+            <label>Token <input type="password" name="token" autocomplete="off" placeholder="admin or read token"></label>
+            <button type="submit">Sign in</button>
+            <span class="who" id="who">read-only</span>
+            <button type="button" id="sign-out" hidden>Sign out</button>
+          </form>
+        </header>
+        <main id="view" data-fragment="{{fragment}}">
+        {{{body}}}
+        </main>
+        </body>
+        </html>
+        """
+
+    static let fleet = """
+        {{#problem}}<p class="problem" role="alert">{{.}}</p>{{/problem}}
+        {{^problem}}
+        <h1>Fleet</h1>
+        <p class="meta">{{count}} services{{#stale}} · <strong>stale</strong>: the database is unreachable, this is what this node last read{{/stale}}</p>
+        <label class="filter">Filter <input type="search" id="filter" placeholder="service name or state"></label>
+        <table class="fleet">
+        <thead><tr><th>Service</th><th>Released</th><th>Updated</th><th>Instances</th><th>Lagging</th><th>State</th><th>Rollout</th></tr></thead>
+        <tbody>
+        {{#services}}
+        <tr data-service="{{name}}" data-state="{{state}}">
+          <td><a href="/ui/services/{{name}}">{{name}}</a></td>
+          <td>{{#version}}v{{version}}{{/version}}{{^version}}—{{/version}}</td>
+          <td>{{updated}}</td>
+          <td>{{instances}}</td>
+          <td>{{lagging}}</td>
+          <td><span class="state state-{{state}}">{{state}}</span>{{#errors}}<br><small>{{message}}{{#location}} ({{location}}){{/location}}</small>{{/errors}}</td>
+          <td>{{#rollout}}step {{step}} of {{steps}}: v{{candidate}}{{/rollout}}</td>
+        </tr>
+        {{/services}}
+        </tbody>
+        </table>
+        {{/problem}}
+        """
+
+    static let service = """
+        {{#problem}}<p class="problem" role="alert">{{.}}</p>{{/problem}}
+        {{^problem}}
+        <h1>{{name}}</h1>
+        <p class="meta">version {{version}} · {{checksum}} · updated {{updated}}{{#masked}} · secrets masked for this reader{{/masked}}{{#stale}} · <strong>stale</strong>{{/stale}}</p>
+        {{#diverged}}<p class="problem">diverged: {{reason}}</p>{{/diverged}}
+        <section>
+        <h2>Document</h2>
+        <pre class="document">{{document}}</pre>
+        </section>
+        <section>
+        <h2>Instances</h2>
+        {{^instances}}<p class="meta">none registered</p>{{/instances}}
+        {{#hasInstances}}
+        <table>
+        <thead><tr><th>Instance</th><th>Health</th><th>Applied</th><th>Lag</th><th>Last ack</th><th>Last seen</th></tr></thead>
+        <tbody>
+        {{#instances}}<tr><td>{{instance}}</td><td>{{health}}</td><td>{{applied}}</td><td>{{lag}}</td><td>{{ack}}</td><td>{{seen}}</td></tr>{{/instances}}
+        </tbody>
+        </table>
+        {{/hasInstances}}
+        </section>
+        <section>
+        <h2>History</h2>
+        <table>
+        <thead><tr><th>Version</th><th>Source</th><th>Author</th><th>Reason</th><th>When</th><th>Checksum</th></tr></thead>
+        <tbody>
+        {{#history}}<tr><td>v{{version}}</td><td>{{source}}</td><td>{{author}}</td><td>{{reason}}</td><td>{{created}}</td><td><code>{{short}}</code></td></tr>{{/history}}
+        </tbody>
+        </table>
+        </section>
+        {{/problem}}
+        """
+}

@@ -1,0 +1,82 @@
+import ConfbusCore
+import Foundation
+import Testing
+
+/// The console under `/ui/` (issue 13, first part): server-rendered pages and fragments, read
+/// through the same checks as the API, every value escaped, a strict Content-Security-Policy.
+/// (Driving it in a headless browser comes with the edits and live updates.)
+@Suite(.requiresPostgres, .requiresMQTT)
+struct ConsoleTests {
+    @Test(.timeLimit(.minutes(1)))
+    func theFleetAndAServicePageShowWhatAnOpenReaderMaySee() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+
+        let fleet = try await confbus.get("/ui/")
+        #expect(fleet.status == 200)
+        #expect(fleet.headers["content-type"]?.hasPrefix("text/html") == true)
+        let policy = try #require(fleet.headers["content-security-policy"])
+        #expect(policy.contains("default-src 'none'") && policy.contains("script-src 'self'") && !policy.contains("unsafe-inline"))
+        for service in ["billing-api", "feature-flags", "report-worker"] {
+            #expect(fleet.text.contains(#"<a href="/ui/services/\#(service)">\#(service)</a>"#))
+        }
+        #expect(fleet.text.contains(#"data-fragment="/ui/fragments/fleet""#))
+        #expect(!fleet.text.contains("<script>") && fleet.text.contains(#"<script src="/ui/assets/console.js" defer></script>"#))
+
+        // An open reader sees billing-api's password masked, as on the API.
+        let page = try await confbus.get("/ui/services/billing-api")
+        #expect(page.status == 200)
+        #expect(page.text.contains("secrets masked for this reader"))
+        #expect(page.text.contains("&quot;password&quot;: &quot;***&quot;"))
+        #expect(page.text.contains("<td>v1</td><td>files</td>"))
+        #expect(try await confbus.get("/ui/services/nothing-here").status == 404)
+        #expect(try await confbus.get("/ui/services/Bad%20Name").status == 400)
+
+        let script = try await confbus.get("/ui/assets/console.js")
+        #expect(script.status == 200 && script.headers["content-type"]?.hasPrefix("text/javascript") == true)
+        #expect(script.text.contains("sessionStorage"))
+        #expect(try await confbus.get("/ui/assets/console.css").status == 200)
+    }
+
+    /// A hostile value in a config and in a reason shows as text, never as markup.
+    @Test(.timeLimit(.minutes(1)))
+    func aHostileValueRendersAsText() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let patched = try await confbus.request("PATCH", "/v1/config/report-worker/override",
+                                                headers: AdminTests.admin(["X-Confbus-Reason": "<img src=x onerror=alert(1)>"]),
+                                                body: Data(#"{"output_bucket": "s3://reports/<script>alert(1)</script>"}"#.utf8))
+        try #require(patched.status == 200, "\(patched.text)")
+        let page = try await confbus.get("/ui/fragments/services/report-worker")
+        #expect(page.status == 200)
+        #expect(!page.text.contains("<script>alert(1)</script>") && !page.text.contains("<img src=x"))
+        #expect(page.text.contains("&lt;script&gt;alert(1)&lt;/script&gt;"))
+        #expect(page.text.contains("&lt;img src=x onerror=alert(1)&gt;"))
+    }
+
+    /// With reads closed, the shell asks for a token; a fragment fetched with one shows what that
+    /// token may see — a scoped one only its services, as on the API.
+    @Test(.timeLimit(.minutes(1)))
+    func closedReadsAskForATokenAndAScopedOneSeesOnlyItsServices() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker,
+                                                             environment: ["CONFBUS_READ_TOKENS": "dash=open-sesame,billing:billing-api=b-secret"])
+        defer { confbus.stop() }
+        let shell = try await confbus.get("/ui/")
+        #expect(shell.status == 200)
+        #expect(shell.text.contains("Sign in with a read or admin token"))
+        #expect(!shell.text.contains("billing-api"))
+        #expect(try await confbus.get("/ui/fragments/fleet").status == 401)
+
+        let all = try await confbus.get("/ui/fragments/fleet", headers: ["Authorization": "Bearer open-sesame"])
+        #expect(all.status == 200 && all.text.contains("report-worker") && all.text.contains("billing-api"))
+        let scoped = try await confbus.get("/ui/fragments/fleet", headers: ["Authorization": "Bearer b-secret"])
+        #expect(scoped.text.contains("billing-api") && !scoped.text.contains("report-worker"))
+        #expect(try await confbus.get("/ui/fragments/services/report-worker", headers: ["Authorization": "Bearer b-secret"]).status == 404)
+        // The service's own token sees its secrets in full.
+        let own = try await confbus.get("/ui/fragments/services/billing-api", headers: ["Authorization": "Bearer b-secret"])
+        #expect(own.status == 200 && !own.text.contains("secrets masked"))
+    }
+}
