@@ -42,6 +42,7 @@ public struct ConfbusAPI: Sendable {
         let console = ConsoleController(reads: distributor.reads, api: readController, policy: policy)
         console.addOpenRoutes(to: router.group())
         console.addReadRoutes(to: reads)
+        console.addAdminRoutes(to: admin)
         rollouts.addReadRoutes(to: reads)
         AdminController(distributor: distributor, body: body).addRoutes(to: admin)
         rollouts.addAdminRoutes(to: admin)

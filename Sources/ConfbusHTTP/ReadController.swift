@@ -171,22 +171,27 @@ struct ReadController: Sendable {
         guard let from = try Self.integer(request, "from"), let to = try Self.integer(request, "to") else {
             throw Problem(.badRequest, code: "bad_request", detail: "diff needs from and to")
         }
+        let changes = try await Self.changes(of: service, from: from, to: to, reads: reads).map(\.json)
+        return Response.json([
+            "service": .string(service.rawValue), "from": .integer(from), "to": .integer(to), "changes": .array(changes),
+        ])
+    }
+
+    /// The leaf changes between two versions as this reader may see them (the API's diff and the
+    /// console's): a secret, or a changed subtree that holds one, is masked whole.
+    static func changes(of service: ServiceName, from: Int, to: Int, reads: VisibleReads) async throws -> [ConfigChange] {
         guard let old = try await reads.version(service, from), let new = try await reads.version(service, to) else {
             throw Problem(.notFound, code: "not_found", detail: "\(service) has no version \(from) or \(to)")
         }
         let masking = await reads.masking(service)
-        let changes = ConfigDiff.changes(from: old.config, to: new.config).map { change -> JSONValue in
+        return ConfigDiff.changes(from: old.config, to: new.config).map { change in
             var c = change
-            // A secret, or a changed subtree that holds one, is masked whole.
             if masking?.touches(c.path) == true {
                 if c.old != nil { c.old = Redaction.mask }
                 if c.new != nil { c.new = Redaction.mask }
             }
-            return c.json
+            return c
         }
-        return Response.json([
-            "service": .string(service.rawValue), "from": .integer(from), "to": .integer(to), "changes": .array(changes),
-        ])
     }
 
     @Sendable func services(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {

@@ -79,4 +79,34 @@ struct ConsoleTests {
         let own = try await confbus.get("/ui/fragments/services/billing-api", headers: ["Authorization": "Bearer b-secret"])
         #expect(own.status == 200 && !own.text.contains("secrets masked"))
     }
+
+    /// A diff between two versions, side by side, with a secret masked for an open reader; the
+    /// audit log for admins only.
+    @Test(.timeLimit(.minutes(1)))
+    func aDiffSideBySideAndTheAuditLogForAdmins() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let patched = try await confbus.request("PATCH", "/v1/config/billing-api/override",
+                                                headers: AdminTests.admin(["X-Confbus-Reason": "bigger pool"]),
+                                                body: Data(#"{"database": {"pool_size": 41, "password": "n3w-s3cret-long-enough"}}"#.utf8))
+        try #require(patched.status == 200, "\(patched.text)")
+
+        let page = try await confbus.get("/ui/services/billing-api")
+        #expect(page.text.contains(#"data-watch="/v1/config/billing-api""#))
+        #expect(page.text.contains(#"<a href="/ui/services/billing-api/diff?from=1&amp;to=2">diff</a>"#))
+        let diff = try await confbus.get("/ui/services/billing-api/diff?from=1&to=2")
+        #expect(diff.status == 200)
+        #expect(diff.text.contains(#"<tr class="change-replace"><td><code>/database/pool_size</code></td><td><pre>10</pre></td><td><pre>41</pre></td></tr>"#),
+                "\(diff.text)")
+        #expect(diff.text.contains("/database/password") && !diff.text.contains("n3w-s3cret"))
+        #expect(try await confbus.get("/ui/services/billing-api/diff?from=1&to=9").status == 404)
+        #expect(try await confbus.get("/ui/services/billing-api/diff?from=0&to=1").status == 400)
+
+        let anonymous = try await confbus.get("/ui/audit")
+        #expect(anonymous.text.contains("Sign in with an admin token") && !anonymous.text.contains("bigger pool"))
+        #expect(try await confbus.get("/ui/fragments/audit").status == 401)
+        let audit = try await confbus.get("/ui/fragments/audit", headers: AdminTests.admin())
+        #expect(audit.status == 200 && audit.text.contains("bigger pool") && audit.text.contains("<td>ops</td>"))
+    }
 }

@@ -24,6 +24,11 @@ enum ConsoleAssets {
         .filter { display: block; margin: .4rem 0 .8rem; }
         pre.document { background: #fff; border: 1px solid var(--line); padding: .8rem; overflow: auto; max-height: 32rem; }
         code { font-size: 12px; }
+        table.diff pre { margin: 0; white-space: pre-wrap; }
+        tr.change-add td:nth-child(3), tr.change-replace td:nth-child(3) { background: #e8f5ec; }
+        tr.change-remove td:nth-child(2), tr.change-replace td:nth-child(2) { background: #fdecea; }
+        tr.outcome-refused td { color: var(--bad); }
+        form.versions { display: flex; gap: .8rem; margin: .4rem 0 1rem; }
         """
 
     static let js = """
@@ -80,8 +85,31 @@ enum ConsoleAssets {
             refresh();
           });
           signOut.addEventListener("click", () => { sessionStorage.removeItem(key); show(); refresh(); });
+          // A service page long-polls its document as a service would (`?wait=&after=`) and is
+          // fetched again the moment a version lands; every page is also fetched again every few
+          // seconds, for acks, health and rollouts.
+          const watch = async () => {
+            let after = 0;
+            while (view.dataset.watch) {
+              const headers = {};
+              if (token() !== null) headers["Authorization"] = "Bearer " + token();
+              try {
+                const answer = await fetch(view.dataset.watch + "?wait=30&after=" + after, { headers, cache: "no-store" });
+                if (answer.status === 200) {
+                  const version = (await answer.json()).version;
+                  if (after !== 0 && version !== after) await refresh();
+                  after = version;
+                } else if (answer.status !== 304) {
+                  await new Promise((done) => setTimeout(done, 5000));
+                }
+              } catch (error) {
+                await new Promise((done) => setTimeout(done, 5000));
+              }
+            }
+          };
           show();
           if (token() !== null) refresh();
+          watch();
           setInterval(refresh, 5000);
         })();
         """

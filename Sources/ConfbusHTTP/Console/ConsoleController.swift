@@ -23,7 +23,8 @@ struct ConsoleController: Sendable {
         self.policy = policy
         var library = MustacheLibrary()
         // The templates are constants of this module: one that does not parse is a build defect.
-        for (name, text) in [("layout", ConsoleTemplates.layout), ("fleet", ConsoleTemplates.fleet), ("service", ConsoleTemplates.service)] {
+        for (name, text) in [("layout", ConsoleTemplates.layout), ("fleet", ConsoleTemplates.fleet), ("service", ConsoleTemplates.service),
+                             ("diff", ConsoleTemplates.diff), ("audit", ConsoleTemplates.audit)] {
             try! library.register(text, named: name)
         }
         self.library = library
@@ -44,16 +45,46 @@ struct ConsoleController: Sendable {
         group.get("/ui/") { request, _ in try await shell(request, title: "Fleet", fragment: "/ui/fragments/fleet") { try await fleet($0) } }
         group.get("/ui/services/{service}") { request, context in
             let service = try Self.service(context)
-            return try await shell(request, title: service.rawValue, fragment: "/ui/fragments/services/\(service)") {
+            // The script long-polls the document (as a service would) and fetches the page again when it moves.
+            return try await shell(request, title: service.rawValue, fragment: "/ui/fragments/services/\(service)",
+                                   watch: "/v1/config/\(service)") {
                 try await page(of: service, $0)
             }
+        }
+        group.get("/ui/services/{service}/diff") { request, context in
+            let service = try Self.service(context)
+            let (from, to) = try Self.versions(request)
+            return try await shell(request, title: "\(service) v\(from) → v\(to)", fragment: "/ui/fragments/services/\(service)/diff?from=\(from)&to=\(to)") {
+                try await diff(of: service, from: from, to: to, $0)
+            }
+        }
+        group.get("/ui/audit") { request, _ in
+            // The audit log is an admin's read, as `GET /v1/audit` is.
+            let body: String
+            do {
+                _ = try policy.administrator(request)
+                body = try await audit()
+            } catch let problem as Problem where problem.status == .unauthorized {
+                body = render("audit", ["problem": "Sign in with an admin token to see the audit log."])
+            }
+            return html(render("layout", ["title": "Audit", "fragment": "/ui/fragments/audit", "body": body]))
         }
         group.get("/ui/assets/console.css") { _, _ in asset(ConsoleAssets.css, type: "text/css; charset=utf-8") }
         group.get("/ui/assets/console.js") { _, _ in asset(ConsoleAssets.js, type: "text/javascript; charset=utf-8") }
     }
 
+    /// The audit fragment, behind `AdminAccessMiddleware` like `GET /v1/audit`.
+    func addAdminRoutes(to group: RouterGroup<ConfbusRequestContext>) {
+        group.get("/ui/fragments/audit") { _, _ in html(try await audit()) }
+    }
+
     /// The fragments, behind `ReadAccessMiddleware` like every read of the API.
     func addReadRoutes(to group: RouterGroup<ConfbusRequestContext>) {
+        group.get("/ui/fragments/services/{service}/diff") { request, context in
+            let (from, to) = try Self.versions(request)
+            let (status, body) = try await diff(of: try context.requireService(), from: from, to: to, VisibleReads(reads, for: context.caller))
+            return html(body, status: status)
+        }
         group.get("/ui/fragments/fleet") { _, context in
             html(try await fleet(VisibleReads(reads, for: context.caller)).1)
         }
@@ -68,10 +99,18 @@ struct ConsoleController: Sendable {
         return service
     }
 
+    /// `from` and `to` of a diff page: both positive integers.
+    static func versions(_ request: Request) throws -> (Int, Int) {
+        guard let from = try ReadController.integer(request, "from"), let to = try ReadController.integer(request, "to"), from >= 1, to >= 1 else {
+            throw Problem(.badRequest, code: "bad_request", detail: "a diff needs from and to, versions from 1")
+        }
+        return (from, to)
+    }
+
     // MARK: Rendering
 
     /// The layout around a fragment rendered for the request's reader (open reads, or none).
-    private func shell(_ request: Request, title: String, fragment: String,
+    private func shell(_ request: Request, title: String, fragment: String, watch: String? = nil,
                        _ fragmentFor: (VisibleReads) async throws -> (HTTPResponse.Status, String)) async throws -> Response {
         let (status, body): (HTTPResponse.Status, String)
         do {
@@ -79,7 +118,9 @@ struct ConsoleController: Sendable {
         } catch let problem as Problem where problem.status == .unauthorized {
             (status, body) = (.ok, render("fleet", ["problem": "Sign in with a read or admin token to see what this console shows."]))
         }
-        return html(render("layout", ["title": title, "fragment": fragment, "body": body]), status: status)
+        var values: [String: Any] = ["title": title, "fragment": fragment, "body": body]
+        if let watch { values["watch"] = watch }
+        return html(render("layout", values), status: status)
     }
 
     private func fleet(_ reads: VisibleReads) async throws -> (HTTPResponse.Status, String) {
@@ -117,8 +158,11 @@ struct ConsoleController: Sendable {
                     "lag": applied.map { max(0, latest.version - $0) }.map(String.init) ?? "—",
                     "ack": record.ackStatus ?? "—", "seen": Timestamp.format(record.lastSeen)]
         }
-        let history: [[String: Any]] = try await reads.history(service, limit: 50, before: nil).map { version in
-            ["version": version.version, "source": version.source.rawValue, "author": version.author, "reason": version.reason ?? "",
+        let versions = try await reads.history(service, limit: 50, before: nil)
+        // Newest first: each one's previous is the next in the list (numbers skip after a repair).
+        let history: [[String: Any]] = versions.enumerated().map { index, version in
+            ["version": version.version, "previous": index + 1 < versions.count ? versions[index + 1].version : false,
+             "source": version.source.rawValue, "author": version.author, "reason": version.reason ?? "",
              "created": Timestamp.format(version.createdAt), "short": String(version.checksum.prefix(19))]
         }
         var values: [String: Any] = [
@@ -128,6 +172,28 @@ struct ConsoleController: Sendable {
         ]
         if let divergence = (try? await reads.divergedServices())?[service] { values["diverged"] = ["reason": divergence.reason] }
         return (.ok, render("service", values))
+    }
+
+    private func diff(of service: ServiceName, from: Int, to: Int, _ reads: VisibleReads) async throws -> (HTTPResponse.Status, String) {
+        let changes: [ConfigChange]
+        do {
+            changes = try await ReadController.changes(of: service, from: from, to: to, reads: reads)
+        } catch let problem as Problem where problem.status == .notFound {
+            return (.notFound, render("diff", ["problem": "\(service) has no version \(from) or \(to) (or this token may not see it)."]))
+        }
+        let rows: [[String: Any]] = changes.map { change in
+            ["op": change.op.rawValue, "path": change.path.description,
+             "old": change.old?.serialized(.pretty) ?? "", "new": change.new?.serialized(.pretty) ?? ""]
+        }
+        return (.ok, render("diff", ["name": service.rawValue, "from": from, "to": to, "changes": rows, "hasChanges": !rows.isEmpty]))
+    }
+
+    private func audit() async throws -> String {
+        let entries: [[String: Any]] = try await reads.auditLog(service: nil, limit: 200).map { record in
+            ["at": record.at.map(Timestamp.format) ?? "", "actor": record.actor, "action": record.action, "outcome": record.outcome,
+             "services": record.services.joined(separator: ", "), "reason": record.reason ?? "", "detail": record.detail ?? ""]
+        }
+        return render("audit", ["entries": entries, "count": entries.count])
     }
 
     private func render(_ template: String, _ values: [String: Any]) -> String {

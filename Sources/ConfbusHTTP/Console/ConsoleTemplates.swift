@@ -15,7 +15,7 @@ enum ConsoleTemplates {
         <body>
         <header>
           <a class="brand" href="/ui/">confbus</a>
-          <nav><a href="/ui/">Fleet</a></nav>
+          <nav><a href="/ui/">Fleet</a> <a href="/ui/audit">Audit</a></nav>
           <form id="sign-in" class="sign-in">
             <label>Token <input type="password" name="token" autocomplete="off" placeholder="admin or read token"></label>
             <button type="submit">Sign in</button>
@@ -23,7 +23,7 @@ enum ConsoleTemplates {
             <button type="button" id="sign-out" hidden>Sign out</button>
           </form>
         </header>
-        <main id="view" data-fragment="{{fragment}}">
+        <main id="view" data-fragment="{{fragment}}"{{#watch}} data-watch="{{watch}}"{{/watch}}>
         {{{body}}}
         </main>
         </body>
@@ -80,12 +80,47 @@ enum ConsoleTemplates {
         <section>
         <h2>History</h2>
         <table>
-        <thead><tr><th>Version</th><th>Source</th><th>Author</th><th>Reason</th><th>When</th><th>Checksum</th></tr></thead>
+        <thead><tr><th>Version</th><th>Source</th><th>Author</th><th>Reason</th><th>When</th><th>Checksum</th><th></th></tr></thead>
         <tbody>
-        {{#history}}<tr><td>v{{version}}</td><td>{{source}}</td><td>{{author}}</td><td>{{reason}}</td><td>{{created}}</td><td><code>{{short}}</code></td></tr>{{/history}}
+        {{#history}}<tr><td>v{{version}}</td><td>{{source}}</td><td>{{author}}</td><td>{{reason}}</td><td>{{created}}</td><td><code>{{short}}</code></td><td>{{#previous}}<a href="/ui/services/{{name}}/diff?from={{previous}}&amp;to={{version}}">diff</a>{{/previous}}</td></tr>{{/history}}
         </tbody>
         </table>
         </section>
+        {{/problem}}
+        """
+
+    static let diff = """
+        {{#problem}}<p class="problem" role="alert">{{.}}</p>{{/problem}}
+        {{^problem}}
+        <h1><a href="/ui/services/{{name}}">{{name}}</a>: v{{from}} → v{{to}}</h1>
+        <form class="versions" method="get" action="/ui/services/{{name}}/diff">
+          <label>From <input type="number" name="from" min="1" value="{{from}}"></label>
+          <label>To <input type="number" name="to" min="1" value="{{to}}"></label>
+          <button type="submit">Compare</button>
+        </form>
+        {{^changes}}<p class="meta">No difference.</p>{{/changes}}
+        {{#hasChanges}}
+        <table class="diff">
+        <thead><tr><th>Path</th><th>v{{from}}</th><th>v{{to}}</th></tr></thead>
+        <tbody>
+        {{#changes}}<tr class="change-{{op}}"><td><code>{{path}}</code></td><td><pre>{{old}}</pre></td><td><pre>{{new}}</pre></td></tr>{{/changes}}
+        </tbody>
+        </table>
+        {{/hasChanges}}
+        {{/problem}}
+        """
+
+    static let audit = """
+        {{#problem}}<p class="problem" role="alert">{{.}}</p>{{/problem}}
+        {{^problem}}
+        <h1>Audit log</h1>
+        <p class="meta">the newest {{count}} entries</p>
+        <table class="audit">
+        <thead><tr><th>When</th><th>Actor</th><th>Action</th><th>Outcome</th><th>Services</th><th>Reason</th><th>Detail</th></tr></thead>
+        <tbody>
+        {{#entries}}<tr class="outcome-{{outcome}}"><td>{{at}}</td><td>{{actor}}</td><td>{{action}}</td><td>{{outcome}}</td><td>{{services}}</td><td>{{reason}}</td><td>{{detail}}</td></tr>{{/entries}}
+        </tbody>
+        </table>
         {{/problem}}
         """
 }
