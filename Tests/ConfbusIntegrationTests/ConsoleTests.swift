@@ -110,3 +110,105 @@ struct ConsoleTests {
         #expect(audit.status == 200 && audit.text.contains("bigger pool") && audit.text.contains("<td>ops</td>"))
     }
 }
+
+/// The console in a real headless Chromium: its script runs, signs in, filters, follows changes
+/// live, and shows hostile values as text. With `CONFBUS_CONSOLE_SCREENSHOTS=DIR` each page is
+/// also saved as a PNG there (`docs/console/` holds the committed ones).
+@Suite(.requiresPostgres, .requiresMQTT, .serialized)
+struct ConsoleBrowserTests {
+    static let screenshots = ProcessInfo.processInfo.environment["CONFBUS_CONSOLE_SCREENSHOTS"].map { URL(fileURLWithPath: $0) }
+
+    static func shoot(_ browser: HeadlessBrowser, _ name: String) async throws {
+        guard let directory = screenshots else { return }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try await browser.screenshot(to: directory.appendingPathComponent("\(name).png"))
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func theFleetFiltersAndAServicePageFollowsAPatchWithoutAReload() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let base = "http://127.0.0.1:\(confbus.httpPort)"
+        let browser = try await HeadlessBrowser()
+        defer { browser.close() }
+
+        try await browser.open("\(base)/ui/")
+        #expect(try await browser.evaluate("document.querySelectorAll('tr[data-service]').length") == 3)
+        try await Self.shoot(browser, "fleet")
+        _ = try await browser.evaluate("""
+            (() => { const f = document.getElementById('filter'); f.value = 'billing'; f.dispatchEvent(new Event('input', {bubbles: true})); })()
+            """)
+        #expect(try await browser.evaluate("[...document.querySelectorAll('tr[data-service]')].filter(r => !r.hidden).map(r => r.dataset.service)")
+                == ["billing-api"])
+
+        // A service page, left open: a PATCH through the API shows up without a reload.
+        try await browser.open("\(base)/ui/services/report-worker")
+        _ = try await browser.evaluate("window.stillTheSamePage = true")
+        #expect(try await browser.evaluate("document.querySelector('pre.document').textContent.includes('\"concurrency\": ')") == true)
+        #expect(try await browser.evaluate("document.querySelector('pre.document').textContent.includes('\"concurrency\": 7')") == false)
+        try await Self.shoot(browser, "service")
+        let patched = try await confbus.request("PATCH", "/v1/config/report-worker/override", headers: AdminTests.admin(),
+                                                body: Data(#"{"concurrency": 7}"#.utf8))
+        try #require(patched.status == 200, "\(patched.text)")
+        try await Harness.eventually("the open page shows version 2", timeout: .seconds(10)) {
+            try await browser.evaluate("document.querySelector('pre.document').textContent.includes('\"concurrency\": 7')") == true
+        }
+        #expect(try await browser.evaluate("window.stillTheSamePage === true") == true)
+
+        try await browser.open("\(base)/ui/services/report-worker/diff?from=1&to=2")
+        #expect(try await browser.evaluate("document.querySelectorAll('table.diff tbody tr').length") == 1)
+        try await Self.shoot(browser, "diff")
+    }
+
+    /// A config value of `<img onerror>` and a reason of `<script>` are text in the page; a
+    /// read-only visitor sees no secret and no write control.
+    @Test(.timeLimit(.minutes(2)))
+    func hostileValuesAreTextAndAReadOnlyVisitorSeesNoSecret() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let base = "http://127.0.0.1:\(confbus.httpPort)"
+        let patched = try await confbus.request("PATCH", "/v1/config/report-worker/override",
+                                                headers: AdminTests.admin(["X-Confbus-Reason": "<script>window.pwned = 2</script>"]),
+                                                body: Data(#"{"output_bucket": "s3://reports/<img src=x onerror=\"window.pwned=1\">"}"#.utf8))
+        try #require(patched.status == 200, "\(patched.text)")
+        let browser = try await HeadlessBrowser()
+        defer { browser.close() }
+        try await browser.open("\(base)/ui/services/report-worker")
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try await browser.evaluate("typeof window.pwned") == "undefined")
+        #expect(try await browser.evaluate("document.querySelectorAll('main img, main script').length") == 0)
+        #expect(try await browser.evaluate("document.querySelector('pre.document').textContent.includes('<img src=x onerror=')") == true)
+        #expect(try await browser.evaluate("document.body.textContent.includes('<script>window.pwned = 2</script>')") == true)
+
+        try await browser.open("\(base)/ui/services/billing-api")
+        #expect(try await browser.evaluate("document.querySelector('pre.document').textContent.includes('\"password\": \"***\"')") == true)
+        // Nothing that writes: no form but the sign-in, no button but its own.
+        #expect(try await browser.evaluate("[...document.forms].map(f => f.id)") == ["sign-in"])
+        #expect(try await browser.evaluate("[...document.querySelectorAll('button')].every(b => b.closest('#sign-in'))") == true)
+    }
+
+    /// With reads closed the fleet asks for a token; signing in fetches it with the token, which
+    /// stays in this tab's session.
+    @Test(.timeLimit(.minutes(2)))
+    func signingInShowsWhatTheTokenMaySee() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker,
+                                                             environment: ["CONFBUS_READ_TOKENS": "dash=open-sesame,billing:billing-api=b-secret"])
+        defer { confbus.stop() }
+        let browser = try await HeadlessBrowser()
+        defer { browser.close() }
+        try await browser.open("http://127.0.0.1:\(confbus.httpPort)/ui/")
+        #expect(try await browser.evaluate("document.querySelectorAll('tr[data-service]').length") == 0)
+        _ = try await browser.evaluate("""
+            (() => { const f = document.getElementById('sign-in'); f.elements.token.value = 'b-secret'; f.requestSubmit(); })()
+            """)
+        try await Harness.eventually("the fleet shows what the token may see") {
+            try await browser.evaluate("[...document.querySelectorAll('tr[data-service]')].map(r => r.dataset.service)") == ["billing-api"]
+        }
+        #expect(try await browser.evaluate("sessionStorage.getItem('confbus.token')") == "b-secret")
+        #expect(try await browser.evaluate("document.cookie") == "")
+        #expect(try await browser.evaluate("document.getElementById('who').textContent") == "signed in")
+    }
+}
