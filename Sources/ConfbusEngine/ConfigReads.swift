@@ -69,6 +69,12 @@ public struct ConfigReads: Sendable {
     public func redaction(_ service: ServiceName) async -> Redaction { await definitions.redaction(service) }
 
     /// The store's latest version of every service (reconcile compares the broker with these).
+    /// The override layer in force for the service's latest version (nil: none).
+    public func overrideLayer(_ service: ServiceName) async throws -> JSONValue? {
+        guard let latest = cache.latest(service) else { return nil }
+        return try await store.overrideLayer(of: service, version: latest.version)
+    }
+
     /// Services whose broker held a version the database lost, repaired (CONTRACT.md §11).
     public func divergedServices() async throws -> [ServiceName: Divergence] { try await store.divergedServices() }
 

@@ -79,9 +79,21 @@ struct AdminAccessMiddleware: RouterMiddleware {
     let readiness: Readiness
     let limiter: RateLimiter
 
+    /// Whether `origin` (`scheme://host[:port]`) names the host the request was sent to.
+    static func sameOrigin(_ origin: String, _ request: Request) -> Bool {
+        guard let host = request.head.authority,
+              let separator = origin.range(of: "://") else { return false }
+        return origin[separator.upperBound...].lowercased() == host.lowercased()
+    }
+
     func handle(_ request: Request, context: ConfbusRequestContext,
                 next: (Request, ConfbusRequestContext) async throws -> Response) async throws -> Response {
         var context = context
+        // A write a browser sends from another site's page is refused whatever it carries
+        // (CSRF); tools send no Origin, and the console's own script sends this origin.
+        if request.method != .get, request.method != .head, let origin = request.headers[.origin], !Self.sameOrigin(origin, request) {
+            throw Problem(.forbidden, code: "cross_origin", detail: "a write from another origin (\(origin.prefix(100))) is refused")
+        }
         context.caller = try policy.administrator(request)
         try limiter.admit(context.caller)
         context.service = try pathService(context)

@@ -16,6 +16,11 @@ struct VisibleReads: Sendable {
 
     func sees(_ service: ServiceName) -> Bool { caller?.mayRead(service) ?? true }
 
+    var isAdmin: Bool {
+        if case .admin? = caller { return true }
+        return false
+    }
+
     func latest(_ service: ServiceName) -> StoredVersion? { sees(service) ? reads.latest(service) : nil }
 
     var all: [StoredVersion] { reads.all.filter { sees($0.service) } }

@@ -189,6 +189,72 @@ struct ConsoleBrowserTests {
         #expect(try await browser.evaluate("[...document.querySelectorAll('button')].every(b => b.closest('#sign-in'))") == true)
     }
 
+    /// An admin edits the override layer in the form: the preview shows the diff, Apply commits a
+    /// version with the reason, audited; a roll back from the same page. Writes from another
+    /// origin are refused (CSRF), whatever token they carry.
+    @Test(.timeLimit(.minutes(2)))
+    func anAdminEditsTheOverrideLayerInTheForm() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let base = "http://127.0.0.1:\(confbus.httpPort)"
+        let browser = try await HeadlessBrowser()
+        defer { browser.close() }
+        try await browser.open("\(base)/ui/services/report-worker")
+        #expect(try await browser.evaluate("document.getElementById('edit') === null") == true)
+        _ = try await browser.evaluate("""
+            (() => { const f = document.getElementById('sign-in'); f.elements.token.value = '\(Confbus.adminToken)'; f.requestSubmit(); })()
+            """)
+        try await Harness.eventually("the edit form appears for the admin") { try await browser.evaluate("document.getElementById('edit') !== null") == true }
+
+        // An invalid layer: the preview says why, Apply stays off.
+        _ = try await browser.evaluate("""
+            (() => { const f = document.getElementById('edit'); f.elements.layer.value = 'concurrency: 500';
+                     f.elements.layer.dispatchEvent(new Event('input', {bubbles: true})); document.getElementById('preview').click(); })()
+            """)
+        try await Harness.eventually("the preview refuses it") {
+            try await browser.evaluate("document.getElementById('edit-result').textContent.includes('/concurrency')") == true
+        }
+        #expect(try await browser.evaluate("document.getElementById('apply').disabled") == true)
+
+        _ = try await browser.evaluate("""
+            (() => { const f = document.getElementById('edit'); f.elements.layer.value = 'concurrency: 6';
+                     f.elements.layer.dispatchEvent(new Event('input', {bubbles: true})); f.elements.reason.value = 'six workers';
+                     document.getElementById('preview').click(); })()
+            """)
+        try await Harness.eventually("the preview shows the diff") {
+            try await browser.evaluate("document.querySelector('#edit-result table.diff') !== null && !document.getElementById('apply').disabled") == true
+        }
+        try await Self.shoot(browser, "edit")
+        _ = try await browser.evaluate("document.getElementById('edit').requestSubmit()")
+        try await Harness.eventually("the edit is committed") {
+            try await Harness.versions(in: confbus.databaseURL, service: "report-worker") == [1, 2]
+        }
+        try await Harness.eventually("the page says so and shows version 2") {
+            try await browser.evaluate("document.getElementById('edit-result').textContent.includes('Committed version 2')") == true
+        }
+        #expect(try await confbus.get("/v1/config/report-worker").json?["config"]?["concurrency"] == .integer(6))
+        let audit = try await confbus.get("/v1/audit", headers: AdminTests.admin()).json?["entries"]?.arrayValue?.first
+        #expect(audit?["reason"] == "six workers" && audit?["actor"] == "ops" && audit?["outcome"] == "accepted")
+
+        // Roll back to version 1 from the same page.
+        _ = try await browser.evaluate("""
+            (() => { const f = document.getElementById('rollback'); f.elements.version.value = '1'; f.elements.reason.value = 'back';
+                     f.requestSubmit(); })()
+            """)
+        try await Harness.eventually("the rollback is committed") {
+            try await Harness.versions(in: confbus.databaseURL, service: "report-worker") == [1, 2, 3]
+        }
+
+        // CSRF: another origin is refused even with the admin token; this origin and tools are not.
+        let body = Data(#"{"concurrency": 5}"#.utf8)
+        let forged = try await confbus.request("PATCH", "/v1/config/report-worker/override", headers: AdminTests.admin(["Origin": "http://evil.example"]), body: body)
+        #expect(forged.status == 403 && forged.json?["type"]?.stringValue?.hasSuffix("cross_origin") == true)
+        #expect(try await confbus.request("PATCH", "/v1/config/report-worker/override",
+                                          headers: AdminTests.admin(["Origin": base]), body: body).status == 200)
+        #expect(try await Harness.versions(in: confbus.databaseURL, service: "report-worker") == [1, 2, 3, 4])
+    }
+
     /// With reads closed the fleet asks for a token; signing in fetches it with the token, which
     /// stays in this tab's session.
     @Test(.timeLimit(.minutes(2)))

@@ -29,6 +29,10 @@ enum ConsoleAssets {
         tr.change-remove td:nth-child(2), tr.change-replace td:nth-child(2) { background: #fdecea; }
         tr.outcome-refused td { color: var(--bad); }
         form.versions { display: flex; gap: .8rem; margin: .4rem 0 1rem; }
+        section.edit textarea { width: 100%; font: 12px/1.4 ui-monospace, monospace; }
+        section.edit form { display: flex; flex-wrap: wrap; gap: .6rem; align-items: center; }
+        section.edit form textarea { flex-basis: 100%; }
+        .ok-note { color: var(--ok); }
         """
 
     static let js = """
@@ -58,7 +62,8 @@ enum ConsoleAssets {
           };
           const refresh = async () => {
             const url = view.dataset.fragment;
-            if (!url) return;
+            // An edit being typed is not swept away by a refresh.
+            if (!url || view.querySelector("form.editing") !== null) return;
             const headers = {};
             if (token() !== null) headers["Authorization"] = "Bearer " + token();
             try {
@@ -107,6 +112,92 @@ enum ConsoleAssets {
               }
             }
           };
+          // Edits: the layer (JSON or YAML) goes inside a YAML batch body, validated first.
+          const authorized = (extra) => {
+            const headers = Object.assign({}, extra);
+            if (token() !== null) headers["Authorization"] = "Bearer " + token();
+            return headers;
+          };
+          const batchBody = (service, layer, reason) => {
+            const indented = layer.trim() === "" ? "      {}" : layer.split("\\n").map((line) => "      " + line).join("\\n");
+            return "reason: " + JSON.stringify(reason) + "\\nupdates:\\n  - service: " + JSON.stringify(service) + "\\n    override:\\n" + indented + "\\n";
+          };
+          const say = (box, text, good) => {
+            box.replaceChildren();
+            const p = document.createElement("p");
+            p.className = good ? "ok-note" : "problem";
+            p.textContent = text;
+            box.append(p);
+          };
+          const problem = async (answer) => {
+            try {
+              const body = await answer.json();
+              const errors = (body.errors || []).map((e) => (e.path || "") + ": " + e.message).join("; ");
+              return body.detail + (errors ? " — " + errors : "");
+            } catch (error) { return "HTTP " + answer.status; }
+          };
+          const showChanges = (box, changes) => {
+            box.replaceChildren();
+            const table = document.createElement("table");
+            table.className = "diff";
+            for (const change of changes) {
+              const row = table.insertRow();
+              row.className = "change-" + change.op;
+              for (const value of [change.path, change.old === undefined ? "" : JSON.stringify(change.old, null, 2),
+                                   change.new === undefined ? "" : JSON.stringify(change.new, null, 2)]) {
+                const pre = document.createElement("pre");
+                pre.textContent = value;
+                row.insertCell().append(pre);
+              }
+            }
+            if (changes.length === 0) say(box, "No change to the config.", true); else box.append(table);
+          };
+          view.addEventListener("input", (event) => {
+            const form = event.target.closest("form");
+            if (form && (form.id === "edit" || form.id === "rollback")) {
+              form.classList.add("editing");
+              if (form.id === "edit" && event.target.name === "layer") form.querySelector("#apply").disabled = true;
+            }
+          });
+          view.addEventListener("click", async (event) => {
+            if (event.target.id !== "preview") return;
+            const form = event.target.form;
+            const box = document.getElementById("edit-result");
+            const answer = await fetch("/v1/validate", { method: "POST", body: batchBody(form.dataset.service, form.elements.layer.value, "preview"),
+                                                         headers: authorized({ "Content-Type": "application/yaml" }) });
+            if (answer.status === 200) {
+              const result = (await answer.json()).results[0];
+              showChanges(box, result.changes);
+              form.querySelector("#apply").disabled = false;
+            } else {
+              say(box, await problem(answer), false);
+            }
+          });
+          view.addEventListener("submit", async (event) => {
+            const form = event.target;
+            if (form.id !== "edit" && form.id !== "rollback") return;
+            event.preventDefault();
+            const reason = form.elements.reason.value.trim();
+            const box = document.getElementById(form.id + "-result");
+            let answer;
+            if (form.id === "edit") {
+              answer = await fetch("/v1/batch", { method: "POST", body: batchBody(form.dataset.service, form.elements.layer.value, reason),
+                                                  headers: authorized({ "Content-Type": "application/yaml" }) });
+            } else {
+              answer = await fetch("/v1/config/" + encodeURIComponent(form.dataset.service) + "/rollback",
+                                   { method: "POST", body: JSON.stringify({ version: Number(form.elements.version.value) }),
+                                     headers: authorized({ "Content-Type": "application/json", "X-Confbus-Reason": reason }) });
+            }
+            if (answer.status === 200) {
+              const body = await answer.json();
+              const version = body.version || (body.results && body.results[0].document.version);
+              form.classList.remove("editing");
+              await refresh();
+              say(document.getElementById(form.id + "-result"), "Committed version " + version + ".", true);
+            } else {
+              say(box, await problem(answer), false);
+            }
+          });
           show();
           if (token() !== null) refresh();
           watch();

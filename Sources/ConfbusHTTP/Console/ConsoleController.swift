@@ -170,6 +170,11 @@ struct ConsoleController: Sendable {
             "document": config.serialized(.pretty), "instances": instances, "hasInstances": !instances.isEmpty, "history": history,
             "masked": masking != nil, "stale": !api.readiness.database,
         ]
+        // Write controls only for an admin (whom the API would let write anyway).
+        if reads.isAdmin {
+            values["editable"] = true
+            values["layer"] = (try await reads.reads.overrideLayer(service) ?? .object([:])).serialized(.pretty)
+        }
         if let divergence = (try? await reads.divergedServices())?[service] { values["diverged"] = ["reason": divergence.reason] }
         return (.ok, render("service", values))
     }

@@ -65,6 +65,27 @@ enum ConsoleTemplates {
         <h2>Document</h2>
         <pre class="document">{{document}}</pre>
         </section>
+        {{#editable}}
+        <section class="edit">
+        <h2>Override layer</h2>
+        <p class="meta">JSON or YAML. Preview validates it (<code>POST /v1/validate</code>) and shows the diff; Apply commits it as a
+        batch with your reason, audited as any write.</p>
+        <form id="edit" data-service="{{name}}">
+          <textarea name="layer" rows="10" spellcheck="false">{{layer}}</textarea>
+          <label>Reason <input name="reason" required placeholder="why"></label>
+          <button type="button" id="preview">Preview</button>
+          <button type="submit" id="apply" disabled>Apply</button>
+        </form>
+        <div id="edit-result" role="status"></div>
+        <h2>Roll back</h2>
+        <form id="rollback" data-service="{{name}}">
+          <label>To version <select name="version">{{#history}}<option value="{{version}}">v{{version}} · {{source}} · {{created}}</option>{{/history}}</select></label>
+          <label>Reason <input name="reason" required placeholder="why"></label>
+          <button type="submit">Roll back</button>
+        </form>
+        <div id="rollback-result" role="status"></div>
+        </section>
+        {{/editable}}
         <section>
         <h2>Instances</h2>
         {{^instances}}<p class="meta">none registered</p>{{/instances}}
