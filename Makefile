@@ -12,10 +12,12 @@ run: build
 	@scripts/with-services scripts/run-example
 
 ## The same bootstrapping, then every test (unit, the JSON-Schema-Test-Suite, integration), then the
-## multi-machine layout (FailoverTests: PostgreSQL primary and standby, several nodes and brokers) on
-## its own: its dozen processes beside every other suite's would only test this machine's two cores.
+## heavy ones on their own: the multi-machine layout (FailoverTests: PostgreSQL primary and standby,
+## several nodes and brokers) and the console in a headless Chromium (ConsoleBrowserTests). Beside
+## every other suite, their processes would only test this machine's two cores.
+ALONE := FailoverTests|ConsoleBrowserTests
 test:
-	@scripts/with-services bash -c '$(SWIFT) test -j $(SWIFT_JOBS) --skip FailoverTests && $(SWIFT) test -j $(SWIFT_JOBS) --filter FailoverTests'
+	@scripts/with-services bash -c '$(SWIFT) test -j $(SWIFT_JOBS) --skip "$(ALONE)" && $(SWIFT) test -j $(SWIFT_JOBS) --filter "$(ALONE)"'
 
 ## Speed and memory figures (release build).
 bench:

@@ -46,6 +46,8 @@ enum ConsoleAssets {
           const who = document.getElementById("who");
           const signOut = document.getElementById("sign-out");
           let filter = "";
+          // What the last write said, shown again after each refresh until the operator types again.
+          let notice = null;
           const token = () => sessionStorage.getItem(key);
           const show = () => {
             const signed = token() !== null;
@@ -74,6 +76,8 @@ enum ConsoleAssets {
               }
               view.innerHTML = await answer.text();
               applyFilter();
+              const box = notice && document.getElementById(notice.box);
+              if (box) say(box, notice.text, true);
             } catch (error) {
               // The server is away: keep what is shown; the next round tries again.
             }
@@ -155,6 +159,7 @@ enum ConsoleAssets {
           view.addEventListener("input", (event) => {
             const form = event.target.closest("form");
             if (form && (form.id === "edit" || form.id === "rollback")) {
+              notice = null;
               form.classList.add("editing");
               if (form.id === "edit" && event.target.name === "layer") form.querySelector("#apply").disabled = true;
             }
@@ -192,8 +197,8 @@ enum ConsoleAssets {
               const body = await answer.json();
               const version = body.version || (body.results && body.results[0].document.version);
               form.classList.remove("editing");
+              notice = { box: form.id + "-result", text: "Committed version " + version + "." };
               await refresh();
-              say(document.getElementById(form.id + "-result"), "Committed version " + version + ".", true);
             } else {
               say(box, await problem(answer), false);
             }
