@@ -17,7 +17,7 @@ run: build
 ## every other suite, their processes would only test this machine's two cores.
 ALONE := FailoverTests|ConsoleBrowserTests
 test:
-	@scripts/with-services bash -c '$(SWIFT) test -j $(SWIFT_JOBS) --skip "$(ALONE)" && $(SWIFT) test -j $(SWIFT_JOBS) --filter "$(ALONE)"'
+	@CONFBUS_SERVICES_FRESH=1 scripts/with-services bash -c '$(SWIFT) test -j $(SWIFT_JOBS) --skip "$(ALONE)" && $(SWIFT) test -j $(SWIFT_JOBS) --filter "$(ALONE)"'
 
 ## Speed and memory figures (release build).
 bench:

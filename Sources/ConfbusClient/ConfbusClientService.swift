@@ -480,6 +480,9 @@ actor Applier {
             pendingAck = (version, status, detail)
             return
         }
+        // An older decision still waiting for the connection is superseded by this one: sent after
+        // it (by the reconnect's flush), it would tell confbus the instance went back a version.
+        if let pending = pendingAck, pending.version <= version { pendingAck = nil }
         var body: [String: JSONValue] = ["version": .integer(version), "status": .string(status)]
         if let detail { body["detail"] = .string(detail) }
         do { try await client.publish(JSONValue.object(body).serializedBytes(), to: ackTopic, retain: false) } catch {
