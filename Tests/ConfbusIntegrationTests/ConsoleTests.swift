@@ -278,3 +278,47 @@ struct ConsoleBrowserTests {
         #expect(try await browser.evaluate("document.getElementById('who').textContent") == "signed in")
     }
 }
+
+extension ConsoleBrowserTests {
+    /// A rollout's page shows its steps, cohort and answers as they come, and an admin aborts it
+    /// there; the fleet links to it.
+    @Test(.timeLimit(.minutes(2)))
+    func aRolloutIsFollowedAndAbortedFromItsPage() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker)
+        defer { confbus.stop() }
+        let fleet = try await RolloutTests.fleet(confbus, broker: broker)
+        defer { Task { for instance in fleet { await instance.stop() } } }
+        let started = try await RolloutTests.start(confbus, #"{"override": {"database": {"pool_size": 40}}, "steps": [20, 100], "bake": "60s"}"#)
+        let id = try #require(started.json?["id"]?.stringValue, "\(started.text)")
+        let base = "http://127.0.0.1:\(confbus.httpPort)"
+        let browser = try await HeadlessBrowser()
+        defer { browser.close() }
+
+        try await browser.open("\(base)/ui/")
+        #expect(try await browser.evaluate("document.querySelector('a[href=\"/ui/rollouts/\(id)\"]') !== null") == true)
+        try await browser.open("\(base)/ui/rollouts/\(id)")
+        #expect(try await browser.evaluate("document.querySelectorAll('ol.steps li').length") == 2)
+        // The cohort of step 1 (20 % of ten) applies the candidate; the page follows without a reload.
+        try await Harness.eventually("the page shows the cohort's answers", timeout: .seconds(15)) {
+            try await browser.evaluate("document.getElementById('applied').textContent") == "2"
+        }
+        #expect(try await browser.evaluate("document.getElementById('rollout-action') === null") == true, "no controls before signing in")
+        _ = try await browser.evaluate("""
+            (() => { const f = document.getElementById('sign-in'); f.elements.token.value = '\(Confbus.adminToken)'; f.requestSubmit(); })()
+            """)
+        try await Harness.eventually("promote and abort appear for the admin") {
+            try await browser.evaluate("document.getElementById('rollout-action') !== null") == true
+        }
+        try await ConsoleBrowserTests.shoot(browser, "rollout")
+        _ = try await browser.evaluate("""
+            (() => { const f = document.getElementById('rollout-action'); f.elements.reason.value = 'not today';
+                     f.requestSubmit(f.querySelector('button[data-action="abort"]')); })()
+            """)
+        try await Harness.eventually("the rollout is rolled back, and the page says so") {
+            try await browser.evaluate("document.getElementById('rollout-phase').textContent") == "rolled_back"
+        }
+        let view = try await confbus.get("/v1/rollouts/\(id)").json
+        #expect(view?["state"] == "rolled_back" && view?["rollback_reason"]?.stringValue?.contains("not today") == true)
+    }
+}

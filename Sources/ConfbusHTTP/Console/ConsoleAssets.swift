@@ -33,6 +33,13 @@ enum ConsoleAssets {
         section.edit form { display: flex; flex-wrap: wrap; gap: .6rem; align-items: center; }
         section.edit form textarea { flex-basis: 100%; }
         .ok-note { color: var(--ok); }
+        ol.steps { display: flex; gap: .4rem; list-style: none; padding: 0; }
+        ol.steps li { padding: .2rem .6rem; border: 1px solid var(--line); border-radius: 3px; background: #fff; }
+        ol.steps li.done { background: #e8f5ec; }
+        ol.steps li.current { border-color: var(--fg); font-weight: 600; }
+        .state-rolled_back { color: var(--bad); }
+        .state-completed { color: var(--ok); }
+        tr.answer-rejected td { color: var(--bad); }
         """
 
     static let js = """
@@ -158,7 +165,7 @@ enum ConsoleAssets {
           };
           view.addEventListener("input", (event) => {
             const form = event.target.closest("form");
-            if (form && (form.id === "edit" || form.id === "rollback")) {
+            if (form && (form.id === "edit" || form.id === "rollback" || form.id === "rollout-action")) {
               notice = null;
               form.classList.add("editing");
               if (form.id === "edit" && event.target.name === "layer") form.querySelector("#apply").disabled = true;
@@ -180,6 +187,21 @@ enum ConsoleAssets {
           });
           view.addEventListener("submit", async (event) => {
             const form = event.target;
+            if (form.id === "rollout-action") {
+              event.preventDefault();
+              const action = event.submitter ? event.submitter.dataset.action : "abort";
+              const answer = await fetch("/v1/rollouts/" + encodeURIComponent(form.dataset.rollout) + "/" + action,
+                                         { method: "POST", headers: authorized({ "X-Confbus-Reason": form.elements.reason.value.trim() }) });
+              if (answer.status === 200) {
+                const body = await answer.json();
+                notice = { box: "rollout-action-result", text: "The rollout is " + body.state + "." };
+                form.classList.remove("editing");
+                await refresh();
+              } else {
+                say(document.getElementById("rollout-action-result"), await problem(answer), false);
+              }
+              return;
+            }
             if (form.id !== "edit" && form.id !== "rollback") return;
             event.preventDefault();
             const reason = form.elements.reason.value.trim();

@@ -13,18 +13,20 @@ import Mustache
 /// token, so the shell shows what an open reader may see, or asks for a token.
 struct ConsoleController: Sendable {
     let reads: ConfigReads
+    let rollouts: Rollouts
     let api: ReadController
     let policy: AccessPolicy
     let library: MustacheLibrary
 
-    init(reads: ConfigReads, api: ReadController, policy: AccessPolicy) {
+    init(reads: ConfigReads, rollouts: Rollouts, api: ReadController, policy: AccessPolicy) {
         self.reads = reads
+        self.rollouts = rollouts
         self.api = api
         self.policy = policy
         var library = MustacheLibrary()
         // The templates are constants of this module: one that does not parse is a build defect.
         for (name, text) in [("layout", ConsoleTemplates.layout), ("fleet", ConsoleTemplates.fleet), ("service", ConsoleTemplates.service),
-                             ("diff", ConsoleTemplates.diff), ("audit", ConsoleTemplates.audit)] {
+                             ("diff", ConsoleTemplates.diff), ("audit", ConsoleTemplates.audit), ("rollout", ConsoleTemplates.rollout)] {
             try! library.register(text, named: name)
         }
         self.library = library
@@ -58,6 +60,10 @@ struct ConsoleController: Sendable {
                 try await diff(of: service, from: from, to: to, $0)
             }
         }
+        group.get("/ui/rollouts/{id}") { request, context in
+            let id = try RolloutController.id(context)
+            return try await shell(request, title: "Rollout", fragment: "/ui/fragments/rollouts/\(id)") { try await rollout(id, $0) }
+        }
         group.get("/ui/audit") { request, _ in
             // The audit log is an admin's read, as `GET /v1/audit` is.
             let body: String
@@ -80,6 +86,10 @@ struct ConsoleController: Sendable {
 
     /// The fragments, behind `ReadAccessMiddleware` like every read of the API.
     func addReadRoutes(to group: RouterGroup<ConfbusRequestContext>) {
+        group.get("/ui/fragments/rollouts/{id}") { _, context in
+            let (status, body) = try await rollout(try RolloutController.id(context), VisibleReads(reads, for: context.caller))
+            return html(body, status: status)
+        }
         group.get("/ui/fragments/services/{service}/diff") { request, context in
             let (from, to) = try Self.versions(request)
             let (status, body) = try await diff(of: try context.requireService(), from: from, to: to, VisibleReads(reads, for: context.caller))
@@ -138,8 +148,8 @@ struct ConsoleController: Sendable {
                 row["errors"] = errors.map { ["message": $0["message"]?.stringValue ?? "", "location": $0["location"]?.stringValue as Any] }
             }
             if let rollout = entry["rollout"], let candidate = entry["candidate_version"]?.integralValue {
-                row["rollout"] = ["step": (rollout["step"]?.integralValue ?? 0) + 1, "steps": rollout["steps"]?.arrayValue?.count ?? 0,
-                                  "candidate": candidate]
+                row["rollout"] = ["id": rollout["id"]?.stringValue ?? "", "step": rollout["step"]?.integralValue ?? 0,
+                                  "steps": rollout["steps"]?.integralValue ?? 0, "candidate": candidate]
             }
             return row
         }
@@ -191,6 +201,33 @@ struct ConsoleController: Sendable {
              "old": change.old?.serialized(.pretty) ?? "", "new": change.new?.serialized(.pretty) ?? ""]
         }
         return (.ok, render("diff", ["name": service.rawValue, "from": from, "to": to, "changes": rows, "hasChanges": !rows.isEmpty]))
+    }
+
+    /// A rollout's progress, read like its service; promote and abort for an admin while it runs.
+    private func rollout(_ id: String, _ reads: VisibleReads) async throws -> (HTTPResponse.Status, String) {
+        guard let view = try await rollouts.rollout(id: id), reads.sees(view.record.machine.service) else {
+            return (.notFound, render("rollout", ["problem": "No rollout \(id) (or none this token may see)."]))
+        }
+        let json = RolloutController.json(view)
+        let m = view.record.machine
+        let phase = json["phase"]?.stringValue ?? ""
+        var values: [String: Any] = [
+            "id": m.id, "service": m.service.rawValue, "stable": m.stableVersion, "candidate": m.candidateVersion, "phase": phase,
+            "step": m.step + 1, "stepCount": m.policy.steps.count, "actor": view.record.actor, "started": Timestamp.format(view.record.startedAt),
+            "steps": m.policy.steps.enumerated().map { index, percent -> [String: Any] in
+                ["percent": percent, "current": index == m.step && !m.phase.isFinished, "done": index < m.step || m.phase.isFinished]
+            },
+            "applied": view.count(.applied), "rejected": view.count(.rejected), "pending": view.count(.pending),
+            "members": view.members.map { ["instance": $0.instance, "answer": $0.answer.rawValue, "detail": $0.detail ?? ""] },
+            "bake": json["bake"]?.stringValue ?? "", "ackTimeout": json["ack_timeout"]?.stringValue ?? "", "maxRejected": m.policy.maxRejected,
+            "operable": reads.isAdmin && !m.phase.isFinished,
+        ]
+        if let reason = view.record.reason { values["reason"] = reason }
+        if let reason = json["rollback_reason"]?.stringValue { values["rollbackReason"] = reason }
+        if let deadline = m.deadline, !m.phase.isFinished {
+            values["timeLeft"] = "\(max(0, Int(deadline.timeIntervalSinceNow.rounded(.up)))) s"
+        }
+        return (.ok, render("rollout", values))
     }
 
     private func audit() async throws -> String {

@@ -47,7 +47,7 @@ enum ConsoleTemplates {
           <td>{{instances}}</td>
           <td>{{lagging}}</td>
           <td><span class="state state-{{state}}">{{state}}</span>{{#errors}}<br><small>{{message}}{{#location}} ({{location}}){{/location}}</small>{{/errors}}</td>
-          <td>{{#rollout}}step {{step}} of {{steps}}: v{{candidate}}{{/rollout}}</td>
+          <td>{{#rollout}}<a href="/ui/rollouts/{{id}}">step {{step}} of {{steps}}: v{{candidate}}</a>{{/rollout}}</td>
         </tr>
         {{/services}}
         </tbody>
@@ -142,6 +142,29 @@ enum ConsoleTemplates {
         {{#entries}}<tr class="outcome-{{outcome}}"><td>{{at}}</td><td>{{actor}}</td><td>{{action}}</td><td>{{outcome}}</td><td>{{services}}</td><td>{{reason}}</td><td>{{detail}}</td></tr>{{/entries}}
         </tbody>
         </table>
+        {{/problem}}
+        """
+
+    static let rollout = """
+        {{#problem}}<p class="problem" role="alert">{{.}}</p>{{/problem}}
+        {{^problem}}
+        <h1>Rollout of <a href="/ui/services/{{service}}">{{service}}</a>: v{{stable}} → v{{candidate}}</h1>
+        <p class="meta"><span class="state state-{{phase}}" id="rollout-phase">{{phase}}</span> · step {{step}} of {{stepCount}} · started by {{actor}} at {{started}}{{#reason}} · {{reason}}{{/reason}}</p>
+        {{#rollbackReason}}<p class="problem">{{.}}</p>{{/rollbackReason}}
+        <ol class="steps">{{#steps}}<li class="{{#current}}current{{/current}}{{#done}}done{{/done}}">{{percent}} %</li>{{/steps}}</ol>
+        <p class="counts"><span id="applied">{{applied}}</span> applied · <span id="rejected">{{rejected}}</span> rejected · <span id="pending">{{pending}}</span> pending{{#timeLeft}} · {{.}} left in this phase{{/timeLeft}} · bake {{bake}}, ack timeout {{ackTimeout}}, at most {{maxRejected}} rejected</p>
+        <table>
+        <thead><tr><th>Cohort member</th><th>Answer</th><th>Detail</th></tr></thead>
+        <tbody>{{#members}}<tr class="answer-{{answer}}"><td>{{instance}}</td><td>{{answer}}</td><td>{{detail}}</td></tr>{{/members}}</tbody>
+        </table>
+        {{#operable}}
+        <form id="rollout-action" data-rollout="{{id}}">
+          <label>Reason <input name="reason" required placeholder="why"></label>
+          <button type="submit" data-action="promote">Promote</button>
+          <button type="submit" data-action="abort">Abort</button>
+        </form>
+        <div id="rollout-action-result" role="status"></div>
+        {{/operable}}
         {{/problem}}
         """
 }
