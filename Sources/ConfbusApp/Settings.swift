@@ -20,8 +20,7 @@ import SystemPackage
 /// Precedence: flags, then `CONFBUS_*` variables, then `<config_dir>/confbus.yaml`, then defaults.
 public struct Settings: Sendable {
     public var databaseURL: String
-    public var mqttURL: String
-    /// Every broker to publish to (`mqtt_urls`, CONTRACT.md §11); `[mqttURL]` unless set.
+    /// Every broker to publish to (`mqtt_urls`, CONTRACT.md §11); `[mqtt_url]` unless set.
     public var mqttURLs: [String]
     /// For `mqtts://`: the CAs to trust (PEM) instead of the system's.
     public var mqttCAFile: String?
@@ -103,8 +102,7 @@ public struct Settings: Sendable {
 
         databaseURL = text("database_url") ?? "postgres://confbus:confbus@127.0.0.1:5432/confbus"
         let brokers = list("mqtt_urls")
-        mqttURL = brokers.first ?? text("mqtt_url") ?? "mqtt://127.0.0.1:1883"
-        mqttURLs = brokers.isEmpty ? [mqttURL] : brokers
+        mqttURLs = brokers.isEmpty ? [text("mqtt_url") ?? "mqtt://127.0.0.1:1883"] : brokers
         guard Set(mqttURLs).count == mqttURLs.count else { throw Invalid(description: "mqtt_urls names a broker twice") }
         mqttCAFile = text("mqtt_ca_file")
         switch (text("tls_cert_file"), text("tls_key_file")) {

@@ -54,6 +54,11 @@ struct VisibleReads: Sendable {
         try await reads.divergedServices().filter { sees($0.key) }
     }
 
+    /// The override layer in force for the service's latest version (nil: none, or not seen).
+    func overrideLayer(_ service: ServiceName) async throws -> JSONValue? {
+        sees(service) ? try await reads.overrideLayer(service) : nil
+    }
+
     var invalidServices: [ServiceName: [ConfbusError]] { reads.invalidServices.filter { sees($0.key) } }
 
     func schema(_ service: ServiceName) async -> JSONValue? { sees(service) ? await reads.schema(service) : nil }

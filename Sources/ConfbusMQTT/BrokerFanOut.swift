@@ -23,18 +23,18 @@ public struct BrokerFanOut: UpdatePublisher, RolloutPublisher {
     }
 
     public func publishUpdate(_ version: StoredVersion) async throws {
-        let targets = try connected()
-        if targets.count == 1 { return try await targets[0].publishUpdate(version) }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for gateway in targets { group.addTask { try await gateway.publishUpdate(version) } }
-            try await group.waitForAll()
-        }
+        try await onEachConnected { try await $0.publishUpdate(version) }
     }
 
     public func publishRollout(_ service: ServiceName, payload: JSONValue?) async throws {
+        try await onEachConnected { try await $0.publishRollout(service, payload: payload) }
+    }
+
+    /// `publish` on every connected broker at once; done when all of them acknowledged.
+    private func onEachConnected(_ publish: @escaping @Sendable (MQTTGateway) async throws -> Void) async throws {
         let targets = try connected()
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for gateway in targets { group.addTask { try await gateway.publishRollout(service, payload: payload) } }
+            for gateway in targets { group.addTask { try await publish(gateway) } }
             try await group.waitForAll()
         }
     }

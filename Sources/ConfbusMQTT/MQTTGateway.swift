@@ -375,15 +375,10 @@ public final class MQTTGateway: Service, UpdatePublisher, RolloutPublisher {
                 logger.debug("reconcile could not repair a divergence; will retry", metadata: ["error.type": "\(type(of: error))"])
             }
         }
-        // What is still queued goes out anyway, and what the relay published while this looked (a
-        // fresh commit) is not missing: queued again, either would go out twice.
-        guard let queued = try? await outbox.queuedServices() else { return diverged.count }
-        let now = seenOnBroker.withLock { $0 }
-        let mismatched = differing.filter { version in
-            if queued.contains(version.service) { return false }
-            guard let held = now[version.service] else { return true }
-            return held.version != version.version || held.checksum != version.checksum
-        }
+        // What is still queued (or being sent) goes out anyway: queued again, it would go out twice.
+        // (One the relay finished sending while this looked is skipped by `publishUpdate`.)
+        guard !differing.isEmpty, let queued = try? await outbox.queuedServices() else { return diverged.count }
+        let mismatched = differing.filter { !queued.contains($0.service) }
         guard !mismatched.isEmpty else { return diverged.count }
         do {
             try await outbox.requeue(mismatched)

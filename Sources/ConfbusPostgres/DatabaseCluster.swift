@@ -19,12 +19,10 @@ public final class DatabaseCluster: Service, Sendable {
         let pool: Mutex<(client: PostgresClient, retire: AsyncStream<Void>.Continuation)>
         /// Probe rounds in a row it did not answer.
         let missedRounds = Mutex(0)
-        let logger: Logger
 
-        init(endpoint: String, configuration: PostgresClient.Configuration?, client: PostgresClient, logger: Logger) {
+        init(endpoint: String, configuration: PostgresClient.Configuration?, client: PostgresClient) {
             self.endpoint = endpoint
             self.configuration = configuration
-            self.logger = logger
             pool = Mutex((client, AsyncStream<Void>.makeStream().continuation))
         }
 
@@ -40,7 +38,7 @@ public final class DatabaseCluster: Service, Sendable {
         let configurations = try PostgresClient.Configuration.cluster(url: url)
         members = configurations.map {
             Member(endpoint: "\($0.host ?? "?"):\($0.port ?? 5432)", configuration: $0,
-                   client: PostgresClient(configuration: $0, backgroundLogger: logger), logger: logger)
+                   client: PostgresClient(configuration: $0, backgroundLogger: logger))
         }
         // One server is written through from the start, as before there were several; the first
         // probe confirms it (or finds it in recovery). With several, nothing until a probe chose.
@@ -51,7 +49,7 @@ public final class DatabaseCluster: Service, Sendable {
 
     /// One server that is the primary by definition (tests, tools); its pool is never replaced.
     public init(client: PostgresClient, endpoint: String = "database", logger: Logger) {
-        members = [Member(endpoint: endpoint, configuration: nil, client: client, logger: logger)]
+        members = [Member(endpoint: endpoint, configuration: nil, client: client)]
         choice = Mutex((PrimaryChoice(primary: 0), 0))
         self.logger = logger
     }
@@ -101,10 +99,6 @@ public final class DatabaseCluster: Service, Sendable {
     /// one is given up when it moves.
     public var generation: UInt64 { choice.withLock { $0.generation } }
 
-    public var primaryEndpoint: String? { choice.withLock { $0.0.primary }.map { members[$0].endpoint } }
-
-    public var newestTimeline: Int { choice.withLock { $0.0.newestTimeline } }
-
     /// Asks every server whether it is in recovery and on which timeline (each bounded by
     /// `timeout`), and chooses the primary. Throws when there is none to write through.
     public func probe(timeout: Duration) async throws(DatabaseUnavailable) {
@@ -116,10 +110,12 @@ public final class DatabaseCluster: Service, Sendable {
             for await (index, answer) in group { answers[index] = answer }
             return answers
         }
-        let (change, fenced, timeline) = choice.withLock { state in
+        let (change, newlyFenced, timeline) = choice.withLock { state in
+            let fencedBefore = state.0.fenced
             let change = state.0.observe(answers)
             if change != .none { state.generation += 1 }
-            return (change, state.0.fenced, state.0.newestTimeline)
+            // Said once when a server is first refused, not every second while it stays so.
+            return (change, state.0.fenced.filter { !fencedBefore.contains($0) }, state.0.newestTimeline)
         }
         // A server that missed two rounds in a row gets a new pool, once per outage: whatever waits
         // on the old one is failed now (503), not left to the pool's minute of retries. (One slow
@@ -138,7 +134,7 @@ public final class DatabaseCluster: Service, Sendable {
             logger.warning("no PostgreSQL primary to write through", metadata: ["db.answers": "\(describe(answers))"])
         case .none: break
         }
-        for member in fenced {
+        for member in newlyFenced {
             logger.error("refusing a PostgreSQL server out of recovery on an older timeline (a returning old primary)",
                          metadata: ["db.server": "\(members[member].endpoint)", "db.answer": "\(describe([answers[member]]))",
                                     "db.newest_timeline": "\(timeline)"])

@@ -183,7 +183,7 @@ struct ConsoleController: Sendable {
         // Write controls only for an admin (whom the API would let write anyway).
         if reads.isAdmin {
             values["editable"] = true
-            values["layer"] = (try await reads.reads.overrideLayer(service) ?? .object([:])).serialized(.pretty)
+            values["layer"] = (try await reads.overrideLayer(service) ?? .object([:])).serialized(.pretty)
         }
         if let divergence = (try? await reads.divergedServices())?[service] { values["diverged"] = ["reason": divergence.reason] }
         return (.ok, render("service", values))
