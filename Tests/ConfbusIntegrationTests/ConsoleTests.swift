@@ -129,7 +129,7 @@ struct ConsoleBrowserTests {
         let broker = try #require(TestServers.mqttURL)
         let (confbus, _) = try await Harness.startedConfbus(broker: broker)
         defer { confbus.stop() }
-        let base = "http://127.0.0.1:\(confbus.httpPort)"
+        let base = confbus.baseURL
         let browser = try await HeadlessBrowser()
         defer { browser.close() }
 
@@ -168,7 +168,7 @@ struct ConsoleBrowserTests {
         let broker = try #require(TestServers.mqttURL)
         let (confbus, _) = try await Harness.startedConfbus(broker: broker)
         defer { confbus.stop() }
-        let base = "http://127.0.0.1:\(confbus.httpPort)"
+        let base = confbus.baseURL
         let patched = try await confbus.request("PATCH", "/v1/config/report-worker/override",
                                                 headers: AdminTests.admin(["X-Confbus-Reason": "<script>window.pwned = 2</script>"]),
                                                 body: Data(#"{"output_bucket": "s3://reports/<img src=x onerror=\"window.pwned=1\">"}"#.utf8))
@@ -197,14 +197,12 @@ struct ConsoleBrowserTests {
         let broker = try #require(TestServers.mqttURL)
         let (confbus, _) = try await Harness.startedConfbus(broker: broker)
         defer { confbus.stop() }
-        let base = "http://127.0.0.1:\(confbus.httpPort)"
+        let base = confbus.baseURL
         let browser = try await HeadlessBrowser()
         defer { browser.close() }
         try await browser.open("\(base)/ui/services/report-worker")
         #expect(try await browser.evaluate("document.getElementById('edit') === null") == true)
-        _ = try await browser.evaluate("""
-            (() => { const f = document.getElementById('sign-in'); f.elements.token.value = '\(Confbus.adminToken)'; f.requestSubmit(); })()
-            """)
+        try await browser.signIn("\(Confbus.adminToken)")
         try await Harness.eventually("the edit form appears for the admin") { try await browser.evaluate("document.getElementById('edit') !== null") == true }
 
         // An invalid layer: the preview says why, Apply stays off.
@@ -265,11 +263,9 @@ struct ConsoleBrowserTests {
         defer { confbus.stop() }
         let browser = try await HeadlessBrowser()
         defer { browser.close() }
-        try await browser.open("http://127.0.0.1:\(confbus.httpPort)/ui/")
+        try await browser.open("\(confbus.baseURL)/ui/")
         #expect(try await browser.evaluate("document.querySelectorAll('tr[data-service]').length") == 0)
-        _ = try await browser.evaluate("""
-            (() => { const f = document.getElementById('sign-in'); f.elements.token.value = 'b-secret'; f.requestSubmit(); })()
-            """)
+        try await browser.signIn("b-secret")
         try await Harness.eventually("the fleet shows what the token may see") {
             try await browser.evaluate("[...document.querySelectorAll('tr[data-service]')].map(r => r.dataset.service)") == ["billing-api"]
         }
@@ -291,7 +287,7 @@ extension ConsoleBrowserTests {
         defer { Task { for instance in fleet { await instance.stop() } } }
         let started = try await RolloutTests.start(confbus, #"{"override": {"database": {"pool_size": 40}}, "steps": [20, 100], "bake": "60s"}"#)
         let id = try #require(started.json?["id"]?.stringValue, "\(started.text)")
-        let base = "http://127.0.0.1:\(confbus.httpPort)"
+        let base = confbus.baseURL
         let browser = try await HeadlessBrowser()
         defer { browser.close() }
 
@@ -304,9 +300,7 @@ extension ConsoleBrowserTests {
             try await browser.evaluate("document.getElementById('applied').textContent") == "2"
         }
         #expect(try await browser.evaluate("document.getElementById('rollout-action') === null") == true, "no controls before signing in")
-        _ = try await browser.evaluate("""
-            (() => { const f = document.getElementById('sign-in'); f.elements.token.value = '\(Confbus.adminToken)'; f.requestSubmit(); })()
-            """)
+        try await browser.signIn("\(Confbus.adminToken)")
         try await Harness.eventually("promote and abort appear for the admin") {
             try await browser.evaluate("document.getElementById('rollout-action') !== null") == true
         }

@@ -346,6 +346,9 @@ final class Confbus: @unchecked Sendable {
     }
 
     func topic(_ kind: String, _ rest: String) -> String { "\(prefix)/\(kind)/\(rest)" }
+
+    /// `http://127.0.0.1:<port>`, for a browser.
+    var baseURL: String { "http://127.0.0.1:\(httpPort)" }
 }
 
 /// A real MQTT client that records what it receives.

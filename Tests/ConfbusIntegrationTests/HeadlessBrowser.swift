@@ -102,6 +102,14 @@ final class HeadlessBrowser: @unchecked Sendable {
         return result["result"]?["value"] ?? .null
     }
 
+    /// Signs in to the console with `token`, as an operator does: the header's form, submitted.
+    func signIn(_ token: String) async throws {
+        _ = try await evaluate("""
+            (() => { const f = document.getElementById('sign-in'); f.elements.token.value = \(JSONValue.string(token).serialized());
+                     f.requestSubmit(); })()
+            """)
+    }
+
     /// A PNG of the page as laid out at 1280 px.
     func screenshot(to file: URL) async throws {
         let shot = try await send("Page.captureScreenshot", ["format": "png", "captureBeyondViewport": true], inSession: true)
