@@ -33,6 +33,33 @@ struct AgentTests {
         var text: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
     }
 
+    /// `--mqtt-url a,b`: with the first broker down, the agent moves to the second and registers and
+    /// says `online` there (CONTRACT.md §11), while the file still follows the server.
+    @Test(.timeLimit(.minutes(1)))
+    func theAgentMovesToTheNextBrokerOfItsList() async throws {
+        let dead = try Broker()  // never started: nothing listens on its port
+        let live = try Broker()
+        try await live.start()
+        defer { live.stop() }
+        let confbus = try Confbus(configDir: try Harness.copyOfExampleTree(), databaseURL: try await Harness.createDatabase(), mqttURL: live.url)
+        try await confbus.start()
+        defer { confbus.stop() }
+        let dir = try Harness.temporaryDirectory("agent")
+        let output = dir.appendingPathComponent("app.env")
+        let probe = try await MQTTProbe(url: live.url)
+        defer { Task { await probe.shutdown() } }
+        let health = confbus.topic("health", "billing-api/agent-two")
+        try probe.subscribe(health)
+        try probe.subscribe(confbus.topic("register", "billing-api"))
+        let agent = try AgentProcess(["--service", "billing-api", "--instance", "agent-two", "--output", output.path, "--format", "env",
+                                      "--url", confbus.baseURL, "--mqtt-url", "\(dead.url),\(live.url)", "--topic-prefix", confbus.prefix,
+                                      "--token", Confbus.adminToken, "--cache-dir", dir.appendingPathComponent("cache").path], in: dir)
+        defer { kill(agent.process.processIdentifier, SIGKILL) }
+        try await Harness.eventually("the file holds version 1") { Self.read(output).contains("DATABASE_POOL_SIZE=10\n") }
+        _ = try await probe.waitFor(health, timeout: .seconds(20)) { $0.json?["status"] == "online" }
+        #expect(probe.messages(on: confbus.topic("register", "billing-api")).contains { $0.json?["instance"] == "agent-two" })
+    }
+
     static func read(_ path: URL) -> String { (try? String(contentsOf: path, encoding: .utf8)) ?? "" }
 
     @Test(.timeLimit(.minutes(2)))
