@@ -4,7 +4,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 SWIFT_JOBS ?= $(shell nproc)
 
-.PHONY: run test bench build release services stop clean
+.PHONY: run test bench build release services stop clean screenshots
 
 ## Install what is missing, start PostgreSQL and mosquitto on loopback, build, and run confbus
 ## on the example tree in config/.
@@ -23,6 +23,10 @@ test:
 bench:
 	@scripts/bootstrap
 	@scripts/bench
+
+## The console's screenshots in docs/console/, taken by its browser tests in a headless Chromium.
+screenshots:
+	@CONFBUS_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console scripts/with-services $(SWIFT) test -j $(SWIFT_JOBS) --filter ConsoleBrowserTests
 
 build:
 	@scripts/bootstrap

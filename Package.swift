@@ -144,6 +144,7 @@ let package = Package(
         .testTarget(name: "ConfbusIntegrationTests", dependencies: [
             "ConfbusCore", "ConfbusEngine", "ConfbusYAML", "ConfbusMQTT", "ConfbusMosquitto", "ConfbusPostgres", "ConfbusTestSupport", "ConfbusClient",
             .product(name: "Configuration", package: "swift-configuration"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),

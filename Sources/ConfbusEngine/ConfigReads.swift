@@ -30,6 +30,9 @@ public struct ConfigReads: Sendable {
 
     public var waiterCount: Int { cache.waiterCount }
 
+    /// What changes on this node, as it happens (versions, instance reports, rollouts).
+    public var changes: ChangeFeed { cache.changes }
+
     /// A version by number: from memory when it is the latest, else from the store.
     public func version(_ service: ServiceName, _ number: Int) async throws -> StoredVersion? {
         if let latest = cache.latest(service), latest.version == number { return latest }
@@ -68,7 +71,11 @@ public struct ConfigReads: Sendable {
 
     public func redaction(_ service: ServiceName) async -> Redaction { await definitions.redaction(service) }
 
-    /// The store's latest version of every service (reconcile compares the broker with these).
+    /// Which layer and source set each value of a version (`VersionStore.layers(of:version:)`).
+    public func layers(_ service: ServiceName, version: Int) async throws -> JSONValue? {
+        try await store.layers(of: service, version: version)
+    }
+
     /// The override layer in force for the service's latest version (nil: none).
     public func overrideLayer(_ service: ServiceName) async throws -> JSONValue? {
         guard let latest = cache.latest(service) else { return nil }

@@ -27,7 +27,7 @@ public struct Distributor: Sendable {
         self.overrides = OverrideEditing(pipeline: pipeline, definitions: definitions, store: store)
         self.batches = BatchUpdates(pipeline: pipeline, definitions: definitions, store: store)
         self.archive = Archive(pipeline: pipeline, definitions: definitions, store: store)
-        let board = RolloutBoard()
+        let board = RolloutBoard(changes: cache.changes)
         self.instances = InstanceReports(store: store, cache: cache, definitions: definitions, reload: reloader,
                                          maxPayloadBytes: options.maxPayloadBytes, board: board)
         self.rollouts = Rollouts(pipeline: pipeline, overrides: overrides, store: store, board: board, instanceTTL: instanceTTL,

@@ -99,11 +99,13 @@ public struct InstanceReports: Sendable {
     }
 
     /// Runs a store write for an instance message; a failure is the refusal `store_unavailable`.
+    /// A stored one is told to the node's live readers.
     private func storing(_ service: ServiceName, _ what: String, _ write: () async throws -> Void) async throws(ConfbusError) {
         do {
             try await write()
         } catch {
             throw ConfbusError(code: .storeUnavailable, service: service.rawValue, message: "\(what) could not be stored; retry")
         }
+        cache.changes.publish(.init(.instance, service))
     }
 }

@@ -26,8 +26,10 @@ public final class LiveCache: Sendable {
     private static let sweepInterval: Duration = .milliseconds(100)
 
     private let state = Mutex(State())
+    /// Told of every version the cache takes, and shared with the rest of the node (`ChangeFeed`).
+    public let changes: ChangeFeed
 
-    public init() {}
+    public init(changes: ChangeFeed = ChangeFeed()) { self.changes = changes }
 
     public func latest(_ service: ServiceName) -> StoredVersion? {
         state.withLock { $0.latest[service] }
@@ -54,6 +56,7 @@ public final class LiveCache: Sendable {
         }
         guard let woken else { return false }
         for continuation in woken { continuation.resume(returning: version) }
+        changes.publish(.init(.version, version.service))
         return true
     }
 

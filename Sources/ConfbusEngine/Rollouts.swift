@@ -89,8 +89,10 @@ public final class RolloutBoard: Sendable {
     private let entries = Mutex<[ServiceName: Entry]>([:])
     /// Services whose rollout this node saw end since the driver last asked (their deferred file changes are due).
     private let ended = Mutex<Set<ServiceName>>([])
+    /// Told when a rollout starts, moves (a new revision) or ends.
+    let changes: ChangeFeed
 
-    public init() {}
+    public init(changes: ChangeFeed = ChangeFeed()) { self.changes = changes }
 
     public func running(_ service: ServiceName) -> Entry? { entries.withLock { $0[service] } }
 
@@ -107,15 +109,25 @@ public final class RolloutBoard: Sendable {
     /// The newest version an instance of the service may run: the candidate while a rollout runs.
     public func candidateVersion(_ service: ServiceName) -> Int? { running(service)?.candidate.version }
 
-    func set(_ entry: Entry) { entries.withLock { $0[entry.record.machine.service] = entry } }
+    func set(_ entry: Entry) {
+        let service = entry.record.machine.service
+        let previous = entries.withLock { $0.updateValue(entry, forKey: service) }
+        if previous?.record.revision != entry.record.revision { changes.publish(.init(.rollout, service)) }
+    }
 
     func remove(_ service: ServiceName) {
-        if entries.withLock({ $0.removeValue(forKey: service) }) != nil { _ = ended.withLock { $0.insert(service) } }
+        if entries.withLock({ $0.removeValue(forKey: service) }) != nil {
+            _ = ended.withLock { $0.insert(service) }
+            changes.publish(.init(.rollout, service))
+        }
     }
 
     func replace(_ all: [ServiceName: Entry]) {
-        let gone = entries.withLock { held in defer { held = all }; return Set(held.keys).subtracting(all.keys) }
+        let held = entries.withLock { held in defer { held = all }; return held }
+        let gone = Set(held.keys).subtracting(all.keys)
         if !gone.isEmpty { ended.withLock { $0.formUnion(gone) } }
+        for service in gone { changes.publish(.init(.rollout, service)) }
+        for (service, entry) in all where held[service]?.record.revision != entry.record.revision { changes.publish(.init(.rollout, service)) }
     }
 
     func takeEnded() -> Set<ServiceName> { ended.withLock { s in defer { s = [] }; return s } }

@@ -355,6 +355,9 @@ public protocol VersionStore: Sendable {
     func overrideLayers() async throws -> [ServiceName: JSONValue]
     /// The override layer that was in force for a version.
     func overrideLayer(of service: ServiceName, version: Int) async throws -> JSONValue?
+    /// Which layer and source set each value of a version, as it was committed: an object of JSON
+    /// pointers to `{"layer", "source", "line"?, "column"?}`; nil for a version stored without them.
+    func layers(of service: ServiceName, version: Int) async throws -> JSONValue?
     /// The stored answer to an earlier request with this idempotency key.
     func idempotentAnswer(_ key: String) async throws -> (requestHash: String, answer: String)?
 }

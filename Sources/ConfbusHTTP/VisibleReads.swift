@@ -55,6 +55,10 @@ struct VisibleReads: Sendable {
     }
 
     /// The override layer in force for the service's latest version (nil: none, or not seen).
+    func layers(_ service: ServiceName, version: Int) async throws -> JSONValue? {
+        sees(service) ? try await reads.layers(service, version: version) : nil
+    }
+
     func overrideLayer(_ service: ServiceName) async throws -> JSONValue? {
         sees(service) ? try await reads.overrideLayer(service) : nil
     }

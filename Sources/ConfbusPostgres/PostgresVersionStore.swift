@@ -335,6 +335,17 @@ public struct PostgresVersionStore: VersionStore {
         return layer
     }
 
+    public func layers(of service: ServiceName, version: Int) async throws -> JSONValue? {
+        var layers: JSONValue?
+        for try await text in try await client.query(
+            "SELECT NULLIF(layers, '') FROM config_versions WHERE service = \(service.rawValue) AND version = \(version)", logger: logger
+        ).decode(String?.self) {
+            // Pointers and file names only, never values: stored as plain JSON, not sealed.
+            layers = try text.map { try JSONParser().parse($0) }
+        }
+        return layers
+    }
+
     public func latestVersions() async throws -> [StoredVersion] {
         try await versions("""
             SELECT \(unescaped: Self.qualifiedColumns) FROM config_versions v

@@ -28,6 +28,7 @@ public enum ConfbusStoreContract {
     public static let checks: [Check] = [
         Check(name: "versions are numbered 1, 2, 3 per service; history is newest first", run: numbering),
         Check(name: "a config equal to the latest makes no version but stores its layer", run: unchanged),
+        Check(name: "a version keeps the provenance of its values", run: provenance),
         Check(name: "the plan sees what the store holds, in the order asked", run: bases),
         Check(name: "a plan that throws stores nothing and its error arrives as itself", run: throwingPlan),
         Check(name: "a plan may leave services out; changes are matched by service", run: partialPlan),
@@ -103,6 +104,22 @@ public enum ConfbusStoreContract {
             try expect(try await store.overrideLayer(of: a, version: 1) == nil, "version 1 had none")
             try await put(store, a, ["n": 3], layer: .object([:]))
             try expect(try await store.overrideLayers()[a] == nil, "an empty layer clears it")
+        }
+    }
+
+    static func provenance(_ factory: @escaping Factory) async throws {
+        try await factory { store in
+            let a = name("alpha")
+            let layers: JSONValue = ["/n": ["layer": "defaults", "source": "alpha/defaults.yaml", "line": 1, "column": 4],
+                                     "/m": ["layer": "override", "source": "ops override"]]
+            let version = NewVersion(service: a, config: ["n": 1, "m": 2], source: .override, author: "contract", reason: nil, environment: "test",
+                                     layers: layers)
+            try await store.commit(CommitRequest(services: [a], audit: audit(services: [a])) { _ in [PlannedChange(version: version, overrideLayer: ["m": 2])] })
+            try await put(store, a, ["n": 2])
+            try expect(try await store.layers(of: a, version: 1) == layers, "version 1 keeps its layers")
+            let second = try await store.layers(of: a, version: 2)
+            try expect(second == nil, "a version committed without them has none, not \(String(describing: second))")
+            try expect(try await store.layers(of: a, version: 3) == nil, "no version 3")
         }
     }
 

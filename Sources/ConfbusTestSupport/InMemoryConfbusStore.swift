@@ -18,6 +18,7 @@ public actor InMemoryConfbusStore: ConfbusStore {
     private struct VersionRow {
         var stored: StoredVersion
         var overrideLayer: JSONValue?
+        var layers: JSONValue?
     }
 
     private struct Lease {
@@ -103,7 +104,8 @@ public actor InMemoryConfbusStore: ConfbusStore {
             next.services[service] = row
             // An operator's write ends a divergence's notice; the files' and a repair's do not.
             if new.source != .files { next.diverged[service] = nil }
-            next.versions[service, default: []].append(VersionRow(stored: stored, overrideLayer: row.overrideLayer))
+            next.versions[service, default: []].append(VersionRow(stored: stored, overrideLayer: row.overrideLayer,
+                                                                  layers: new.layers.isNull ? JSONValue?.none : new.layers))
             outcomes.append(.committed(stored))
         }
         var record = request.audit
@@ -171,6 +173,11 @@ public actor InMemoryConfbusStore: ConfbusStore {
     public func overrideLayer(of service: ServiceName, version: Int) async throws -> JSONValue? {
         try available()
         return row(service, version)?.overrideLayer
+    }
+
+    public func layers(of service: ServiceName, version: Int) async throws -> JSONValue? {
+        try available()
+        return row(service, version)?.layers
     }
 
     public func idempotentAnswer(_ key: String) async throws -> (requestHash: String, answer: String)? {
@@ -253,7 +260,7 @@ public actor InMemoryConfbusStore: ConfbusStore {
         row.latest = repaired
         row.released = repaired
         state.services[service] = row
-        state.versions[service, default: []].append(VersionRow(stored: stored, overrideLayer: released.overrideLayer))
+        state.versions[service, default: []].append(VersionRow(stored: stored, overrideLayer: released.overrideLayer, layers: released.layers))
         state.outbox[service, default: [:]][repaired] = Date()
         state.diverged[service] = divergence
         state.audit.append(AuditRecord(actor: "confbus", requestID: "repair-\(service)-\(repaired)", action: "repair", outcome: "accepted",

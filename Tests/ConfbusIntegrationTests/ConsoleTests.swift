@@ -93,7 +93,7 @@ struct ConsoleTests {
         try #require(patched.status == 200, "\(patched.text)")
 
         let page = try await confbus.get("/ui/services/billing-api")
-        #expect(page.text.contains(#"data-watch="/v1/config/billing-api""#))
+        #expect(page.text.contains(#"<h1 data-follow="billing-api">"#))
         #expect(page.text.contains(#"<a href="/ui/services/billing-api/diff?from=1&amp;to=2">diff</a>"#))
         let diff = try await confbus.get("/ui/services/billing-api/diff?from=1&to=2")
         #expect(diff.status == 200)
@@ -108,6 +108,38 @@ struct ConsoleTests {
         #expect(try await confbus.get("/ui/fragments/audit").status == 401)
         let audit = try await confbus.get("/ui/fragments/audit", headers: AdminTests.admin())
         #expect(audit.status == 200 && audit.text.contains("bigger pool") && audit.text.contains("<td>ops</td>"))
+    }
+}
+
+/// Each value of a service page with the layer and source that set it, as the version was committed.
+extension ConsoleTests {
+    @Test(.timeLimit(.minutes(1)))
+    func eachValueShowsItsLayerAndSource() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let (confbus, _) = try await Harness.startedConfbus(broker: broker,
+                                                             environment: ["CONFBUS_OVERRIDE__BILLING_API__DATABASE__POOL_SIZE": "50"])
+        defer { confbus.stop() }
+        let patched = try await confbus.request("PATCH", "/v1/config/billing-api/override", headers: AdminTests.admin(["X-Confbus-Reason": "port"]),
+                                                body: Data(#"{"http": {"port": 9091}}"#.utf8))
+        try #require(patched.status == 200, "\(patched.text)")
+        let page = try await confbus.get("/ui/fragments/services/billing-api")
+        try #require(page.status == 200)
+        func row(_ pointer: String) -> String {
+            guard let start = page.text.range(of: #"<tr data-pointer="\#(pointer)">"#),
+                  let end = page.text.range(of: "</tr>", range: start.upperBound..<page.text.endIndex) else { return "" }
+            return String(page.text[start.upperBound..<end.lowerBound])
+        }
+        #expect(row("/database/host").contains(#"<span class="layer layer-defaults">defaults</span></td><td>services/billing-api/defaults.yaml:2:3</td>"#),
+                "\(row("/database/host"))")
+        #expect(row("/log_level").contains(#"layer-environment">environment</span></td><td>services/billing-api/development.yaml:4:1</td>"#),
+                "\(row("/log_level"))")
+        #expect(row("/database/pool_size").contains("<code>50</code>")
+                && row("/database/pool_size").contains(#"layer-variable">variable</span></td><td>CONFBUS_OVERRIDE__BILLING_API__DATABASE__POOL_SIZE</td>"#),
+                "\(row("/database/pool_size"))")
+        #expect(row("/http/port").contains("<code>9091</code>") && row("/http/port").contains(#"layer-override">override</span>"#), "\(row("/http/port"))")
+        // A secret's row is there, its value masked for this open reader.
+        #expect(row("/database/password").contains(#"<code>&quot;***&quot;</code>"#), "\(row("/database/password"))")
+        #expect(!page.text.contains("dev-password-not-secret"))
     }
 }
 
@@ -147,6 +179,10 @@ struct ConsoleBrowserTests {
         _ = try await browser.evaluate("window.stillTheSamePage = true")
         #expect(try await browser.evaluate("document.querySelector('pre.document').textContent.includes('\"concurrency\": ')") == true)
         #expect(try await browser.evaluate("document.querySelector('pre.document').textContent.includes('\"concurrency\": 7')") == false)
+        try await Harness.eventually("the page follows the server's event stream") {
+            try await browser.evaluate("document.getElementById('view').dataset.live === 'true'") == true
+        }
+        #expect(try await browser.evaluate("document.querySelector('tr[data-pointer=\"/concurrency\"] .layer').textContent") == "environment")
         try await Self.shoot(browser, "service")
         let patched = try await confbus.request("PATCH", "/v1/config/report-worker/override", headers: AdminTests.admin(),
                                                 body: Data(#"{"concurrency": 7}"#.utf8))
@@ -154,6 +190,7 @@ struct ConsoleBrowserTests {
         try await Harness.eventually("the open page shows version 2", timeout: .seconds(10)) {
             try await browser.evaluate("document.querySelector('pre.document').textContent.includes('\"concurrency\": 7')") == true
         }
+        #expect(try await browser.evaluate("document.querySelector('tr[data-pointer=\"/concurrency\"] .layer').textContent") == "override")
         #expect(try await browser.evaluate("window.stillTheSamePage === true") == true)
 
         try await browser.open("\(base)/ui/services/report-worker/diff?from=1&to=2")

@@ -40,6 +40,21 @@ enum ConsoleAssets {
         .state-rolled_back { color: var(--bad); }
         .state-completed { color: var(--ok); }
         tr.answer-rejected td { color: var(--bad); }
+        .layer { padding: 0 .4rem; border-radius: 3px; background: #eef1f4; white-space: nowrap; }
+        .layer-override { background: #fff1cc; }
+        .layer-environment, .layer-variable { background: #e3edff; }
+        .layer-schema-default { color: var(--muted); }
+        table.values td:nth-child(2) code { word-break: break-all; }
+        details summary { cursor: pointer; color: var(--muted); margin: .5rem 0; }
+        a:focus-visible, button:focus-visible, input:focus-visible, select:focus-visible, textarea:focus-visible, summary:focus-visible {
+          outline: 2px solid #2d6cdf; outline-offset: 2px; }
+        @media (max-width: 48rem) {
+          header { flex-wrap: wrap; gap: .5rem; padding: .5rem .7rem; }
+          .sign-in { margin-left: 0; width: 100%; flex-wrap: wrap; }
+          main { padding: .6rem .7rem; }
+          table { display: block; overflow-x: auto; }
+          form.versions, section.edit form { flex-direction: column; align-items: stretch; }
+        }
         """
 
     static let js = """
@@ -99,30 +114,58 @@ enum ConsoleAssets {
             form.elements.token.value = "";
             show();
             refresh();
+            restartStream();
           });
-          signOut.addEventListener("click", () => { sessionStorage.removeItem(key); show(); refresh(); });
-          // A service page long-polls its document as a service would (`?wait=&after=`) and is
-          // fetched again the moment a version lands; every page is also fetched again every few
-          // seconds, for acks, health and rollouts.
-          const watch = async () => {
-            let after = 0;
-            while (view.dataset.watch) {
-              const headers = {};
-              if (token() !== null) headers["Authorization"] = "Bearer " + token();
+          signOut.addEventListener("click", () => { sessionStorage.removeItem(key); show(); refresh(); restartStream(); });
+          // Live: the server's event stream (`GET /v1/events`, read with fetch so that the token
+          // travels in a header, which EventSource cannot do) names each service that changed — a
+          // version, an instance's ack or health, a rollout's step — and the page is fetched again
+          // when it shows that service. Without the stream, and while a rollout's clock runs, the
+          // page is fetched every 5 s; otherwise every 30 s as a safety net.
+          let live = false;
+          let stream = null;
+          let pending = null;
+          const soon = () => {
+            if (pending === null) pending = setTimeout(() => { pending = null; refresh(); }, 150);
+          };
+          const follows = (service) => {
+            const marker = view.querySelector("[data-follow]");
+            return marker !== null && (marker.dataset.follow === "*" || marker.dataset.follow === service);
+          };
+          const listen = async () => {
+            for (;;) {
+              stream = new AbortController();
               try {
-                const answer = await fetch(view.dataset.watch + "?wait=30&after=" + after, { headers, cache: "no-store" });
-                if (answer.status === 200) {
-                  const version = (await answer.json()).version;
-                  if (after !== 0 && version !== after) await refresh();
-                  after = version;
-                } else if (answer.status !== 304) {
-                  await new Promise((done) => setTimeout(done, 5000));
+                const headers = { Accept: "text/event-stream" };
+                if (token() !== null) headers["Authorization"] = "Bearer " + token();
+                const answer = await fetch("/v1/events", { headers, cache: "no-store", signal: stream.signal });
+                if (answer.status !== 200 || !answer.body) throw new Error("HTTP " + answer.status);
+                live = true;
+                view.dataset.live = "true";
+                const reader = answer.body.pipeThrough(new TextDecoderStream()).getReader();
+                let buffer = "";
+                for (;;) {
+                  const { value, done } = await reader.read();
+                  if (done) break;
+                  buffer += value;
+                  let end;
+                  while ((end = buffer.indexOf("\\n\\n")) >= 0) {
+                    const data = buffer.slice(0, end).split("\\n").filter((line) => line.startsWith("data:")).map((line) => line.slice(5)).join("");
+                    buffer = buffer.slice(end + 2);
+                    if (data === "") continue;
+                    try { if (follows(JSON.parse(data).service)) soon(); } catch (error) { /* not ours */ }
+                  }
                 }
               } catch (error) {
-                await new Promise((done) => setTimeout(done, 5000));
+                // Away, refused or signed out: the next attempt reads with the token held then.
               }
+              live = false;
+              delete view.dataset.live;
+              soon();
+              await new Promise((done) => setTimeout(done, 2000));
             }
           };
+          const restartStream = () => { if (stream !== null) stream.abort(); };
           // Edits: the layer (JSON or YAML) goes inside a YAML batch body, validated first.
           const authorized = (extra) => {
             const headers = Object.assign({}, extra);
@@ -227,8 +270,9 @@ enum ConsoleAssets {
           });
           show();
           if (token() !== null) refresh();
-          watch();
-          setInterval(refresh, 5000);
+          listen();
+          setInterval(() => { if (!live || view.querySelector("[data-tick]") !== null) refresh(); }, 5000);
+          setInterval(refresh, 30000);
         })();
         """
 }

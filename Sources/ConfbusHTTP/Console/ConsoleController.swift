@@ -47,9 +47,7 @@ struct ConsoleController: Sendable {
         group.get("/ui/") { request, _ in try await shell(request, title: "Fleet", fragment: "/ui/fragments/fleet") { try await fleet($0) } }
         group.get("/ui/services/{service}") { request, context in
             let service = try Self.service(context)
-            // The script long-polls the document (as a service would) and fetches the page again when it moves.
-            return try await shell(request, title: service.rawValue, fragment: "/ui/fragments/services/\(service)",
-                                   watch: "/v1/config/\(service)") {
+            return try await shell(request, title: service.rawValue, fragment: "/ui/fragments/services/\(service)") {
                 try await page(of: service, $0)
             }
         }
@@ -120,7 +118,7 @@ struct ConsoleController: Sendable {
     // MARK: Rendering
 
     /// The layout around a fragment rendered for the request's reader (open reads, or none).
-    private func shell(_ request: Request, title: String, fragment: String, watch: String? = nil,
+    private func shell(_ request: Request, title: String, fragment: String,
                        _ fragmentFor: (VisibleReads) async throws -> (HTTPResponse.Status, String)) async throws -> Response {
         let (status, body): (HTTPResponse.Status, String)
         do {
@@ -128,9 +126,7 @@ struct ConsoleController: Sendable {
         } catch let problem as Problem where problem.status == .unauthorized {
             (status, body) = (.ok, render("fleet", ["problem": "Sign in with a read or admin token to see what this console shows."]))
         }
-        var values: [String: Any] = ["title": title, "fragment": fragment, "body": body]
-        if let watch { values["watch"] = watch }
-        return html(render("layout", values), status: status)
+        return html(render("layout", ["title": title, "fragment": fragment, "body": body]), status: status)
     }
 
     private func fleet(_ reads: VisibleReads) async throws -> (HTTPResponse.Status, String) {
@@ -176,7 +172,7 @@ struct ConsoleController: Sendable {
              "created": Timestamp.format(version.createdAt), "short": String(version.checksum.prefix(19))]
         }
         var values: [String: Any] = [
-            "name": service.rawValue, "version": latest.version, "checksum": latest.checksum, "updated": Timestamp.format(latest.createdAt),
+            "values": try await provenance(of: latest, shown: config, reads), "name": service.rawValue, "version": latest.version, "checksum": latest.checksum, "updated": Timestamp.format(latest.createdAt),
             "document": config.serialized(.pretty), "instances": instances, "hasInstances": !instances.isEmpty, "history": history,
             "masked": masking != nil, "stale": !api.readiness.database,
         ]
@@ -187,6 +183,31 @@ struct ConsoleController: Sendable {
         }
         if let divergence = (try? await reads.divergedServices())?[service] { values["diverged"] = ["reason": divergence.reason] }
         return (.ok, render("service", values))
+    }
+
+    /// Each leaf of the shown (masked) document with the layer and source that set it, as the
+    /// version was committed; a version stored without them (imported) shows its values alone.
+    private func provenance(of version: StoredVersion, shown config: JSONValue, _ reads: VisibleReads) async throws -> [[String: Any]] {
+        let layers = try await reads.layers(version.service, version: version.version)?.objectValue ?? [:]
+        return config.leaves().map { pointer, value in
+            var row: [String: Any] = ["pointer": pointer.description, "value": value.serialized(.canonical)]
+            if case .object(let origin)? = layers[pointer.description] {
+                let layer = origin["layer"]?.stringValue ?? ""
+                row["layer"] = layer
+                row["kind"] = layer.replacingOccurrences(of: " ", with: "-")
+                var source = Self.relative(origin["source"]?.stringValue ?? "", service: version.service)
+                if let line = origin["line"]?.integralValue, let column = origin["column"]?.integralValue { source += ":\(line):\(column)" }
+                row["source"] = source
+            }
+            return row
+        }
+    }
+
+    /// A file as the tree names it (`services/<service>/defaults.yaml`): the version stores the
+    /// committing node's absolute path, which says nothing to an operator of another node.
+    static func relative(_ source: String, service: ServiceName) -> String {
+        guard source.hasPrefix("/"), let range = source.range(of: "/services/\(service)/", options: .backwards) else { return source }
+        return String(source[source.index(after: range.lowerBound)...])
     }
 
     private func diff(of service: ServiceName, from: Int, to: Int, _ reads: VisibleReads) async throws -> (HTTPResponse.Status, String) {

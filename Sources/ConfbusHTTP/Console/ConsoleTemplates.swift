@@ -23,7 +23,7 @@ enum ConsoleTemplates {
             <button type="button" id="sign-out" hidden>Sign out</button>
           </form>
         </header>
-        <main id="view" data-fragment="{{fragment}}"{{#watch}} data-watch="{{watch}}"{{/watch}}>
+        <main id="view" data-fragment="{{fragment}}">
         {{{body}}}
         </main>
         </body>
@@ -33,7 +33,7 @@ enum ConsoleTemplates {
     static let fleet = """
         {{#problem}}<p class="problem" role="alert">{{.}}</p>{{/problem}}
         {{^problem}}
-        <h1>Fleet</h1>
+        <h1 data-follow="*">Fleet</h1>
         <p class="meta">{{count}} services{{#stale}} · <strong>stale</strong>: the database is unreachable, this is what this node last read{{/stale}}</p>
         <label class="filter">Filter <input type="search" id="filter" placeholder="service name or state"></label>
         <table class="fleet">
@@ -58,12 +58,20 @@ enum ConsoleTemplates {
     static let service = """
         {{#problem}}<p class="problem" role="alert">{{.}}</p>{{/problem}}
         {{^problem}}
-        <h1>{{name}}</h1>
+        <h1 data-follow="{{name}}">{{name}}</h1>
         <p class="meta">version {{version}} · {{checksum}} · updated {{updated}}{{#masked}} · secrets masked for this reader{{/masked}}{{#stale}} · <strong>stale</strong>{{/stale}}</p>
         {{#diverged}}<p class="problem">diverged: {{reason}}</p>{{/diverged}}
         <section>
         <h2>Document</h2>
+        <table class="values">
+        <thead><tr><th>Key</th><th>Value</th><th>Layer</th><th>Source</th></tr></thead>
+        <tbody>
+        {{#values}}<tr data-pointer="{{pointer}}"><td><code>{{pointer}}</code></td><td><code>{{value}}</code></td><td>{{#layer}}<span class="layer layer-{{kind}}">{{layer}}</span>{{/layer}}{{^layer}}—{{/layer}}</td><td>{{source}}</td></tr>{{/values}}
+        </tbody>
+        </table>
+        <details><summary>As JSON</summary>
         <pre class="document">{{document}}</pre>
+        </details>
         </section>
         {{#editable}}
         <section class="edit">
@@ -148,7 +156,7 @@ enum ConsoleTemplates {
     static let rollout = """
         {{#problem}}<p class="problem" role="alert">{{.}}</p>{{/problem}}
         {{^problem}}
-        <h1>Rollout of <a href="/ui/services/{{service}}">{{service}}</a>: v{{stable}} → v{{candidate}}</h1>
+        <h1 data-follow="{{service}}"{{#timeLeft}} data-tick{{/timeLeft}}>Rollout of <a href="/ui/services/{{service}}">{{service}}</a>: v{{stable}} → v{{candidate}}</h1>
         <p class="meta"><span class="state state-{{phase}}" id="rollout-phase">{{phase}}</span> · step {{step}} of {{stepCount}} · started by {{actor}} at {{started}}{{#reason}} · {{reason}}{{/reason}}</p>
         {{#rollbackReason}}<p class="problem">{{.}}</p>{{/rollbackReason}}
         <ol class="steps">{{#steps}}<li class="{{#current}}current{{/current}}{{#done}}done{{/done}}">{{percent}} %</li>{{/steps}}</ol>
