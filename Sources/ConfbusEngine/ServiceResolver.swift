@@ -125,7 +125,9 @@ public struct ServiceResolver: Sendable {
         let merged = LayerResolver.merge(patches)
 
         if let schema {
-            let issues = schema.validate(merged.config)
+            var issues = schema.validate(merged.config)
+            // A flag the schema passed may still serve a variant it lacks (CONTRACT.md §12).
+            if issues.isEmpty { issues = FeatureFlag.problems(in: merged.config, paths: schema.flagPaths) }
             let provenances = issues.isEmpty ? [:] : merged.provenance
             for issue in issues {
                 let provenance = provenances.nearest(to: issue.instancePath)
@@ -187,7 +189,10 @@ public struct ServiceResolver: Sendable {
             return options.allowSchemaless ? [] : [ConfbusError(code: .missingSchema, service: files.name.rawValue, message: "no schema")]
         }
         do {
-            return try compile(schemaFile, of: files.name).validate(config).map {
+            let schema = try compile(schemaFile, of: files.name)
+            var issues = schema.validate(config)
+            if issues.isEmpty { issues = FeatureFlag.problems(in: config, paths: schema.flagPaths) }
+            return issues.map {
                 ConfbusError(code: .schemaViolation, service: files.name.rawValue, message: $0.description, issues: [$0])
             }
         } catch {

@@ -23,6 +23,8 @@ public struct CompiledSchema: Sendable {
     private(set) var defaultsPlan: DefaultsPlan?
     /// Where the schema's secret values are (`SchemaNavigator.secretPaths`), found once.
     public private(set) var secretPaths: [[String]] = []
+    /// Where the schema's feature flags are (`SchemaNavigator.flagPaths`), found once.
+    public private(set) var flagPaths: [[String]] = []
 
     public static let metaschemaURI = "https://json-schema.org/draft/2020-12/schema"
 
@@ -66,6 +68,7 @@ public struct CompiledSchema: Sendable {
         let navigator = SchemaNavigator(self)
         self.defaultsPlan = navigator.defaultsPlan()
         self.secretPaths = navigator.secretPaths()
+        self.flagPaths = navigator.flagPaths()
         if !retainingDocument && defaultsPlan != nil { self.source = nil }
     }
 

@@ -10,7 +10,7 @@ public struct SchemaNavigator: Sendable {
 
     /// The schema's root, to walk from: none when the compiled schema dropped its tree (then it
     /// has a defaults plan and its secret paths; walks by path need `retainingDocument`).
-    private var root: [Located] {
+    fileprivate var root: [Located] {
         guard let source = schema.source else {
             assertionFailure("SchemaNavigator walks a schema compiled without retainingDocument")
             return []
@@ -18,11 +18,11 @@ public struct SchemaNavigator: Sendable {
         return expand((source.document, schema.uri))
     }
 
-    private typealias Located = (schema: JSONValue, base: String)
+    fileprivate typealias Located = (schema: JSONValue, base: String)
 
     /// One level of the object `schemas` describe: each declared property's schemas and the ones
     /// `additionalProperties` gives every other member, all expanded.
-    private func members(of schemas: [Located]) -> (properties: [String: [Located]], additional: [Located]) {
+    fileprivate func members(of schemas: [Located]) -> (properties: [String: [Located]], additional: [Located]) {
         var properties: [String: [Located]] = [:]
         var additional: [Located] = []
         for located in schemas {
@@ -33,7 +33,7 @@ public struct SchemaNavigator: Sendable {
     }
 
     /// The schema itself plus everything reachable through `$ref` and `allOf`.
-    private func expand(_ start: Located) -> [Located] {
+    fileprivate func expand(_ start: Located) -> [Located] {
         var result: [Located] = []
         var queue = [start]
         while let next = queue.popLast(), result.count < 64 {
@@ -205,6 +205,39 @@ public struct SchemaNavigator: Sendable {
             collectSecrets(subs, path: path + [String(i)], into: &out, depth: depth + 1, remaining: &remaining)
         }
         if !anyItem.isEmpty { collectSecrets(anyItem, path: path + ["*"], into: &out, depth: depth + 1, remaining: &remaining) }
+    }
+}
+
+extension SchemaNavigator {
+    /// Paths of the values that are feature flags (CONTRACT.md §12): whose schema is, through
+    /// `$ref` or `allOf`, the embedded `urn:confbus:flag`. `*` stands for any member of a map
+    /// (`additionalProperties`, `patternProperties`) and any item of an array, as in `secretPaths`.
+    public func flagPaths(budget: Int = 4096) -> [[String]] {
+        var out: [[String]] = []
+        var remaining = budget
+        collectFlags(root, path: [], into: &out, depth: 0, remaining: &remaining)
+        return out
+    }
+
+    private func collectFlags(_ schemas: [Located], path: [String], into out: inout [[String]], depth: Int, remaining: inout Int) {
+        remaining -= 1
+        guard remaining >= 0, depth < 32 else { return }
+        if schemas.contains(where: { $0.schema["$id"] == .string(FlagSchema.uri) }) {
+            out.append(path)
+            return
+        }
+        let (properties, additional) = members(of: schemas)
+        var anyMember = additional
+        var anyItem: [Located] = []
+        for located in schemas {
+            for (_, sub) in located.schema["patternProperties"]?.objectValue ?? [:] { anyMember += expand((sub, located.base)) }
+            if let sub = located.schema["items"], case .object = sub { anyItem += expand((sub, located.base)) }
+        }
+        for (name, subs) in properties.sorted(by: { $0.key < $1.key }) {
+            collectFlags(subs, path: path + [name], into: &out, depth: depth + 1, remaining: &remaining)
+        }
+        if !anyMember.isEmpty { collectFlags(anyMember, path: path + ["*"], into: &out, depth: depth + 1, remaining: &remaining) }
+        if !anyItem.isEmpty { collectFlags(anyItem, path: path + ["*"], into: &out, depth: depth + 1, remaining: &remaining) }
     }
 }
 

@@ -23,7 +23,7 @@ public struct SchemaRegistry: Sendable {
 
     private static let metaschemas: [String: Resource] = {
         var registry = SchemaRegistry()
-        for (uri, text) in Metaschema.documents {
+        for (uri, text) in Metaschema.documents + [(uri: FlagSchema.uri, json: FlagSchema.json)] {
             // The embedded documents are fixed text; a parse failure would be a build defect.
             guard let document = try? JSONParser().parse(text) else { preconditionFailure("bad metaschema \(uri)") }
             registry.register(document, as: uri)
@@ -31,7 +31,8 @@ public struct SchemaRegistry: Sendable {
         return registry.resources
     }()
 
-    /// A registry holding the draft 2020-12 metaschema and its vocabulary metaschemas.
+    /// A registry holding the draft 2020-12 metaschema, its vocabulary metaschemas and confbus's
+    /// embedded `urn:confbus:flag`.
     public static let standard: SchemaRegistry = {
         var registry = SchemaRegistry()
         registry.includesStandard = true
