@@ -19,12 +19,17 @@ public final class ConfbusProvider: ConfigProvider, Sendable {
         var snapshot: ConfbusSnapshot
         var values: [UUID: ValueWatcher] = [:]
         var snapshots: [UUID: AsyncStream<any ConfigSnapshot>.Continuation] = [:]
+        /// The held version's flags, parsed when first evaluated.
+        var flags: [JSONPointer: Result<FeatureFlag, FlagEvaluationError>] = [:]
     }
 
     public let providerName: String
+    /// The service this provider holds the config of (flags are evaluated under its name).
+    public let service: String
     private let state: Mutex<State>
 
     public init(service: String, initial: ConfbusSnapshot? = nil) {
+        self.service = service
         providerName = "ConfbusProvider[\(service)]"
         state = Mutex(State(snapshot: initial ?? .empty(providerName: "ConfbusProvider[\(service)]")))
     }
@@ -37,6 +42,7 @@ public final class ConfbusProvider: ConfigProvider, Sendable {
         let notify: ([(AsyncStream<Result<LookupResult, any Error>>.Continuation, Result<LookupResult, any Error>)],
                      [AsyncStream<any ConfigSnapshot>.Continuation]) = state.withLock { s in
             s.snapshot = snapshot
+            s.flags = [:]
             var values: [(AsyncStream<Result<LookupResult, any Error>>.Continuation, Result<LookupResult, any Error>)] = []
             for (id, watcher) in s.values {
                 let now = Result { try snapshot.value(forKey: watcher.key, type: watcher.type) }
@@ -101,5 +107,65 @@ public final class ConfbusProvider: ConfigProvider, Sendable {
             continuation.finish()
         }
         return try await updatesHandler(ConfigUpdatesAsyncSequence(stream))
+    }
+}
+
+// MARK: Feature flags
+
+/// Why a flag could not be evaluated.
+public enum FlagEvaluationError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// No value at the pointer in the version held (or no version yet).
+    case noFlag(String)
+    /// The value there is not a flag of CONTRACT.md §12.
+    case notAFlag(String, FlagProblem)
+    case badPointer(String)
+
+    public var description: String {
+        switch self {
+        case .noFlag(let pointer): "no flag at \(pointer)"
+        case .notAFlag(let pointer, let problem): "\(pointer) is not a flag: \(problem)"
+        case .badPointer(let text): "\(text) is not a JSON pointer"
+        }
+    }
+}
+
+extension ConfbusProvider {
+    /// The flag at `pointer` (such as `/flags/new_checkout`) for `context`, evaluated here from the
+    /// version held — no network call — by the rule of CONTRACT.md §12, the one the server's
+    /// `POST /v1/flags/{service}/evaluate` applies: the same version gives the same answer.
+    public func evaluateFlag(_ pointer: String, for context: FlagContext) throws(FlagEvaluationError) -> FlagResult {
+        guard let parsed = JSONPointer(pointer), pointer.hasPrefix("/") else { throw .badPointer(pointer) }
+        let flag = try flag(at: parsed).get()
+        return flag.evaluate(context, service: service, pointer: parsed)
+    }
+
+    /// Whether the flag is on for `context` (a variant counts as on); false when there is no such
+    /// flag, so that a missing or broken flag leaves the feature off.
+    public func isEnabled(_ pointer: String, for context: FlagContext) -> Bool {
+        (try? evaluateFlag(pointer, for: context))?.value.isOn ?? false
+    }
+
+    /// The variant served to `context`, nil when the flag is off for it or has no variants.
+    public func variant(_ pointer: String, for context: FlagContext) -> String? {
+        guard case .variant(let name)? = (try? evaluateFlag(pointer, for: context))?.value else { return nil }
+        return name
+    }
+
+    private func flag(at pointer: JSONPointer) -> Result<FeatureFlag, FlagEvaluationError> {
+        state.withLock { s in
+            if let known = s.flags[pointer] { return known }
+            let result: Result<FeatureFlag, FlagEvaluationError>
+            if let value = s.snapshot.config.value(at: pointer) {
+                do throws(FlagProblem) {
+                    result = .success(try FeatureFlag(json: value))
+                } catch {
+                    result = .failure(.notAFlag(pointer.description, error))
+                }
+            } else {
+                result = .failure(.noFlag(pointer.description))
+            }
+            s.flags[pointer] = result
+            return result
+        }
     }
 }

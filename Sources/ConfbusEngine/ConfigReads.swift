@@ -71,6 +71,9 @@ public struct ConfigReads: Sendable {
 
     public func redaction(_ service: ServiceName) async -> Redaction { await definitions.redaction(service) }
 
+    /// Where the service's schema puts feature flags.
+    public func flagPaths(_ service: ServiceName) async -> [[String]] { await definitions.flagPaths(service) }
+
     /// Which layer and source set each value of a version (`VersionStore.layers(of:version:)`).
     public func layers(_ service: ServiceName, version: Int) async throws -> JSONValue? {
         try await store.layers(of: service, version: version)

@@ -33,6 +33,12 @@ public struct ServiceDefinitions: Sendable {
     /// its schema has not been read yet.
     public func knownSecrets(_ service: ServiceName) -> Redaction { resolver.knownRedaction(service) ?? .everything }
 
+    /// Where the service's schema puts feature flags (`*`: any member or item).
+    public func flagPaths(_ service: ServiceName) async -> [[String]] {
+        let files = await tree.load(service)
+        return await tree.compute { [resolver] in resolver.flagPaths(files: files) }
+    }
+
     public func redaction(_ service: ServiceName) async -> Redaction {
         if let known = resolver.knownRedaction(service) { return known }
         let files = await tree.load(service)

@@ -166,6 +166,13 @@ public struct ServiceResolver: Sendable {
         return redaction
     }
 
+    /// Where the service's current schema puts feature flags (CONTRACT.md §12); none without a
+    /// schema or with one that does not compile.
+    public func flagPaths(files: ServiceFiles) -> [[String]] {
+        guard let schemaFile = files.schema else { return [] }
+        return (try? compile(schemaFile, of: files.name))?.flagPaths ?? []
+    }
+
     /// The redaction this process last worked out for the service (by resolving it or by
     /// `redaction(files:)`), without touching a file: what every pull asks. Nil before either.
     public func knownRedaction(_ service: ServiceName) -> Redaction? { compiled.redaction(for: service) }

@@ -40,6 +40,7 @@ public struct ConfbusAPI: Sendable {
         let readController = ReadController(allReads: distributor.reads, readiness: readiness, rollouts: distributor.rollouts)
         readController.addRoutes(to: reads)
         EventsController(reads: distributor.reads).addRoutes(to: reads)
+        FlagsController(reads: distributor.reads, body: body).addRoutes(to: reads)
         let console = ConsoleController(reads: distributor.reads, rollouts: distributor.rollouts, api: readController, policy: policy)
         console.addOpenRoutes(to: router.group())
         console.addReadRoutes(to: reads)

@@ -165,6 +165,18 @@ enum OpenAPIDocument {
                   responses: ["200": "text/event-stream", "400": "a service name is invalid", "401": "read token required"]),
         Operation(method: "get", path: "/v1/services/{service}/instances", summary: "Instances, health and applied versions",
                   responses: ["200": "instances", "404": "unknown service"]),
+        Operation(method: "get", path: "/v1/flags/{service}", summary: "The service's feature flags (CONTRACT.md §12) with their pointers; secret ones left out",
+                  query: [("version", "a version other than the released one")],
+                  responses: ["200": "flags", "404": "unknown service or version"]),
+        Operation(method: "post", path: "/v1/flags/{service}/evaluate",
+                  summary: "Evaluate the service's flags (or those named) for one context by the rule of CONTRACT.md §12",
+                  query: [("version", "a version other than the released one")],
+                  body: ["type": "object", "required": ["context"], "additionalProperties": false, "properties": [
+                      "context": ["type": "object", "required": ["key"], "additionalProperties": false,
+                                  "properties": ["key": ["type": "string", "minLength": 1], "attributes": ["type": "object"]]],
+                      "flags": ["type": "array", "items": ["type": "string"]],
+                  ]],
+                  responses: ["200": "each flag's value and reason", "400": "the context is not valid", "404": "unknown service, version or flag"]),
         Operation(method: "get", path: "/v1/schemas/{service}", summary: "The service's JSON Schema", responses: ["200": "schema", "404": "no schema"]),
         Operation(method: "post", path: "/v1/reload", summary: "Read the config tree again and publish what changed",
                   responses: ["200": "what was committed, unchanged or refused", "401": "admin token required", "503": "database down"],
@@ -287,7 +299,9 @@ enum OpenAPIDocument {
             for (code, description) in commonResponses(op).merging(op.responses, uniquingKeysWith: { _, own in own }) {
                 let json = code.hasPrefix("2") || code == "304" ? "application/json" : "application/problem+json"
                 var response: [String: JSONValue] = ["description": .string(description)]
-                if code != "304" && op.path != "/metrics" {
+                if op.path == "/v1/events" && code == "200" {
+                    response["content"] = ["text/event-stream": ["schema": ["type": "string"]]]
+                } else if code != "304" && op.path != "/metrics" {
                     response["content"] = .object([json: json == "application/problem+json"
                         ? ["schema": ["$ref": "#/components/schemas/Problem"]] : ["schema": ["type": "object"]]])
                 }

@@ -54,11 +54,12 @@ struct VisibleReads: Sendable {
         try await reads.divergedServices().filter { sees($0.key) }
     }
 
-    /// The override layer in force for the service's latest version (nil: none, or not seen).
+    /// Which layer and source set each value of a version (nil: none stored, or not seen).
     func layers(_ service: ServiceName, version: Int) async throws -> JSONValue? {
         sees(service) ? try await reads.layers(service, version: version) : nil
     }
 
+    /// The override layer in force for the service's latest version (nil: none, or not seen).
     func overrideLayer(_ service: ServiceName) async throws -> JSONValue? {
         sees(service) ? try await reads.overrideLayer(service) : nil
     }

@@ -31,6 +31,8 @@ struct Agent: AsyncParsableCommand {
     @Option(help: "Run after applying (a reload).") var exec: String?
     @Option(help: "Where the last good document is kept.") var cacheDir = ".confbus-cache"
     @Flag(help: "Exit 3 when no server answers and nothing is cached.") var requireServer = false
+    @Option(help: "Answer flag evaluations for local processes on this Unix socket: one JSON request per line, {\"flag\": \"/flags/x\", \"context\": {\"key\": \"...\"}}.")
+    var flagsSocket: String?
     @Flag(inversion: .prefixedNo, help: "Take part in progressive rollouts: register with the rollout feature and apply a candidate when in its cohort.")
     var rollouts = true
 
@@ -63,7 +65,9 @@ struct Agent: AsyncParsableCommand {
         }
         // Started from the cache (no server): the file holds that config too.
         if let config = client.heldConfig { _ = await writer.apply(config, onlyIfChanged: true) }
-        let group = ServiceGroup(configuration: .init(services: [.init(service: client)], gracefulShutdownSignals: [.sigterm, .sigint],
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: client)]
+        if let flagsSocket { services.append(.init(service: FlagSocket(path: flagsSocket, provider: client.provider, logger: logger))) }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
                                                       logger: logger))
         try await group.run()
     }

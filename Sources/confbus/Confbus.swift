@@ -7,7 +7,7 @@ struct Confbus: AsyncParsableCommand {
         commandName: "confbus",
         abstract: "Distributes validated configuration to services over MQTT and HTTP.",
         discussion: "Exit codes: 0 ok, 1 refused (invalid configuration or request), 2 usage error, 3 cannot reach the distributor.",
-        subcommands: [Serve.self, Validate.self, Get.self, History.self, Diff.self, Services.self, Apply.self, Rollback.self, Rollout.self, Export.self, Import.self, MQTT.self, Secrets.self, Agent.self]
+        subcommands: [Serve.self, Validate.self, Get.self, History.self, Diff.self, Services.self, Apply.self, Rollback.self, Rollout.self, Flags.self, Export.self, Import.self, MQTT.self, Secrets.self, Agent.self]
     )
 
     /// ArgumentParser's own usage errors exit 64; confbus promises 2 for every usage error.
