@@ -112,6 +112,34 @@ struct FlagsTests {
         #expect(try await confbus.get("/v1/flags/nothing-here").status == 404)
     }
 
+    /// A flag the schema marks secret is neither listed nor evaluated, for any reader.
+    @Test(.timeLimit(.minutes(1)))
+    func aSecretFlagIsNeverListed() async throws {
+        let broker = try #require(TestServers.mqttURL)
+        let tree = try Harness.copyOfExampleTree()
+        let service = tree.appendingPathComponent("services/feature-flags")
+        let schema = try String(contentsOf: service.appendingPathComponent("schema.yaml"), encoding: .utf8)
+        try (schema + "  internal_kill: { $ref: \"urn:confbus:flag\", x-confbus-secret: true }\n")
+            .write(to: service.appendingPathComponent("schema.yaml"), atomically: true, encoding: .utf8)
+        let defaults = try String(contentsOf: service.appendingPathComponent("defaults.yaml"), encoding: .utf8)
+        try (defaults + "internal_kill:\n  enabled: true\n  rules: [{ attribute: tenant, op: eq, values: [acme], serve: false }]\n")
+            .write(to: service.appendingPathComponent("defaults.yaml"), atomically: true, encoding: .utf8)
+        let confbus = try Confbus(configDir: tree, databaseURL: try await Harness.createDatabase(), mqttURL: broker)
+        try await confbus.start()
+        defer { confbus.stop() }
+        let document = try await confbus.get("/v1/config/feature-flags", headers: AdminTests.admin())
+        #expect(document.json?["config"]?["internal_kill"]?["enabled"] == true, "\(document.text)")
+        for headers in [[:], AdminTests.admin()] {
+            let listed = try await confbus.get("/v1/flags/feature-flags", headers: headers)
+            #expect(listed.status == 200 && !listed.text.contains("internal_kill") && listed.text.contains("/flags/new_checkout"), "\(listed.text)")
+            let all = try await Self.evaluate(confbus, key: "k")
+            #expect(all.results["/internal_kill"] == nil && all.results["/flags/dark_mode"] != nil)
+            let named = try await confbus.request("POST", "/v1/flags/feature-flags/evaluate", headers: headers.merging(["Content-Type": "application/json"]) { a, _ in a },
+                                                  body: Data(#"{"context": {"key": "k"}, "flags": ["/internal_kill"]}"#.utf8))
+            #expect(named.status == 404, "\(named.text)")
+        }
+    }
+
     /// An invalid flag is refused with the path of the offending member, and nothing is stored.
     @Test(.timeLimit(.minutes(1)))
     func anInvalidFlagIsA422WithItsPath() async throws {
