@@ -10,7 +10,7 @@ public struct SchemaNavigator: Sendable {
 
     /// The schema's root, to walk from: none when the compiled schema dropped its tree (then it
     /// has a defaults plan and its secret paths; walks by path need `retainingDocument`).
-    fileprivate var root: [Located] {
+    private var root: [Located] {
         guard let source = schema.source else {
             assertionFailure("SchemaNavigator walks a schema compiled without retainingDocument")
             return []
@@ -18,11 +18,11 @@ public struct SchemaNavigator: Sendable {
         return expand((source.document, schema.uri))
     }
 
-    fileprivate typealias Located = (schema: JSONValue, base: String)
+    private typealias Located = (schema: JSONValue, base: String)
 
     /// One level of the object `schemas` describe: each declared property's schemas and the ones
     /// `additionalProperties` gives every other member, all expanded.
-    fileprivate func members(of schemas: [Located]) -> (properties: [String: [Located]], additional: [Located]) {
+    private func members(of schemas: [Located]) -> (properties: [String: [Located]], additional: [Located]) {
         var properties: [String: [Located]] = [:]
         var additional: [Located] = []
         for located in schemas {
@@ -33,7 +33,7 @@ public struct SchemaNavigator: Sendable {
     }
 
     /// The schema itself plus everything reachable through `$ref` and `allOf`.
-    fileprivate func expand(_ start: Located) -> [Located] {
+    private func expand(_ start: Located) -> [Located] {
         var result: [Located] = []
         var queue = [start]
         while let next = queue.popLast(), result.count < 64 {
@@ -170,21 +170,35 @@ public struct SchemaNavigator: Sendable {
     /// would be walked exponentially: past a budget of schema objects visited the walk ends with the
     /// paths found and the remaining subtree masked whole.
     public func secretPaths(budget: Int = 4096) -> [[String]] {
+        paths(budget: budget, markedOutOfBudget: true) { $0["writeOnly"] == .bool(true) || $0["x-confbus-secret"] == .bool(true) }
+    }
+
+    /// Paths of the values that are feature flags (CONTRACT.md §12): whose schema is, through
+    /// `$ref` or `allOf`, the embedded `urn:confbus:flag`. `*` as in `secretPaths`; past the budget
+    /// the walk ends with the flags found.
+    public func flagPaths(budget: Int = 4096) -> [[String]] {
+        paths(budget: budget, markedOutOfBudget: false) { $0["$id"] == .string(FlagSchema.uri) }
+    }
+
+    /// The paths of the values whose schemas include one that `marks`; the walk stops at a marked
+    /// one. Out of budget, the subtree left is taken as marked when `markedOutOfBudget`.
+    private func paths(budget: Int, markedOutOfBudget: Bool, marks: (JSONValue) -> Bool) -> [[String]] {
         var out: [[String]] = []
         var remaining = budget
-        collectSecrets(root, path: [], into: &out, depth: 0, remaining: &remaining)
+        collect(root, path: [], into: &out, depth: 0, remaining: &remaining, markedOutOfBudget: markedOutOfBudget, marks: marks)
         return out
     }
 
-    private func collectSecrets(_ schemas: [Located], path: [String], into out: inout [[String]], depth: Int, remaining: inout Int) {
+    private func collect(_ schemas: [Located], path: [String], into out: inout [[String]], depth: Int, remaining: inout Int,
+                         markedOutOfBudget: Bool, marks: (JSONValue) -> Bool) {
         remaining -= 1
         guard remaining >= 0 else {
-            // Out of budget: what is below here is not known, so it is treated as secret.
-            if !schemas.isEmpty { out.append(path) }
+            // Out of budget: what is below here is not known (for secrets: treated as secret).
+            if markedOutOfBudget && !schemas.isEmpty { out.append(path) }
             return
         }
         guard depth < 32 else { return }
-        if schemas.contains(where: { $0.schema["writeOnly"] == .bool(true) || $0.schema["x-confbus-secret"] == .bool(true) }) {
+        if schemas.contains(where: { marks($0.schema) }) {
             out.append(path)
             return
         }
@@ -197,47 +211,13 @@ public struct SchemaNavigator: Sendable {
             if let sub = located.schema["items"], case .object = sub { anyItem += expand((sub, located.base)) }
             for (i, sub) in (located.schema["prefixItems"]?.arrayValue ?? []).enumerated() { prefix[i, default: []] += expand((sub, located.base)) }
         }
-        for (name, subs) in properties.sorted(by: { $0.key < $1.key }) {
-            collectSecrets(subs, path: path + [name], into: &out, depth: depth + 1, remaining: &remaining)
+        var next: [(path: String, schemas: [Located])] = properties.sorted(by: { $0.key < $1.key }).map { ($0.key, $0.value) }
+        if !anyMember.isEmpty { next.append(("*", anyMember)) }
+        next += prefix.sorted(by: { $0.key < $1.key }).map { (String($0.key), $0.value) }
+        if !anyItem.isEmpty { next.append(("*", anyItem)) }
+        for (token, subs) in next {
+            collect(subs, path: path + [token], into: &out, depth: depth + 1, remaining: &remaining, markedOutOfBudget: markedOutOfBudget, marks: marks)
         }
-        if !anyMember.isEmpty { collectSecrets(anyMember, path: path + ["*"], into: &out, depth: depth + 1, remaining: &remaining) }
-        for (i, subs) in prefix.sorted(by: { $0.key < $1.key }) {
-            collectSecrets(subs, path: path + [String(i)], into: &out, depth: depth + 1, remaining: &remaining)
-        }
-        if !anyItem.isEmpty { collectSecrets(anyItem, path: path + ["*"], into: &out, depth: depth + 1, remaining: &remaining) }
-    }
-}
-
-extension SchemaNavigator {
-    /// Paths of the values that are feature flags (CONTRACT.md §12): whose schema is, through
-    /// `$ref` or `allOf`, the embedded `urn:confbus:flag`. `*` stands for any member of a map
-    /// (`additionalProperties`, `patternProperties`) and any item of an array, as in `secretPaths`.
-    public func flagPaths(budget: Int = 4096) -> [[String]] {
-        var out: [[String]] = []
-        var remaining = budget
-        collectFlags(root, path: [], into: &out, depth: 0, remaining: &remaining)
-        return out
-    }
-
-    private func collectFlags(_ schemas: [Located], path: [String], into out: inout [[String]], depth: Int, remaining: inout Int) {
-        remaining -= 1
-        guard remaining >= 0, depth < 32 else { return }
-        if schemas.contains(where: { $0.schema["$id"] == .string(FlagSchema.uri) }) {
-            out.append(path)
-            return
-        }
-        let (properties, additional) = members(of: schemas)
-        var anyMember = additional
-        var anyItem: [Located] = []
-        for located in schemas {
-            for (_, sub) in located.schema["patternProperties"]?.objectValue ?? [:] { anyMember += expand((sub, located.base)) }
-            if let sub = located.schema["items"], case .object = sub { anyItem += expand((sub, located.base)) }
-        }
-        for (name, subs) in properties.sorted(by: { $0.key < $1.key }) {
-            collectFlags(subs, path: path + [name], into: &out, depth: depth + 1, remaining: &remaining)
-        }
-        if !anyMember.isEmpty { collectFlags(anyMember, path: path + ["*"], into: &out, depth: depth + 1, remaining: &remaining) }
-        if !anyItem.isEmpty { collectFlags(anyItem, path: path + ["*"], into: &out, depth: depth + 1, remaining: &remaining) }
     }
 }
 
