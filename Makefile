@@ -13,9 +13,10 @@ run: build
 
 ## The same bootstrapping, then every test (unit, the JSON-Schema-Test-Suite, integration), then the
 ## heavy ones on their own: the multi-machine layout (FailoverTests: PostgreSQL primary and standby,
-## several nodes and brokers) and the console in a headless Chromium (ConsoleBrowserTests). Beside
-## every other suite, their processes would only test this machine's two cores.
-ALONE := FailoverTests|ConsoleBrowserTests
+## several nodes and brokers), the console in a headless Chromium (ConsoleBrowserTests) and the flags'
+## ten thousand evaluations against a node (FlagsTests). Beside every other suite, their processes and
+## requests would only test this machine's two cores, and starve the suites that time a rate or a bake.
+ALONE := FailoverTests|ConsoleBrowserTests|FlagsTests
 test:
 	@CONFBUS_SERVICES_FRESH=1 scripts/with-services bash -c '$(SWIFT) test -j $(SWIFT_JOBS) --skip "$(ALONE)" && $(SWIFT) test -j $(SWIFT_JOBS) --filter "$(ALONE)"'
 

@@ -140,6 +140,13 @@ extension ConsoleTests {
         // A secret's row is there, its value masked for this open reader.
         #expect(row("/database/password").contains(#"<code>&quot;***&quot;</code>"#), "\(row("/database/password"))")
         #expect(!page.text.contains("dev-password-not-secret"))
+        #expect(!page.text.contains("Feature flags"), "billing-api has none")
+
+        // A service with flags lists them with their rules, as GET /v1/flags does.
+        let flags = try await confbus.get("/ui/fragments/services/feature-flags")
+        #expect(flags.text.contains(#"<tr data-flag="/flags/bulk_export"><td><code>/flags/bulk_export</code></td><td>on</td><td>0</td><td></td><td><code>group eq &quot;staff&quot; → true</code><br></td></tr>"#),
+                "\(flags.text)")
+        #expect(flags.text.contains(#"<td>blue 1, green 1</td>"#))
     }
 }
 

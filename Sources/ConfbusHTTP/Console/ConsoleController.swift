@@ -171,8 +171,10 @@ struct ConsoleController: Sendable {
              "source": version.source.rawValue, "author": version.author, "reason": version.reason ?? "",
              "created": Timestamp.format(version.createdAt), "short": String(version.checksum.prefix(19))]
         }
+        let flags = await flags(of: latest)
         var values: [String: Any] = [
-            "values": try await provenance(of: latest, shown: config, reads), "name": service.rawValue, "version": latest.version, "checksum": latest.checksum, "updated": Timestamp.format(latest.createdAt),
+            "values": try await provenance(of: latest, shown: config, reads), "flags": flags, "hasFlags": !flags.isEmpty,
+            "name": service.rawValue, "version": latest.version, "checksum": latest.checksum, "updated": Timestamp.format(latest.createdAt),
             "document": config.serialized(.pretty), "instances": instances, "hasInstances": !instances.isEmpty, "history": history,
             "masked": masking != nil, "stale": !api.readiness.database,
         ]
@@ -184,6 +186,22 @@ struct ConsoleController: Sendable {
         if let divergence = (try? await reads.divergedServices())?[service] { values["diverged"] = ["reason": divergence.reason] }
         return (.ok, render("service", values))
     }
+
+    /// The version's feature flags (CONTRACT.md §12), as `GET /v1/flags` lists them: a secret one
+    /// is left out for every reader.
+    private func flags(of version: StoredVersion) async -> [[String: Any]] {
+        let secrets = await reads.redaction(version.service)
+        return FeatureFlag.pointers(in: version.config, paths: await reads.flagPaths(version.service)).compactMap { pointer in
+            guard !secrets.touches(pointer), let json = version.config.value(at: pointer), let flag = try? FeatureFlag(json: json) else { return nil }
+            return ["pointer": pointer.description, "enabled": flag.enabled ? "on" : "off", "percentage": Self.percent(flag.rolloutPercentage),
+                    "variants": flag.variants.map { "\($0.name) \(Self.percent($0.weight))" }.joined(separator: ", "),
+                    "rules": flag.rules.map { rule in
+                        "\(rule.attribute) \(rule.op.rawValue) \(rule.values.map { $0.serialized(.canonical) }.joined(separator: ", ")) → \(rule.serve.json.serialized(.canonical))"
+                    }]
+        }
+    }
+
+    static func percent(_ value: Double) -> String { value.rounded() == value ? String(Int(value)) : String(value) }
 
     /// Each leaf of the shown (masked) document with the layer and source that set it, as the
     /// version was committed; a version stored without them (imported) shows its values alone.

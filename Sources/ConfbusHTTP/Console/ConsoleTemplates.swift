@@ -69,6 +69,15 @@ enum ConsoleTemplates {
         {{#values}}<tr data-pointer="{{pointer}}"><td><code>{{pointer}}</code></td><td><code>{{value}}</code></td><td>{{#layer}}<span class="layer layer-{{kind}}">{{layer}}</span>{{/layer}}{{^layer}}—{{/layer}}</td><td>{{source}}</td></tr>{{/values}}
         </tbody>
         </table>
+        {{#hasFlags}}
+        <h2>Feature flags</h2>
+        <table class="flags">
+        <thead><tr><th>Flag</th><th>Enabled</th><th>Rollout %</th><th>Variants</th><th>Rules, in order</th></tr></thead>
+        <tbody>
+        {{#flags}}<tr data-flag="{{pointer}}"><td><code>{{pointer}}</code></td><td>{{enabled}}</td><td>{{percentage}}</td><td>{{variants}}</td><td>{{#rules}}<code>{{.}}</code><br>{{/rules}}</td></tr>{{/flags}}
+        </tbody>
+        </table>
+        {{/hasFlags}}
         <details><summary>As JSON</summary>
         <pre class="document">{{document}}</pre>
         </details>
