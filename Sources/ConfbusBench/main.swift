@@ -7,6 +7,7 @@ import Foundation
 // confbus's benchmark driver (run by scripts/bench on a release build).
 //   ConfbusBench validate <config-dir> [seconds]   validations per second of each example config
 //   ConfbusBench generate <config-dir> <out-dir> <count>   a tree of <count> services for `confbus validate`
+//   ConfbusBench flags <seconds>   ns per flag evaluation beside one SHA-256
 
 func elapsed(_ body: () -> Void) -> Double {
     let clock = ContinuousClock()
@@ -81,6 +82,10 @@ case "generate":
         try fm.copyItem(at: from.appendingPathComponent(example), to: out.appendingPathComponent(String(format: "svc-%05d-%@", i, example)))
     }
     print("generated \(count) services in \(out.path)")
+
+case "flags":
+    // ConfbusBench flags <seconds>
+    FlagBench.run(seconds: Double(args[2]) ?? 2)
 
 case "latency":
     // ConfbusBench latency <http> <mqtt> <database-url> <token> <config-dir> <prefix> <count> [<floor-http> <floor-prefix>]
