@@ -417,7 +417,7 @@ struct LifecycleTests {
         let admin = ["Authorization": "Bearer \(Confbus.adminToken)"]
         let paths = ["/v1/config/%@", "/v1/config/%@?version=1", "/v1/config/%@?pointer=%P", "/v1/config/%@?wait=1&after=1",
                      "/v1/config/%@/history", "/v1/config/%@/diff?from=1&to=1", "/v1/schemas/%@", "/v1/services/%@/instances",
-                     "/v1/config/%@/rollouts"]
+                     "/v1/config/%@/rollouts", "/v1/flags/%@"]
         func answer(_ path: String, _ service: String, _ headers: [String: String]) async throws -> (Int, JSONValue?) {
             // A pointer each service has (billing-api's is not in feature-flags).
             let pointer = service == "billing-api" ? "/log_level" : "/flags"
