@@ -15,10 +15,11 @@ run: build
 ## heavy ones on their own: the multi-machine layout (FailoverTests: PostgreSQL primary and standby,
 ## several nodes and brokers), the console in a headless Chromium (ConsoleBrowserTests) and the flags'
 ## ten thousand evaluations against a node (FlagsTests). Beside every other suite, their processes and
-## requests would only test this machine's two cores, and starve the suites that time a rate or a bake.
+## requests would only test this machine's two cores, and starve the suites that time a rate or a bake;
+## so they run one test at a time.
 ALONE := FailoverTests|ConsoleBrowserTests|FlagsTests
 test:
-	@CONFBUS_SERVICES_FRESH=1 scripts/with-services bash -c '$(SWIFT) test -j $(SWIFT_JOBS) --skip "$(ALONE)" && $(SWIFT) test -j $(SWIFT_JOBS) --filter "$(ALONE)"'
+	@CONFBUS_SERVICES_FRESH=1 scripts/with-services bash -c '$(SWIFT) test -j $(SWIFT_JOBS) --skip "$(ALONE)" && $(SWIFT) test -j $(SWIFT_JOBS) --no-parallel --filter "$(ALONE)"'
 
 ## Speed and memory figures (release build).
 bench:

@@ -33,8 +33,10 @@ public struct ServiceDefinitions: Sendable {
     /// its schema has not been read yet.
     public func knownSecrets(_ service: ServiceName) -> Redaction { resolver.knownRedaction(service) ?? .everything }
 
-    /// Where the service's schema puts feature flags (`*`: any member or item).
+    /// Where the service's schema puts feature flags (`*`: any member or item): from the schema last
+    /// compiled for it when there is one (as for secrets), else from its files.
     public func flagPaths(_ service: ServiceName) async -> [[String]] {
+        if let known = resolver.knownFlagPaths(service) { return known }
         let files = await tree.load(service)
         return await tree.compute { [resolver] in resolver.flagPaths(files: files) }
     }

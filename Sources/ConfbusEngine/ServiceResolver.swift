@@ -81,6 +81,7 @@ public struct ServiceResolver: Sendable {
             do {
                 let compiledSchema = try compile(schemaFile, of: name)
                 compiled.remember(Redaction(paths: compiledSchema.secretPaths), for: name)
+                compiled.remember(flagPaths: compiledSchema.flagPaths, for: name)
                 schema = compiledSchema
             } catch {
                 let schemaFile = schemaFile.held
@@ -93,6 +94,7 @@ public struct ServiceResolver: Sendable {
         } else if !files.errors.contains(where: { $0.code == .invalidYAML || $0.code == .unreadableFile || $0.code == .invalidJSON || $0.code == .documentTooLarge }) {
             // No schema file at all (not one that failed to read: then the last schema's secrets stand).
             compiled.remember(withoutSchema, for: name)
+            compiled.remember(flagPaths: [], for: name)
             if !options.allowSchemaless {
                 errors.append(ConfbusError(code: .missingSchema, service: name.rawValue,
                                            message: "no schema.yaml or schema.json: a service without a schema is distributed only with allow_schemaless: true"))
@@ -170,8 +172,14 @@ public struct ServiceResolver: Sendable {
     /// schema or with one that does not compile.
     public func flagPaths(files: ServiceFiles) -> [[String]] {
         guard let schemaFile = files.schema else { return [] }
-        return (try? compile(schemaFile, of: files.name))?.flagPaths ?? []
+        let paths = (try? compile(schemaFile, of: files.name))?.flagPaths ?? []
+        compiled.remember(flagPaths: paths, for: files.name)
+        return paths
     }
+
+    /// The flag paths this process last worked out for the service (by resolving it or by
+    /// `flagPaths(files:)`), without touching a file: what every flag request asks. Nil before either.
+    public func knownFlagPaths(_ service: ServiceName) -> [[String]]? { compiled.flagPaths(for: service) }
 
     /// The redaction this process last worked out for the service (by resolving it or by
     /// `redaction(files:)`), without touching a file: what every pull asks. Nil before either.
@@ -291,4 +299,11 @@ final class SchemaCache: Sendable {
     func remember(_ redaction: Redaction, for service: ServiceName) { redactions.withLock { $0[service] = redaction } }
 
     func redaction(for service: ServiceName) -> Redaction? { redactions.withLock { $0[service] } }
+
+    /// Where each service's flags are, as last worked out from its schema.
+    private let flags = Mutex<[ServiceName: [[String]]]>([:])
+
+    func remember(flagPaths: [[String]], for service: ServiceName) { flags.withLock { $0[service] = flagPaths } }
+
+    func flagPaths(for service: ServiceName) -> [[String]]? { flags.withLock { $0[service] } }
 }

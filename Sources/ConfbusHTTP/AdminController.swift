@@ -183,12 +183,18 @@ struct BodyReader: Sendable {
     let maxBytes: Int
     let parseYAML: @Sendable ([UInt8]) throws -> JSONValue
 
+    /// The body's value (no hash: only an idempotent write needs one).
     func json(_ request: Request) async throws -> JSONValue {
-        try await read(request).value
+        try await value(request)
     }
 
     /// The body's value with its canonical bytes' hash (for `Idempotency-Key`).
     func read(_ request: Request) async throws -> (value: JSONValue, hash: String) {
+        let value = try await value(request)
+        return (value, value.checksum)
+    }
+
+    private func value(_ request: Request) async throws -> JSONValue {
         var request = request
         let bytes: [UInt8]
         do {
@@ -213,7 +219,7 @@ struct BodyReader: Sendable {
                 throw Problem(.badRequest, code: "invalid_json", detail: "the body is not JSON: \(error.description)")
             }
         }
-        return (value, value.checksum)
+        return value
     }
 
     private func tooLarge() -> Problem {
