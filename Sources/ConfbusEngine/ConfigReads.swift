@@ -74,6 +74,16 @@ public struct ConfigReads: Sendable {
     /// Where the service's schema puts feature flags.
     public func flagPaths(_ service: ServiceName) async -> [[String]] { await definitions.flagPaths(service) }
 
+    /// The feature flags of a version (pointer → flag's JSON), by pointer: a flag the schema marks
+    /// secret, or that holds a secret, is left out for every reader (CONTRACT.md §12).
+    public func flags(of version: StoredVersion) async -> [(pointer: JSONPointer, flag: JSONValue)] {
+        let secrets = await redaction(version.service)
+        return FeatureFlag.pointers(in: version.config, paths: await flagPaths(version.service)).compactMap { pointer in
+            guard !secrets.touches(pointer), let flag = version.config.value(at: pointer) else { return nil }
+            return (pointer, flag)
+        }
+    }
+
     /// Which layer and source set each value of a version (`VersionStore.layers(of:version:)`).
     public func layers(_ service: ServiceName, version: Int) async throws -> JSONValue? {
         try await store.layers(of: service, version: version)

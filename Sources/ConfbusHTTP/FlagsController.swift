@@ -32,13 +32,7 @@ struct FlagsController: Sendable {
             }
             version = latest
         }
-        let secrets = await reads.redaction(service)
-        let pointers = FeatureFlag.pointers(in: version.config, paths: await reads.flagPaths(service))
-        let flags = pointers.compactMap { pointer -> (JSONPointer, JSONValue)? in
-            guard !secrets.touches(pointer), let value = version.config.value(at: pointer) else { return nil }
-            return (pointer, value)
-        }
-        return (version, flags)
+        return (version, await reads.flags(of: version).map { ($0.pointer, $0.flag) })
     }
 
     @Sendable func list(_ request: Request, _ context: ConfbusRequestContext) async throws -> Response {

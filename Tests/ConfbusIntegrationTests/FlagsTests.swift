@@ -252,6 +252,11 @@ struct FlagsTests {
         #expect(try lines.ask(#"{"flag": "/flags/nothing", "context": {"key": "k"}}"#).contains(#""error":"no flag at /flags/nothing""#))
         #expect(try lines.ask(#"{"flag": "/flags/dark_mode", "context": {}}"#).contains("context/key"))
         #expect(try lines.ask("not json").contains("error"))
+        // A line past 64 KiB is refused and its connection closed; the socket goes on serving others.
+        let flood = try UnixLineClient(path: socket)
+        defer { flood.close() }
+        #expect(try flood.ask(String(repeating: "x", count: 70 * 1024), newline: false).contains("longer than 64 KiB"))
+        #expect(try lines.ask(#"{"flag": "/flags/dark_mode", "context": {"key": "k"}}"#).contains(#""value":true"#))
         // A new version reaches the socket's answers.
         try #require(try await Self.patch(confbus, #"{"flags": {"new_checkout": {"enabled": false}}}"#).status == 200)
         try await Harness.eventually("the socket answers from version 3") {
@@ -279,8 +284,9 @@ final class UnixLineClient: @unchecked Sendable {
         guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
     }
 
-    func ask(_ line: String) throws -> String {
-        let out = Array((line + "\n").utf8)
+    /// Sends `line` (with a newline unless told not to) and reads one line back.
+    func ask(_ line: String, newline: Bool = true) throws -> String {
+        let out = Array((line + (newline ? "\n" : "")).utf8)
         guard out.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == out.count else { throw POSIXError(.EPIPE) }
         while true {
             if let newline = buffered.firstIndex(of: UInt8(ascii: "\n")) {

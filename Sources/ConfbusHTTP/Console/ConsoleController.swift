@@ -190,9 +190,8 @@ struct ConsoleController: Sendable {
     /// The version's feature flags (CONTRACT.md §12), as `GET /v1/flags` lists them: a secret one
     /// is left out for every reader.
     private func flags(of version: StoredVersion) async -> [[String: Any]] {
-        let secrets = await reads.redaction(version.service)
-        return FeatureFlag.pointers(in: version.config, paths: await reads.flagPaths(version.service)).compactMap { pointer in
-            guard !secrets.touches(pointer), let json = version.config.value(at: pointer), let flag = try? FeatureFlag(json: json) else { return nil }
+        await reads.flags(of: version).compactMap { pointer, json in
+            guard let flag = try? FeatureFlag(json: json) else { return nil }
             return ["pointer": pointer.description, "enabled": flag.enabled ? "on" : "off", "percentage": Self.percent(flag.rolloutPercentage),
                     "variants": flag.variants.map { "\($0.name) \(Self.percent($0.weight))" }.joined(separator: ", "),
                     "rules": flag.rules.map { rule in
